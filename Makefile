@@ -1,0 +1,58 @@
+# Two commands matter: `make run` (execute the course) and `make test` (the test suite).
+# Each creates the project-local virtual environment .venv on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# implicit's ALS is fastest with single-threaded BLAS inside its own thread pool.
+export OPENBLAS_NUM_THREADS ?= 1
+export MPLBACKEND ?= Agg
+export PYTHONHASHSEED ?= 0
+
+.PHONY: run smoke test lint format bench docs results clean venv
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet "pip>=23.2"
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: execute every notebook (quick start first) into build/, with build/metrics.json
+run: $(STAMP)
+	$(PY) -m recsys_lib.notebooks run
+
+## make smoke: the same, in the small smoke configuration
+smoke: $(STAMP)
+	$(PY) -m recsys_lib.notebooks run --smoke --build-dir build/smoke
+
+## make test: lint, format check, unit tests and every notebook in smoke mode
+test: $(STAMP)
+	$(VENV)/bin/ruff check recsys_lib tests benchmarks
+	$(VENV)/bin/ruff format --check recsys_lib tests benchmarks
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check recsys_lib tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix recsys_lib tests benchmarks
+	$(VENV)/bin/ruff format recsys_lib tests benchmarks
+
+## make bench: every benchmark in benchmarks/, printed as tables
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## make docs: render build/notebooks/*.ipynb to a static site in build/site
+docs: $(STAMP)
+	$(PY) -m recsys_lib.site build/notebooks build/site
+
+## make results: regenerate the results table in README.md from build/metrics.json
+results: $(STAMP)
+	$(PY) -m recsys_lib.site readme build/metrics.json README.md
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,185 @@
+"""Ranking and beyond-accuracy metrics, vectorised over users.
+
+Conventions (the same as recommenders-team/recommenders' python evaluation, so our numbers
+are comparable with its published MovieLens table):
+
+* ``recommended`` is an int array (n_users x k) of item *column indices*, best first; ``-1``
+  pads a row that has fewer than k recommendations.
+* ``relevant`` is a users x items CSR matrix (rows aligned with ``recommended``) whose stored
+  entries mark the relevant (test) items; gains are binary.
+* Only users with at least one relevant item are averaged (a user with no test items has
+  nothing to find). Precision divides by k even when fewer than k items were recommended.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
+    """Boolean (n_users x k): is the item at each position relevant for that user?
+
+    Works without a Python loop over users: (user, item) pairs are packed into int64 keys and
+    looked up in the sorted keys of the relevant matrix.
+    """
+    recommended = np.asarray(recommended)
+    if recommended.ndim != 2:
+        raise ValueError(f"recommended must be 2-D (users x k), got shape {recommended.shape}.")
+    relevant = sp.csr_matrix(relevant)
+    if recommended.shape[0] != relevant.shape[0]:
+        raise ValueError(
+            f"recommended has {recommended.shape[0]} rows but relevant has "
+            f"{relevant.shape[0]}; rows must be the same users in the same order."
+        )
+    n_items = relevant.shape[1]
+    if recommended.size and recommended.max() >= n_items:
+        raise ValueError(f"recommended holds item index {recommended.max()} >= n_items {n_items}.")
+    rows = np.repeat(np.arange(relevant.shape[0], dtype=np.int64), np.diff(relevant.indptr))
+    truth_keys = np.sort(rows * n_items + relevant.indices.astype(np.int64))
+    user_col = np.arange(recommended.shape[0], dtype=np.int64)[:, None]
+    keys = user_col * n_items + recommended.astype(np.int64)
+    if truth_keys.size == 0:
+        return np.zeros(recommended.shape, dtype=bool)
+    pos = np.searchsorted(truth_keys, keys)
+    pos = np.minimum(pos, truth_keys.size - 1)
+    return (truth_keys[pos] == keys) & (recommended >= 0)
+
+
+def _n_relevant(relevant: sp.csr_matrix) -> np.ndarray:
+    return np.diff(sp.csr_matrix(relevant).indptr).astype(np.float64)
+
+
+def _average(per_user: np.ndarray, n_relevant: np.ndarray) -> float:
+    mask = n_relevant > 0
+    if not mask.any():
+        return float("nan")
+    return float(per_user[mask].mean())
+
+
+def _discounts(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, k + 2))
+
+
+def precision_at_k(recommended, relevant, k: int = 10) -> float:
+    """Mean over users of |relevant in top-k| / k."""
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    return _average(hits.sum(1) / k, _n_relevant(relevant))
+
+
+def recall_at_k(recommended, relevant, k: int = 10) -> float:
+    """Mean over users of |relevant in top-k| / |relevant|."""
+    n_rel = _n_relevant(relevant)
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    return _average(hits.sum(1) / np.maximum(n_rel, 1), n_rel)
+
+
+def ndcg_at_k(recommended, relevant, k: int = 10) -> float:
+    """Binary-gain nDCG@k: DCG = sum_i rel_i / log2(i + 1), divided by the ideal DCG of
+    min(|relevant|, k) hits at the top."""
+    n_rel = _n_relevant(relevant)
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    disc = _discounts(k)
+    dcg = (hits * disc[: hits.shape[1]]).sum(1)
+    ideal = np.concatenate([[0.0], np.cumsum(disc)])[np.minimum(n_rel, k).astype(int)]
+    return _average(np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0), n_rel)
+
+
+def _precision_sums(hits: np.ndarray) -> np.ndarray:
+    """Sum over hit positions i of (hits up to i) / i."""
+    ranks = np.arange(1, hits.shape[1] + 1)
+    return (np.cumsum(hits, axis=1) / ranks * hits).sum(1)
+
+
+def map_at_k(recommended, relevant, k: int = 10) -> float:
+    """MAP@k: average precision over the top k, divided by min(|relevant|, k)."""
+    n_rel = _n_relevant(relevant)
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    return _average(_precision_sums(hits) / np.maximum(np.minimum(n_rel, k), 1), n_rel)
+
+
+def map_recommenders(recommended, relevant, k: int = 10) -> float:
+    """recommenders-style ``map``: the same sum of precisions, divided by ALL relevant items.
+
+    This is the "MAP" column of the recommenders benchmark tables; it is smaller than MAP@k
+    for users with more than k relevant items.
+    """
+    n_rel = _n_relevant(relevant)
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    return _average(_precision_sums(hits) / np.maximum(n_rel, 1), n_rel)
+
+
+def hit_rate_at_k(recommended, relevant, k: int = 10) -> float:
+    """Share of users with at least one relevant item in the top k."""
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    return _average(hits.any(1).astype(float), _n_relevant(relevant))
+
+
+def mrr_at_k(recommended, relevant, k: int = 10) -> float:
+    """Mean reciprocal rank of the first relevant item in the top k (0 when none)."""
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
+    return _average(1.0 / first, _n_relevant(relevant))
+
+
+def catalogue_coverage(recommended, n_items: int) -> float:
+    """Share of the catalogue that appears in at least one user's list."""
+    rec = np.asarray(recommended)
+    return float(np.unique(rec[rec >= 0]).size / n_items)
+
+
+def novelty(recommended, item_popularity: np.ndarray) -> float:
+    """Mean self-information -log2(p(i)) of recommended items, p(i) = share of users who
+    interacted with i in train. Unseen items (p = 0) are clipped to one interaction."""
+    rec = np.asarray(recommended)
+    pop = np.asarray(item_popularity, dtype=np.float64)
+    if pop.max() > 1.0:
+        raise ValueError("item_popularity must be shares in [0, 1], e.g. train counts / n_users.")
+    floor = pop[pop > 0].min() if (pop > 0).any() else 1.0
+    info = -np.log2(np.maximum(pop, floor))
+    valid = rec >= 0
+    return float(info[rec[valid]].mean()) if valid.any() else float("nan")
+
+
+def intra_list_diversity(recommended, item_vectors: np.ndarray) -> float:
+    """Mean pairwise cosine *distance* (1 - cos) between items in each list, averaged over
+    users. Lists with fewer than two items are skipped."""
+    rec = np.asarray(recommended)
+    vec = np.asarray(item_vectors, dtype=np.float64)
+    norms = np.linalg.norm(vec, axis=1, keepdims=True)
+    unit = vec / np.where(norms == 0, 1, norms)
+    valid = rec >= 0
+    lists = unit[np.where(valid, rec, 0)] * valid[..., None]  # (users, k, d)
+    sims = np.einsum("ukd,uld->ukl", lists, lists)
+    n = valid.sum(1)
+    pair_count = n * (n - 1)
+    off_diagonal = sims.sum((1, 2)) - np.einsum("ukk->u", sims)
+    keep = pair_count > 0
+    if not keep.any():
+        return float("nan")
+    return float((1.0 - off_diagonal[keep] / pair_count[keep]).mean())
+
+
+RANKING_METRICS = {
+    "map": map_recommenders,
+    "map@k": map_at_k,
+    "ndcg@k": ndcg_at_k,
+    "precision@k": precision_at_k,
+    "recall@k": recall_at_k,
+    "hit_rate@k": hit_rate_at_k,
+    "mrr@k": mrr_at_k,
+}
+
+
+def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
+    """Every ranking metric at k, as a dict (names with ``@k`` spelled out, e.g. ndcg@10)."""
+    return {
+        name.replace("@k", f"@{k}"): fn(recommended, relevant, k)
+        for name, fn in RANKING_METRICS.items()
+    }
+
+
+def report_table(reports: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """A model -> metrics mapping as a DataFrame (one row a model)."""
+    return pd.DataFrame.from_dict(reports, orient="index")

@@ -1,0 +1,215 @@
+"""The one model contract every recommender in the suite follows, plus simple baselines.
+
+    model = SomeModel(...).fit(train)          # train: Interactions (users x items)
+    scores = model.score(user_rows)            # (len(user_rows), n_items) float32
+    top = model.recommend(user_rows, k=10)     # (len(user_rows), k) item columns, seen removed
+    model.user_factors, model.item_factors     # (n_users, f), (n_items, f) or None
+
+Because every model takes an :class:`~recsys_lib.interactions.Interactions` object (rows are
+users, one row per user) the orientation is fixed in one place, and a chapter swaps models
+in one line. Scoring is done in blocks of users so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+import pandas as pd
+
+from recsys_lib.interactions import Interactions
+from recsys_lib.metrics import ranking_report
+from recsys_lib.retrieval import top_k
+
+
+class NotFittedError(RuntimeError):
+    """A model was used before ``fit``."""
+
+
+class Model(ABC):
+    """Base class: subclasses implement ``_fit(train)`` and ``_score(user_rows)``."""
+
+    name = "model"
+    user_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None
+
+    def __init__(self) -> None:
+        self.train_: Interactions | None = None
+        self.fit_seconds_: float | None = None
+
+    def fit(self, train: Interactions) -> Model:
+        """Fit on a users x items :class:`Interactions`; returns self."""
+        if not isinstance(train, Interactions):
+            raise TypeError(
+                f"fit() takes an Interactions object (users x items), got {type(train).__name__}; "
+                "build one with Interactions.from_frame(ratings, catalogue)."
+            )
+        start = time.perf_counter()
+        self.train_ = train
+        self._fit(train)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions) -> None: ...
+
+    @abstractmethod
+    def _score(self, user_rows: np.ndarray) -> np.ndarray: ...
+
+    def _require_fitted(self) -> Interactions:
+        if self.train_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(train) first.")
+        return self.train_
+
+    def _rows(self, user_rows) -> np.ndarray:
+        train = self._require_fitted()
+        if user_rows is None:
+            return np.arange(train.shape[0])
+        rows = np.atleast_1d(np.asarray(user_rows, dtype=np.int64))
+        bad = rows[(rows < 0) | (rows >= train.shape[0])]
+        if bad.size:
+            raise IndexError(
+                f"user row(s) {bad[:5].tolist()} out of range for {train.shape[0]} users; "
+                "pass row positions (catalogue.user_index(ids)), not raw ids."
+            )
+        return rows
+
+    def score(self, user_rows=None) -> np.ndarray:
+        """Scores (len(user_rows), n_items), float32; higher is better."""
+        rows = self._rows(user_rows)
+        return np.asarray(self._score(rows), dtype=np.float32)
+
+    def recommend(
+        self,
+        user_rows=None,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        block_size: int = 2048,
+    ) -> np.ndarray:
+        """Top-k item columns per user (best first), items seen in train excluded.
+
+        At most ``block_size`` rows of scores exist at any time.
+        """
+        train = self._require_fitted()
+        rows = self._rows(user_rows)
+        out = np.empty((len(rows), min(k, train.shape[1])), dtype=np.int64)
+        for start in range(0, len(rows), block_size):
+            block = rows[start : start + block_size]
+            scores = self.score(block)
+            if exclude_seen:
+                seen = train.matrix[block]
+                r, c = seen.nonzero()
+                scores[r, c] = -np.inf
+            out[start : start + len(block)] = top_k(scores, k)[0]
+        return out
+
+    def recommend_frame(self, user_ids, k: int = 10, **kwargs) -> pd.DataFrame:
+        """Recommendations for raw user ids as a long frame (user_id, rank, item_id)."""
+        train = self._require_fitted()
+        rows = train.catalogue.user_index(user_ids)
+        cols = self.recommend(rows, k, **kwargs)
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(train.catalogue.user_ids[rows], cols.shape[1]),
+                "rank": np.tile(np.arange(1, cols.shape[1] + 1), len(rows)),
+                "item_id": np.where(cols >= 0, train.catalogue.item_ids[cols], -1).ravel(),
+            }
+        )
+
+
+class Popularity(Model):
+    """Recommends the items most users interacted with in train."""
+
+    name = "popularity"
+
+    def _fit(self, train: Interactions) -> None:
+        self.counts_ = np.asarray(train.binary().matrix.sum(axis=0)).ravel().astype(np.float32)
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.counts_, (len(user_rows), len(self.counts_))).copy()
+
+
+class RandomModel(Model):
+    """Uniformly random scores; each user's scores depend only on (seed, user row)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def _fit(self, train: Interactions) -> None:
+        self.n_items_ = train.shape[1]
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.random.default_rng([self.seed, int(u)]).random(self.n_items_) for u in user_rows]
+        ) if len(user_rows) else np.empty((0, self.n_items_))
+
+
+def evaluation_users(test: Interactions) -> np.ndarray:
+    """Rows of users with at least one test interaction (the users every metric averages)."""
+    return np.flatnonzero(np.diff(test.matrix.indptr) > 0)
+
+
+def evaluate(model: Model, test: Interactions, k: int = 10) -> dict[str, float]:
+    """Ranking metrics at k of a fitted model on the test users (seen items excluded)."""
+    train = model._require_fitted()
+    if test.catalogue is not train.catalogue and (
+        not np.array_equal(test.catalogue.user_ids, train.catalogue.user_ids)
+        or not np.array_equal(test.catalogue.item_ids, train.catalogue.item_ids)
+    ):
+        raise ValueError(
+            "train and test use different catalogues, so rows/columns do not line up; build "
+            "both with the same Catalogue (Catalogue.from_frames(train, test))."
+        )
+    users = evaluation_users(test)
+    recommended = model.recommend(users, k)
+    return ranking_report(recommended, test.matrix[users], k)
+
+
+def evaluate_models(
+    models: dict[str, Model], train: Interactions, test: Interactions, k: int = 10
+) -> pd.DataFrame:
+    """Fit and evaluate several models; one row each, with fit time in seconds."""
+    rows = {}
+    for name, model in models.items():
+        model.fit(train)
+        rows[name] = {**evaluate(model, test, k), "fit_s": model.fit_seconds_}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+class FactorModel(Model):
+    """Scores users by dot products of given factors: score(u, i) = user_factors[u] . item_factors[i].
+
+    Wraps factors learned elsewhere (Spark ALS, a two-tower encoder, a ridge mapping) so the
+    evaluation and similarity code work on them unchanged. ``user_factors`` is
+    (n_users, f) in the train catalogue's row order, ``item_factors`` (n_items, f) in its
+    column order; ``fit(train)`` only checks the shapes.
+    """
+
+    name = "factors"
+
+    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        super().__init__()
+        self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        if self.user_factors.shape[1] != self.item_factors.shape[1]:
+            raise ValueError(
+                f"user factors have {self.user_factors.shape[1]} columns but item factors have "
+                f"{self.item_factors.shape[1]}; both sides need the same dimension."
+            )
+
+    def _fit(self, train: Interactions) -> None:
+        expected = (train.shape[0], train.shape[1])
+        got = (self.user_factors.shape[0], self.item_factors.shape[0])
+        if got != expected:
+            raise ValueError(
+                f"factors cover {got[0]} users x {got[1]} items but train is {expected[0]} x "
+                f"{expected[1]}; order the factors by train.catalogue rows/columns."
+            )
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        return self.user_factors[user_rows] @ self.item_factors.T

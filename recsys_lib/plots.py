@@ -1,0 +1,64 @@
+"""Plots the chapters share. Each returns a matplotlib Figure and never calls ``show``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, axes[0]
+
+
+def dataset_overview(ratings: pd.DataFrame):
+    """Three panels: rating distribution, item popularity long tail, ratings per user."""
+    fig, (ax_r, ax_tail, ax_user) = _figure(3, width=4.6)
+    counts = ratings["rating"].value_counts().sort_index()
+    ax_r.bar(counts.index.astype(int), counts.to_numpy(), color="tab:blue")
+    ax_r.set(title="Rating distribution", xlabel="rating", ylabel="ratings")
+
+    popularity = np.sort(ratings.groupby("item_id").size().to_numpy())[::-1]
+    share = np.cumsum(popularity) / popularity.sum()
+    ax_tail.plot(np.arange(1, len(popularity) + 1), popularity, color="tab:orange")
+    ax_tail.set(title="Long tail of item popularity", xlabel="item rank", ylabel="ratings",
+                yscale="log")
+    head = int(np.searchsorted(share, 0.5)) + 1
+    ax_tail.axvline(head, ls="--", c="grey")
+    ax_tail.text(head * 1.1, popularity[0] / 2, f"{head} items hold\nhalf the ratings")
+
+    per_user = ratings.groupby("user_id").size()
+    ax_user.hist(per_user, bins=40, color="tab:green")
+    ax_user.set(title="Activity per user", xlabel="ratings per user", ylabel="users",
+                yscale="log")
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metrics: list[str], title: str = ""):
+    """Grouped bars: one group per metric, one bar per model (row of ``table``)."""
+    fig, (ax,) = _figure(1, width=7.0)
+    width = 0.8 / max(len(table), 1)
+    x = np.arange(len(metrics))
+    for i, (name, row) in enumerate(table[metrics].iterrows()):
+        ax.bar(x + i * width, row.to_numpy(dtype=float), width, label=str(name))
+    ax.set_xticks(x + width * (len(table) - 1) / 2, metrics)
+    ax.set(title=title, ylabel="value")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def line_plot(x, series: dict[str, np.ndarray], *, xlabel: str, ylabel: str, title: str = "",
+              logx: bool = False):
+    """Several named curves over the same x values."""
+    fig, (ax,) = _figure(1, width=6.0)
+    for name, values in series.items():
+        ax.plot(x, values, marker="o", label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale="log" if logx else "linear")
+    if len(series) > 1:
+        ax.legend()
+    fig.tight_layout()
+    return fig

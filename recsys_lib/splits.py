@@ -1,0 +1,164 @@
+"""Train / test splitting protocols.
+
+All splitters take a long ratings frame (user_id, item_id, rating, timestamp) and return
+frames; none of them look at the test part when deciding the train part. Hyper-parameters
+are chosen on a validation split carved from TRAIN with the same functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _check_ratio(ratio: float) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}.")
+
+
+def _check_columns(frame: pd.DataFrame, *cols: str) -> None:
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame is missing column(s) {missing}; it has {list(frame.columns)}.")
+
+
+def min_count_filter(
+    ratings: pd.DataFrame, min_count: int, by: str = "item_id"
+) -> pd.DataFrame:
+    """Keep rows whose ``by`` value occurs at least ``min_count`` times."""
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}.")
+    counts = ratings.groupby(by)[by].transform("count")
+    return ratings[counts >= min_count]
+
+
+def recommenders_stratified_split(
+    ratings: pd.DataFrame,
+    ratio: float = 0.75,
+    min_rating: int = 1,
+    filter_by: str = "item",
+    seed: int = 42,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recommenders-team benchmark split, reproduced exactly.
+
+    Equivalent to ``recommenders.datasets.python_splitters.python_stratified_split`` with the
+    same arguments: seed numpy's global generator with ``seed``, draw one uniform number per
+    row in the frame's order, sort by (group, random) and, within each group (item by
+    default), send a row to train when ``rank / count <= ratio`` (rank counted from 1).
+    So an item with ``n`` ratings keeps ``floor(ratio * n)`` of them in train.
+    """
+    if filter_by not in ("user", "item"):
+        raise ValueError(f"filter_by must be 'user' or 'item', got {filter_by!r}.")
+    _check_ratio(ratio)
+    column = f"{filter_by}_id"
+    _check_columns(ratings, column)
+    if min_rating > 1:
+        ratings = min_count_filter(ratings, min_rating, by=column)
+
+    np.random.seed(seed)  # the reference implementation uses the legacy global generator
+    draws = np.random.rand(len(ratings))
+    order = np.lexsort((draws, ratings[column].to_numpy()))
+    grouped = ratings[column].to_numpy()[order]
+    # Rank of each row inside its (sorted) group, counted from 1, and the group's size.
+    starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(grouped)])
+    rank = np.arange(len(grouped)) - np.repeat(starts, sizes) + 1
+    in_train = rank / np.repeat(sizes, sizes) <= ratio
+    ordered = ratings.iloc[order]
+    return ordered[in_train], ordered[~in_train]
+
+
+def stratified_split(
+    ratings: pd.DataFrame, ratio: float = 0.75, by: str = "user_id", seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-group random split: each user (or item) keeps ``round(ratio * n)`` rows in train.
+
+    Groups with a single row keep it in train. Uses its own generator; rows keep file order.
+    """
+    _check_ratio(ratio)
+    _check_columns(ratings, by)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(ratings))
+    group = ratings[by].to_numpy()
+    order = np.lexsort((keys, group))
+    sorted_group = group[order]
+    starts = np.r_[0, np.flatnonzero(sorted_group[1:] != sorted_group[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(sorted_group)])
+    rank = np.arange(len(sorted_group)) - np.repeat(starts, sizes)
+    n_train = np.maximum(np.round(ratio * sizes), 1)
+    mask = np.empty(len(ratings), dtype=bool)
+    mask[order] = rank < np.repeat(n_train, sizes)
+    return ratings[mask], ratings[~mask]
+
+
+def temporal_split(
+    ratings: pd.DataFrame, ratio: float = 0.8, per_user: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Earliest ``ratio`` of interactions to train, the rest to test.
+
+    Global: one time cut for everybody (what a production system sees). Per user: each
+    user's own earliest share (stable sort on timestamp, ties kept in file order).
+    """
+    _check_ratio(ratio)
+    _check_columns(ratings, "timestamp", "user_id")
+    if not per_user:
+        order = np.argsort(ratings["timestamp"].to_numpy(), kind="stable")
+        n_train = int(round(ratio * len(ratings)))
+        mask = np.zeros(len(ratings), dtype=bool)
+        mask[order[:n_train]] = True
+        return ratings[mask], ratings[~mask]
+    users = ratings["user_id"].to_numpy()
+    order = np.lexsort((np.arange(len(ratings)), ratings["timestamp"].to_numpy(), users))
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(sorted_users)])
+    rank = np.arange(len(order)) - np.repeat(starts, sizes)
+    mask = np.empty(len(ratings), dtype=bool)
+    mask[order] = rank < np.repeat(np.maximum(np.round(ratio * sizes), 1), sizes)
+    return ratings[mask], ratings[~mask]
+
+
+def leave_k_out(
+    ratings: pd.DataFrame, k: int = 1, how: str = "last", seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out ``k`` interactions per user (the latest, or random ones).
+
+    Users with ``k`` or fewer interactions keep everything in train.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    if how not in ("last", "random"):
+        raise ValueError(f"how must be 'last' or 'random', got {how!r}.")
+    _check_columns(ratings, "user_id", "timestamp")
+    users = ratings["user_id"].to_numpy()
+    if how == "last":
+        secondary = ratings["timestamp"].to_numpy()
+    else:
+        secondary = np.random.default_rng(seed).random(len(ratings))
+    order = np.lexsort((np.arange(len(ratings)), secondary, users))
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(sorted_users)])
+    from_end = np.repeat(starts + sizes, sizes) - np.arange(len(order))  # 1 = last
+    held = (from_end <= k) & (np.repeat(sizes, sizes) > k)
+    mask = np.empty(len(ratings), dtype=bool)
+    mask[order] = ~held
+    return ratings[mask], ratings[~mask]
+
+
+def cold_item_split(
+    ratings: pd.DataFrame, cold_fraction: float = 0.1, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Hold out a fraction of items entirely: none of their interactions are in train.
+
+    Returns (train, test_cold, cold_item_ids): train holds every interaction with a warm
+    item, test_cold every interaction with a cold one. Combine with another split of the
+    warm part to evaluate warm and cold items side by side.
+    """
+    _check_ratio(cold_fraction)
+    items = np.unique(ratings["item_id"].to_numpy())
+    rng = np.random.default_rng(seed)
+    n_cold = max(1, int(round(cold_fraction * len(items))))
+    cold = np.sort(rng.choice(items, size=n_cold, replace=False))
+    is_cold = ratings["item_id"].isin(cold).to_numpy()
+    return ratings[~is_cold], ratings[is_cold], cold

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_lib import metrics as m
+
+# Three users; user 1 has no relevant items (ignored); user 2's list is short (-1 padding).
+RECOMMENDED = np.array([[0, 1, 2], [3, 4, -1], [5, 6, 7]])
+
+
+def relevant(rows: dict[int, list[int]], n_users=3, n_items=12) -> sp.csr_matrix:
+    r = [u for u, items in rows.items() for _ in items]
+    c = [i for items in rows.values() for i in items]
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n_users, n_items))
+
+
+REL = relevant({0: [1, 2, 9, 10], 2: [5]})
+DCG0 = 1 / np.log2(3) + 1 / np.log2(4)  # hits at ranks 2 and 3
+IDCG0 = 1 + 1 / np.log2(3) + 1 / np.log2(4)  # min(4 relevant, k=3) ideal hits
+
+
+def test_hit_matrix_marks_relevant_positions_and_ignores_padding():
+    hits = m.hit_matrix(RECOMMENDED, REL)
+    assert hits.tolist() == [[False, True, True], [False, False, False], [True, False, False]]
+
+
+@pytest.mark.parametrize(
+    "fn, expected",
+    [
+        (m.precision_at_k, (2 / 3 + 1 / 3) / 2),
+        (m.recall_at_k, (2 / 4 + 1) / 2),
+        (m.ndcg_at_k, (DCG0 / IDCG0 + 1) / 2),
+        (m.map_at_k, ((1 / 2 + 2 / 3) / 3 + 1) / 2),
+        (m.map_recommenders, ((1 / 2 + 2 / 3) / 4 + 1) / 2),
+        (m.hit_rate_at_k, 1.0),
+        (m.mrr_at_k, (1 / 2 + 1) / 2),
+    ],
+)
+def test_ranking_metrics_match_hand_computed_values(fn, expected):
+    assert fn(RECOMMENDED, REL, k=3) == pytest.approx(expected, rel=1e-12)
+
+
+def test_precision_divides_by_k_when_list_is_short():
+    rel = relevant({1: [4]})
+    assert m.precision_at_k(RECOMMENDED, rel, k=3) == pytest.approx(1 / 3)
+    assert m.recall_at_k(RECOMMENDED, rel, k=3) == pytest.approx(1.0)
+
+
+def test_metrics_at_smaller_k_truncate_the_list():
+    assert m.precision_at_k(RECOMMENDED, REL, k=1) == pytest.approx((0 + 1) / 2)
+    assert m.ndcg_at_k(RECOMMENDED, REL, k=1) == pytest.approx((0 + 1) / 2)
+
+
+def test_no_relevant_users_gives_nan():
+    empty = relevant({})
+    assert np.isnan(m.ndcg_at_k(RECOMMENDED, empty, k=3))
+
+
+def test_perfect_ranking_scores_one():
+    rel = relevant({0: [0, 1, 2], 1: [3, 4], 2: [5, 6, 7]})
+    for fn in (m.ndcg_at_k, m.map_at_k, m.map_recommenders, m.hit_rate_at_k, m.mrr_at_k):
+        assert fn(RECOMMENDED, rel, k=3) == pytest.approx(1.0), fn.__name__
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="same users"):
+        m.ndcg_at_k(RECOMMENDED, relevant({}, n_users=2), k=3)
+    with pytest.raises(ValueError, match="n_items"):
+        m.ndcg_at_k(np.array([[50]]), relevant({}, n_users=1), k=1)
+
+
+def test_ranking_report_names_metrics_at_k():
+    report = m.ranking_report(RECOMMENDED, REL, k=3)
+    assert set(report) == {"map", "map@3", "ndcg@3", "precision@3", "recall@3", "hit_rate@3", "mrr@3"}
+    assert report["ndcg@3"] == pytest.approx(m.ndcg_at_k(RECOMMENDED, REL, 3))
+    table = m.report_table({"a": report, "b": report})
+    assert list(table.index) == ["a", "b"] and "ndcg@3" in table
+
+
+def test_coverage_counts_distinct_items():
+    assert m.catalogue_coverage(RECOMMENDED, n_items=16) == pytest.approx(8 / 16)
+
+
+def test_novelty_is_mean_self_information():
+    pop = np.array([0.5, 0.25, 0.125, 1.0])
+    rec = np.array([[0, 1], [2, -1]])
+    assert m.novelty(rec, pop) == pytest.approx((1 + 2 + 3) / 3)
+    with pytest.raises(ValueError, match="shares"):
+        m.novelty(rec, np.array([3, 1, 1, 1]))
+
+
+def test_intra_list_diversity_by_hand():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # List [0, 1]: orthogonal -> distance 1. List [0, 2]: cos 45deg -> 1 - 0.7071.
+    rec = np.array([[0, 1], [0, 2], [1, -1]])
+    expected = (1.0 + (1 - 1 / np.sqrt(2))) / 2  # the single-item list is skipped
+    assert m.intra_list_diversity(rec, vectors) == pytest.approx(expected)
