@@ -1,0 +1,258 @@
+"""A/B testing: sample-size planning, tests for proportions and heavy-tailed means,
+guardrails, and a simulation of the peeking problem.
+
+Convention: arm ``a`` is control, arm ``b`` is treatment; differences are ``b - a`` and the
+relative lift is ``(b - a) / a``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """Outcome of a two-sample comparison.
+
+    statistic: z or t; p_value: two-sided unless stated; diff: mean_b - mean_a with its
+    (1 - alpha) interval [ci_low, ci_high]; lift: diff / mean_a with interval
+    [lift_low, lift_high].
+    """
+
+    statistic: float
+    p_value: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    lift: float
+    lift_low: float
+    lift_high: float
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        """True when p_value < alpha."""
+        return bool(self.p_value < alpha)
+
+
+def _check_alpha_power(alpha: float, power: float | None = None) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1)")
+    if power is not None and not 0 < power < 1:
+        raise ValueError(f"power={power} must be in (0, 1)")
+
+
+def sample_size_proportions(
+    p_baseline: float,
+    mde: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    relative: bool = True,
+    two_sided: bool = True,
+) -> int:
+    """Units per arm to detect a change of ``mde`` in a proportion (normal approximation)::
+
+        n = (z_a * sqrt(2 pbar (1 - pbar)) + z_b * sqrt(p1 q1 + p2 q2))^2 / (p2 - p1)^2
+
+    ``mde`` is relative to ``p_baseline`` when ``relative`` (0.05 = +5%), else absolute.
+    """
+    _check_alpha_power(alpha, power)
+    p1 = p_baseline
+    p2 = p1 * (1 + mde) if relative else p1 + mde
+    if not (0 < p1 < 1 and 0 < p2 < 1) or p1 == p2:
+        raise ValueError(
+            f"need 0 < p_baseline={p1} < 1 and a non-zero effect giving 0 < p2={p2} < 1"
+        )
+    za = stats.norm.ppf(1 - alpha / 2 if two_sided else 1 - alpha)
+    zb = stats.norm.ppf(power)
+    pbar = (p1 + p2) / 2
+    num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return int(math.ceil(num**2 / (p2 - p1) ** 2))
+
+
+def sample_size_means(
+    sd: float, mde: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True
+) -> int:
+    """Units per arm to detect an absolute mean difference ``mde`` when each arm has standard
+    deviation ``sd``: ``n = 2 (z_a + z_b)^2 sd^2 / mde^2`` (normal approximation)."""
+    _check_alpha_power(alpha, power)
+    if sd <= 0 or mde == 0:
+        raise ValueError(f"need sd > 0 and mde != 0, got sd={sd}, mde={mde}")
+    za = stats.norm.ppf(1 - alpha / 2 if two_sided else 1 - alpha)
+    zb = stats.norm.ppf(power)
+    return int(math.ceil(2 * (za + zb) ** 2 * sd**2 / mde**2))
+
+
+def minimum_detectable_effect(
+    sd: float, n_per_arm: int, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """Smallest absolute mean difference detectable with ``n_per_arm`` units per arm
+    (two-sided), the inverse of :func:`sample_size_means`."""
+    _check_alpha_power(alpha, power)
+    if n_per_arm < 2:
+        raise ValueError(f"n_per_arm={n_per_arm} must be >= 2")
+    za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    return float((za + zb) * sd * math.sqrt(2 / n_per_arm))
+
+
+def two_proportion_ztest(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 0.05) -> TestResult:
+    """Pooled two-proportion z-test of ``x_b/n_b`` vs ``x_a/n_a`` (two-sided); the interval
+    for the difference uses the unpooled Wald standard error, the lift interval the delta
+    method on log(p_b / p_a)."""
+    _check_alpha_power(alpha)
+    if min(n_a, n_b) <= 0 or not (0 <= x_a <= n_a and 0 <= x_b <= n_b):
+        raise ValueError(f"need 0 <= x <= n and n > 0; got x_a={x_a}, n_a={n_a}, "
+                         f"x_b={x_b}, n_b={n_b}")  # fmt: skip
+    pa, pb = x_a / n_a, x_b / n_b
+    pool = (x_a + x_b) / (n_a + n_b)
+    se0 = math.sqrt(pool * (1 - pool) * (1 / n_a + 1 / n_b))
+    z = (pb - pa) / se0 if se0 > 0 else 0.0
+    p = float(2 * stats.norm.sf(abs(z)))
+    se1 = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
+    q = stats.norm.ppf(1 - alpha / 2)
+    diff = pb - pa
+    if pa > 0 and pb > 0:
+        se_log = math.sqrt((1 - pa) / x_a + (1 - pb) / x_b)
+        lr = math.log(pb / pa)
+        lift, lo, hi = pb / pa - 1, math.exp(lr - q * se_log) - 1, math.exp(lr + q * se_log) - 1
+    else:
+        lift = lo = hi = float("nan")
+    return TestResult(z, p, diff, diff - q * se1, diff + q * se1, lift, lo, hi)
+
+
+def welch_test(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult:
+    """Welch's unequal-variance t-test of mean(b) vs mean(a), (n_a,), (n_b,) per-unit values.
+
+    Robust enough for heavy-tailed revenue once samples are large (CLT); the lift interval uses
+    the delta method for ``mean_b / mean_a - 1``.
+    """
+    _check_alpha_power(alpha)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(a.size, b.size) < 2:
+        raise ValueError(f"each arm needs >= 2 units, got {a.size} and {b.size}")
+    ma, mb = a.mean(), b.mean()
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    t = (mb - ma) / se
+    p = float(2 * stats.t.sf(abs(t), df))
+    q = stats.t.ppf(1 - alpha / 2, df)
+    diff = mb - ma
+    ratio = mb / ma
+    se_ratio = ratio * math.sqrt(va / ma**2 + vb / mb**2) if ma and mb else float("nan")
+    return TestResult(
+        float(t), p, float(diff), diff - q * se, diff + q * se,
+        ratio - 1, ratio - 1 - q * se_ratio, ratio - 1 + q * se_ratio,
+    )  # fmt: skip
+
+
+def bootstrap_test(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> TestResult:
+    """Percentile-bootstrap comparison of means for heavy-tailed per-unit values.
+
+    Resamples each arm independently ``n_boot`` times. The p-value is the two-sided bootstrap
+    p-value ``2 * min(P*(diff <= 0), P*(diff >= 0))``; the statistic is the observed diff / its
+    bootstrap standard error.
+    """
+    _check_alpha_power(alpha)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(a.size, b.size) < 2 or n_boot < 100:
+        raise ValueError(f"need >= 2 units per arm and n_boot >= 100; got {a.size}, {b.size}, "
+                         f"{n_boot}")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    ma = np.empty(n_boot)
+    mb = np.empty(n_boot)
+    for s in range(0, n_boot, 200):  # chunks keep memory at 200 x n
+        m = min(200, n_boot - s)
+        ma[s : s + m] = a[rng.integers(0, a.size, (m, a.size))].mean(1)
+        mb[s : s + m] = b[rng.integers(0, b.size, (m, b.size))].mean(1)
+    d, lift = mb - ma, mb / ma - 1
+    diff = b.mean() - a.mean()
+    p = min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    llo, lhi = np.quantile(lift, [alpha / 2, 1 - alpha / 2])
+    return TestResult(
+        float(diff / d.std(ddof=1)), float(p), float(diff), float(lo), float(hi),
+        float(b.mean() / a.mean() - 1), float(llo), float(lhi),
+    )  # fmt: skip
+
+
+def noninferiority_test(
+    a: np.ndarray, b: np.ndarray, max_relative_drop: float, alpha: float = 0.05
+) -> tuple[float, float]:
+    """One-sided test of H0: mean_b <= (1 - max_relative_drop) * mean_a (treatment is worse
+    than allowed) vs H1: it is not. Returns (z, p_value); small p = guardrail holds."""
+    _check_alpha_power(alpha)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not 0 <= max_relative_drop < 1:
+        raise ValueError(f"max_relative_drop={max_relative_drop} must be in [0, 1)")
+    c = 1 - max_relative_drop
+    se = math.sqrt(b.var(ddof=1) / b.size + c**2 * a.var(ddof=1) / a.size)
+    z = (b.mean() - c * a.mean()) / se
+    return float(z), float(stats.norm.sf(z))
+
+
+def guardrail_check(
+    metrics: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    max_relative_drop: Mapping[str, float],
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Check guardrail metrics: each must not drop by more than its allowed relative amount.
+
+    metrics: name -> (control per-unit values, treatment per-unit values), higher is better.
+    Returns one row per metric: control, treatment, lift, z, p_value (non-inferiority) and
+    ``passed`` (p_value < alpha).
+    """
+    rows = []
+    for name, drop in max_relative_drop.items():
+        if name not in metrics:
+            raise ValueError(f"guardrail {name!r} has no data; metrics has {sorted(metrics)}")
+        a, b = metrics[name]
+        z, p = noninferiority_test(a, b, drop, alpha)
+        ma, mb = float(np.mean(a)), float(np.mean(b))
+        rows.append(
+            {"metric": name, "control": ma, "treatment": mb, "lift": mb / ma - 1,
+             "max_drop": drop, "z": z, "p_value": p, "passed": p < alpha}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def simulate_peeking(
+    n_experiments: int = 2000,
+    n_per_arm: int = 10_000,
+    n_looks: int = 20,
+    p: float = 0.05,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """A/A simulation of the peeking problem.
+
+    Both arms convert with probability ``p``; the analyst runs the pooled z-test after each of
+    ``n_looks`` equally spaced looks and stops at the first p < alpha. Returns the false
+    positive rate of the fixed-horizon test (only the last look) and of the peeking analyst.
+    """
+    _check_alpha_power(alpha)
+    if n_looks < 1 or n_per_arm < n_looks:
+        raise ValueError(f"need 1 <= n_looks <= n_per_arm, got {n_looks}, {n_per_arm}")
+    rng = np.random.default_rng(seed)
+    looks = np.linspace(n_per_arm / n_looks, n_per_arm, n_looks).astype(int)
+    inc = np.diff(np.concatenate([[0], looks]))
+    # conversions per look-interval are binomial; cumulative sums give counts at each look
+    xa = rng.binomial(inc, p, size=(n_experiments, n_looks)).cumsum(1)
+    xb = rng.binomial(inc, p, size=(n_experiments, n_looks)).cumsum(1)
+    pool = (xa + xb) / (2 * looks)
+    se = np.sqrt(pool * (1 - pool) * 2 / looks)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, (xb - xa) / looks / se, 0.0)
+    reject = 2 * stats.norm.sf(np.abs(z)) < alpha
+    return {
+        "fpr_fixed_horizon": float(reject[:, -1].mean()),
+        "fpr_peeking": float(reject.any(1).mean()),
+        "n_looks": n_looks,
+        "alpha": alpha,
+    }

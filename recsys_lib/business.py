@@ -1,0 +1,418 @@
+"""Business metrics, multi-task pCTR/pCVR models and business-aware re-ranking.
+
+Shapes: ``n`` requests, ``C`` candidates per request, ``K`` slate size, ``d`` feature dim.
+Slates are int arrays of item ids, shape (n, K), best position first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _check_same_shape(**arrays: np.ndarray) -> None:
+    shapes = {k: np.shape(v) for k, v in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"arrays must have the same shape, got {shapes}")
+
+
+def ctr(clicks: np.ndarray) -> float:
+    """Click-through rate: clicks per impression; clicks (n, K) bool/0-1."""
+    clicks = np.asarray(clicks)
+    if clicks.size == 0:
+        raise ValueError("ctr of an empty array is undefined; pass at least one impression")
+    return float(clicks.mean())
+
+
+def cvr(clicks: np.ndarray, purchases: np.ndarray) -> float:
+    """Conversion rate: purchases per click; both (n, K). NaN when there are no clicks."""
+    _check_same_shape(clicks=clicks, purchases=purchases)
+    n_clicks = np.asarray(clicks).sum()
+    return float(np.asarray(purchases).sum() / n_clicks) if n_clicks else float("nan")
+
+
+def revenue_per_impression(purchases: np.ndarray, slates: np.ndarray, price: np.ndarray) -> float:
+    """Revenue per impression; purchases (n, K), slates (n, K) item ids, price (n_items,)."""
+    _check_same_shape(purchases=purchases, slates=slates)
+    return float((np.asarray(purchases) * price[slates]).mean())
+
+
+def margin_per_impression(purchases: np.ndarray, slates: np.ndarray, margin: np.ndarray) -> float:
+    """Margin (profit) per impression; same shapes as :func:`revenue_per_impression`."""
+    return revenue_per_impression(purchases, slates, margin)
+
+
+def catalog_coverage(slates: np.ndarray, n_items: int) -> float:
+    """Share of the catalogue shown at least once; slates (n, K)."""
+    if n_items < 1:
+        raise ValueError(f"n_items={n_items} must be >= 1")
+    return float(np.unique(slates).size / n_items)
+
+
+def novelty(slates: np.ndarray, item_popularity: np.ndarray) -> float:
+    """Mean self-information ``-log2 p_i`` of shown items, p_i = popularity share.
+
+    item_popularity: (n_items,) non-negative counts (e.g. clicks in the logs); zero counts are
+    smoothed by +1 so unseen items are maximally novel rather than infinite.
+    """
+    pop = np.asarray(item_popularity, dtype=float)
+    if (pop < 0).any():
+        raise ValueError("item_popularity must be non-negative counts")
+    p = (pop + 1.0) / (pop + 1.0).sum()
+    return float(-np.log2(p[slates]).mean())
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm == 0, 1.0, norm)
+
+
+def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> float:
+    """Mean pairwise dissimilarity ``1 - cos(f_i, f_j)`` within each slate, averaged.
+
+    slates (n, K) with K >= 2; item_features (n_items, d), e.g. one-hot categories.
+    """
+    k = slates.shape[1]
+    if k < 2:
+        raise ValueError(f"intra-list diversity needs slates of >= 2 items, got K={k}")
+    f = _unit_rows(np.asarray(item_features, dtype=float))[slates]  # (n, K, d)
+    sim = np.einsum("nkd,njd->nkj", f, f)
+    off = (sim.sum(axis=(1, 2)) - np.trace(sim, axis1=1, axis2=2)) / (k * (k - 1))
+    return float(np.mean(1.0 - off))
+
+
+def exposure_share(
+    slates: np.ndarray, item_mask: np.ndarray, position_weights: np.ndarray | None = None
+) -> float:
+    """Share of (position-weighted) exposure that goes to items with ``item_mask`` True.
+
+    slates (n, K); item_mask (n_items,) bool (e.g. new or long-tail items);
+    position_weights (K,) examination weights, default uniform.
+    """
+    w = np.ones(slates.shape[1]) if position_weights is None else np.asarray(position_weights)
+    if w.shape != (slates.shape[1],):
+        raise ValueError(f"position_weights shape {w.shape} must be ({slates.shape[1]},)")
+    return float((np.asarray(item_mask)[slates] * w).sum() / (w.sum() * slates.shape[0]))
+
+
+def one_hot(labels: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """(n,) int labels -> (n, n_classes) float one-hot matrix."""
+    labels = np.asarray(labels)
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    out = np.zeros((labels.size, n_classes))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass
+class MultiTaskModel:
+    """Fitted pCTR/pCVR model (ESMM-style). Holds a torch module; use :func:`predict_ctr_cvr`."""
+
+    module: Any
+    price: np.ndarray
+    losses: list[float]
+
+
+def _build_module(n_users: int, n_items: int, n_cats: int, n_brands: int, dim: int, k: int):
+    import torch
+    from torch import nn
+
+    class _Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.item = nn.Embedding(n_items, dim)
+            self.cat = nn.Embedding(n_cats, dim)
+            self.brand = nn.Embedding(n_brands, dim)
+            self.user_ctr = nn.Embedding(n_users, dim)
+            self.user_cvr = nn.Embedding(n_users, dim)
+            self.user_price = nn.Embedding(n_users, 2)  # per-user price slope (ctr, cvr)
+            self.item_bias = nn.Embedding(n_items, 1)
+            self.pos = nn.Parameter(torch.zeros(k))
+            self.lin = nn.Linear(2, 2)  # log price, is_new -> (ctr, cvr) offsets
+            for e in (self.item, self.cat, self.brand, self.user_ctr, self.user_cvr):
+                nn.init.normal_(e.weight, std=0.05)
+            nn.init.zeros_(self.user_price.weight)
+            nn.init.zeros_(self.item_bias.weight)
+
+        def forward(self, u, i, c, b, x, pos):  # all (B,) except x (B, 2)
+            v = self.item(i) + self.cat(c) + self.brand(b)
+            off = self.lin(x)
+            up = self.user_price(u)
+            lp = x[:, 0]
+            ctr_logit = (
+                (self.user_ctr(u) * v).sum(-1)
+                + self.item_bias(i)[:, 0]
+                + off[:, 0]
+                + up[:, 0] * lp
+                + (self.pos[pos] if pos is not None else 0.0)
+            )
+            cvr_logit = (self.user_cvr(u) * v).sum(-1) + off[:, 1] + up[:, 1] * lp
+            return ctr_logit, cvr_logit
+
+    return _Net()
+
+
+def _item_side(catalog: pd.DataFrame, ref_price: float):
+    cat_codes = pd.factorize(catalog["category"], sort=True)[0]
+    brand_codes = pd.factorize(catalog["brand"], sort=True)[0]
+    x = np.stack(
+        [np.log(catalog["price"].to_numpy() / ref_price), catalog["is_new"].to_numpy(float)], 1
+    )
+    return cat_codes, brand_codes, x.astype(np.float32)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; other strings pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def fit_multitask(
+    users: np.ndarray,
+    slates: np.ndarray,
+    clicks: np.ndarray,
+    purchases: np.ndarray,
+    catalog: pd.DataFrame,
+    n_users: int,
+    click_weight: np.ndarray | None = None,
+    dim: int = 16,
+    epochs: int = 4,
+    batch_size: int = 4096,
+    lr: float = 0.02,
+    weight_decay: float = 1e-5,
+    seed: int = 0,
+    device: str = "auto",
+) -> MultiTaskModel:
+    """Train pCTR and pCVR jointly on logged impressions (ESMM: the purchase label trains
+    pCTR x pCVR on all impressions, which avoids the click-only selection bias).
+
+    users (n,); slates, clicks, purchases (n, K); catalog: DataFrame with category, brand,
+    price, is_new. ``click_weight`` (n, K) re-weights the click loss per impression; default
+    all ones. Weighting the *positives* by value (``w = price / ref`` where clicked, 1
+    elsewhere) makes the learned odds ``value x click odds``, i.e. a value-aware click model
+    ("loss re-weighting"). A weight that depends on the item alone would not change the
+    per-item optimum, only how shared parameters trade items off.
+    Position is a feature during training and fixed to position 0 at prediction time.
+    """
+    import torch
+
+    _check_same_shape(slates=slates, clicks=clicks, purchases=purchases)
+    if len(users) != slates.shape[0]:
+        raise ValueError(f"users has {len(users)} rows but slates has {slates.shape[0]}")
+    if click_weight is not None:
+        _check_same_shape(slates=slates, click_weight=click_weight)
+        if (np.asarray(click_weight) < 0).any():
+            raise ValueError("click_weight must be non-negative")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    n, k = slates.shape
+    price = catalog["price"].to_numpy()
+    ref = float(np.median(price))
+    cat_codes, brand_codes, x_item = _item_side(catalog, ref)
+    net = _build_module(
+        n_users, len(catalog), cat_codes.max() + 1, brand_codes.max() + 1, dim, k
+    ).to(dev)
+    items = slates.ravel()
+
+    def t(a, dtype=torch.long):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=dev)
+
+    tu, ti = t(np.repeat(users, k)), t(items)
+    tc, tb = t(cat_codes[items]), t(brand_codes[items])
+    tx, tpos = t(x_item[items], torch.float32), t(np.tile(np.arange(k), n))
+    ty_c = t(clicks.ravel(), torch.float32)
+    ty_p = t(purchases.ravel(), torch.float32)
+    w = np.ones(n * k) if click_weight is None else np.asarray(click_weight, float).ravel()
+    tw = t(w / w.mean(), torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    bce = torch.nn.functional.binary_cross_entropy
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    losses = []
+    for _ in range(epochs):
+        perm = torch.randperm(n * k, generator=gen).to(dev)
+        total = 0.0
+        for s in range(0, n * k, batch_size):
+            idx = perm[s : s + batch_size]
+            lc, lv = net(tu[idx], ti[idx], tc[idx], tb[idx], tx[idx], tpos[idx])
+            pc, pv = torch.sigmoid(lc), torch.sigmoid(lv)
+            loss = bce(pc, ty_c[idx], weight=tw[idx]) + bce(
+                (pc * pv).clamp(1e-7, 1 - 1e-7), ty_p[idx]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / (n * k))
+    net.eval()
+    return MultiTaskModel(module=net.cpu(), price=price, losses=losses)
+
+
+def predict_ctr_cvr(
+    model: MultiTaskModel, users: np.ndarray, items: np.ndarray, catalog: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted pCTR (at the top position) and pCVR; users (n,), items (n, C) -> 2 x (n, C)."""
+    import torch
+
+    users, items = np.asarray(users), np.asarray(items)
+    if items.ndim != 2 or len(users) != items.shape[0]:
+        raise ValueError(f"need users (n,) and items (n, C); got {users.shape}, {items.shape}")
+    cat_codes, brand_codes, x_item = _item_side(catalog, float(np.median(model.price)))
+    flat = items.ravel()
+    with torch.no_grad():
+        lc, lv = model.module(
+            torch.as_tensor(np.repeat(users, items.shape[1]), dtype=torch.long),
+            torch.as_tensor(flat, dtype=torch.long),
+            torch.as_tensor(cat_codes[flat], dtype=torch.long),
+            torch.as_tensor(brand_codes[flat], dtype=torch.long),
+            torch.as_tensor(x_item[flat]),
+            torch.zeros(flat.size, dtype=torch.long),
+        )
+    return (
+        torch.sigmoid(lc).numpy().reshape(items.shape),
+        torch.sigmoid(lv).numpy().reshape(items.shape),
+    )
+
+
+def expected_value(pctr: np.ndarray, pcvr: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Expected value per impression ``pCTR * pCVR * value`` (value = price or margin), (n, C)."""
+    _check_same_shape(pctr=pctr, pcvr=pcvr, value=value)
+    return np.asarray(pctr) * np.asarray(pcvr) * np.asarray(value)
+
+
+# ----------------------------------------------------------------------------- re-ranking
+
+
+def scalarise(objectives: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted sum ``sum_j w_j * objective_j`` of same-shape score arrays (n, C).
+
+    Use log-scores (e.g. log pCTR, log(pCVR * price)) to get a weighted geometric trade-off
+    ``pCTR * (pCVR * price)^w``. Every weight must name an objective.
+    """
+    missing = set(weights) - set(objectives)
+    if missing:
+        raise ValueError(f"weights for unknown objectives {sorted(missing)}; "
+                         f"available: {sorted(objectives)}")  # fmt: skip
+    if not weights:
+        raise ValueError("weights is empty; give at least one objective weight")
+    shapes = {np.shape(objectives[k]) for k in weights}
+    if len(shapes) > 1:
+        raise ValueError(f"objective arrays differ in shape: {shapes}")
+    return sum(float(w) * np.asarray(objectives[k], dtype=float) for k, w in weights.items())
+
+
+def rank_top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` item ids per row by score, best first; (n, C), (n, C) -> (n, k)."""
+    from recsys_lib.shop import top_k_slates
+
+    _check_same_shape(scores=scores, candidates=candidates)
+    return top_k_slates(np.asarray(scores), np.asarray(candidates), k)
+
+
+def mmr_rerank(
+    scores: np.ndarray,
+    candidates: np.ndarray,
+    item_features: np.ndarray,
+    k: int,
+    diversity: float,
+) -> np.ndarray:
+    """Maximal marginal relevance: greedily pick
+    ``argmax_j (1 - diversity) * rel_j - diversity * max_{s in S} cos(f_j, f_s)``.
+
+    scores (n, C) relevance (min-max normalised per row internally); candidates (n, C);
+    item_features (n_items, d); diversity in [0, 1] (0 = plain top-k). Returns (n, k).
+    """
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity={diversity} must be in [0, 1]")
+    scores, candidates = np.asarray(scores, dtype=float), np.asarray(candidates)
+    _check_same_shape(scores=scores, candidates=candidates)
+    n, c = scores.shape
+    if k > c:
+        raise ValueError(f"k={k} exceeds the number of candidates {c}")
+    lo, hi = scores.min(1, keepdims=True), scores.max(1, keepdims=True)
+    rel = (scores - lo) / np.where(hi > lo, hi - lo, 1.0)
+    f = _unit_rows(np.asarray(item_features, dtype=float))[candidates]  # (n, C, d)
+    max_sim = np.zeros((n, c))
+    taken = np.zeros((n, c), dtype=bool)
+    out = np.empty((n, k), dtype=candidates.dtype)
+    rows = np.arange(n)
+    for step in range(k):
+        val = (1.0 - diversity) * rel - diversity * max_sim
+        val[taken] = -np.inf
+        j = val.argmax(1)
+        taken[rows, j] = True
+        out[:, step] = candidates[rows, j]
+        sim = np.einsum("ncd,nd->nc", f, f[rows, j])
+        np.maximum(max_sim, sim, out=max_sim)
+    return out
+
+
+def exposure_constrained_rerank(
+    scores: np.ndarray, candidates: np.ndarray, item_mask: np.ndarray, k: int, min_count: int
+) -> np.ndarray:
+    """Best top-``k`` slate by score subject to at least ``min_count`` items with
+    ``item_mask`` True (e.g. new items), when the row has that many; (n, C) -> (n, k).
+
+    The forced items are the best-scoring masked candidates; the slate is then ordered by score.
+    """
+    scores, candidates = np.asarray(scores, dtype=float), np.asarray(candidates)
+    _check_same_shape(scores=scores, candidates=candidates)
+    if not 0 <= min_count <= k:
+        raise ValueError(f"min_count={min_count} must be in [0, k={k}]")
+    masked = np.asarray(item_mask)[candidates]
+    masked_scores = np.where(masked, scores, -np.inf)
+    rank_in_mask = np.argsort(np.argsort(-masked_scores, axis=1, kind="stable"), axis=1)
+    forced = masked & (rank_in_mask < min_count)
+    priority = np.where(forced, np.inf, scores)
+    slate_idx = np.argsort(-priority, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, slate_idx, 1), axis=1, kind="stable")
+    return np.take_along_axis(candidates, np.take_along_axis(slate_idx, order, 1), 1)
+
+
+def pareto_front(points: np.ndarray, maximise: Iterable[bool] | bool = True) -> np.ndarray:
+    """Boolean mask (m,) of non-dominated rows of ``points`` (m, n_objectives).
+
+    A point is dominated if another is at least as good in every objective and strictly better
+    in one. ``maximise`` is one bool or one per objective (False = lower is better).
+    """
+    p = np.asarray(points, dtype=float)
+    if p.ndim != 2:
+        raise ValueError(f"points must be 2-D (m, n_objectives), got shape {p.shape}")
+    sign = np.where(np.broadcast_to(np.asarray(maximise), (p.shape[1],)), 1.0, -1.0)
+    q = p * sign
+    ge = (q[:, None, :] >= q[None, :, :]).all(-1)  # ge[a, b]: a weakly dominates b
+    gt = (q[:, None, :] > q[None, :, :]).any(-1)
+    dominated = (ge & gt).any(0)
+    return ~dominated
+
+
+def pareto_sweep(
+    evaluate: Callable[..., Mapping[str, float]],
+    grid: Iterable[Mapping[str, Any]],
+    objectives: Mapping[str, bool],
+) -> pd.DataFrame:
+    """Evaluate a policy for every parameter setting and flag the non-dominated ones.
+
+    evaluate(**params) -> dict of metrics; grid: parameter dicts; objectives: metric name ->
+    True if higher is better. Returns one row per setting with params, metrics and ``pareto``.
+    """
+    rows = [{**params, **evaluate(**params)} for params in grid]
+    if not rows:
+        raise ValueError("grid is empty; give at least one parameter setting")
+    df = pd.DataFrame(rows)
+    missing = [m for m in objectives if m not in df]
+    if missing:
+        raise ValueError(f"evaluate() did not return objectives {missing}; got {list(df)}")
+    df["pareto"] = pareto_front(df[list(objectives)].to_numpy(), list(objectives.values()))
+    return df

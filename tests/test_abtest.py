@@ -1,0 +1,130 @@
+"""Tests for A/B testing helpers, checked against statsmodels/scipy and hand formulas."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import proportions_ztest
+
+from recsys_lib.abtest import (
+    bootstrap_test,
+    guardrail_check,
+    minimum_detectable_effect,
+    noninferiority_test,
+    sample_size_means,
+    sample_size_proportions,
+    simulate_peeking,
+    two_proportion_ztest,
+    welch_test,
+)
+
+
+def test_sample_size_proportions_hand_formula():
+    p1, p2 = 0.10, 0.11
+    za, zb = stats.norm.ppf(0.975), stats.norm.ppf(0.8)
+    pbar = (p1 + p2) / 2
+    expected = (
+        za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    ) ** 2 / (p2 - p1) ** 2
+    assert sample_size_proportions(0.10, 0.10) == math.ceil(expected)
+    assert sample_size_proportions(0.10, 0.01, relative=False) == math.ceil(expected)
+    # close to statsmodels' arcsine (Cohen's h) answer
+    h = 2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1))
+    sm = NormalIndPower().solve_power(effect_size=h, alpha=0.05, power=0.8)
+    assert sample_size_proportions(0.10, 0.10) == pytest.approx(sm, rel=0.02)
+    with pytest.raises(ValueError, match="p_baseline"):
+        sample_size_proportions(0.9, 0.5)
+
+
+def test_sample_size_means_matches_statsmodels_and_mde_inverts():
+    sd, mde = 20.0, 1.5
+    n = sample_size_means(sd, mde, alpha=0.05, power=0.9)
+    sm = NormalIndPower().solve_power(effect_size=mde / sd, alpha=0.05, power=0.9)
+    assert n == math.ceil(sm)
+    assert minimum_detectable_effect(sd, n, power=0.9) == pytest.approx(mde, rel=0.01)
+    assert sample_size_means(sd, mde, two_sided=False) < sample_size_means(sd, mde)
+    with pytest.raises(ValueError, match="power"):
+        sample_size_means(sd, mde, power=1.2)
+
+
+def test_two_proportion_ztest_matches_statsmodels():
+    x_a, n_a, x_b, n_b = 480, 10_000, 560, 10_200
+    res = two_proportion_ztest(x_a, n_a, x_b, n_b)
+    z, p = proportions_ztest([x_b, x_a], [n_b, n_a])
+    assert res.statistic == pytest.approx(z)
+    assert res.p_value == pytest.approx(p)
+    pa, pb = x_a / n_a, x_b / n_b
+    se = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
+    assert res.ci_low == pytest.approx(pb - pa - 1.959964 * se, rel=1e-5)
+    assert res.lift == pytest.approx(pb / pa - 1)
+    assert res.lift_low < res.lift < res.lift_high
+    with pytest.raises(ValueError, match="x_a"):
+        two_proportion_ztest(20, 10, 1, 10)
+
+
+def test_welch_matches_scipy():
+    rng = np.random.default_rng(0)
+    a = rng.lognormal(1.0, 1.5, 3_000)
+    b = rng.lognormal(1.1, 1.5, 2_500)
+    res = welch_test(a, b)
+    t, p = stats.ttest_ind(b, a, equal_var=False)
+    assert res.statistic == pytest.approx(t)
+    assert res.p_value == pytest.approx(p)
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert res.ci_low == pytest.approx(ci.low) and res.ci_high == pytest.approx(ci.high)
+    assert res.lift == pytest.approx(b.mean() / a.mean() - 1)
+
+
+def test_bootstrap_close_to_welch_and_scipy():
+    rng = np.random.default_rng(1)
+    # heavy tailed revenue: mostly zero, log-normal when non-zero
+    a = (rng.random(4_000) < 0.05) * rng.lognormal(3.5, 0.8, 4_000)
+    b = (rng.random(4_000) < 0.06) * rng.lognormal(3.5, 0.8, 4_000)
+    res = bootstrap_test(a, b, n_boot=2_000, seed=0)
+    w = welch_test(a, b)
+    assert res.diff == pytest.approx(b.mean() - a.mean())
+    width = w.ci_high - w.ci_low
+    assert abs(res.ci_low - w.ci_low) < 0.1 * width
+    assert abs(res.ci_high - w.ci_high) < 0.1 * width
+    ref = stats.bootstrap(
+        (b, a),
+        lambda x, y: x.mean() - y.mean(),
+        n_resamples=2_000,
+        method="percentile",
+        random_state=0,
+    )
+    assert abs(res.ci_low - ref.confidence_interval.low) < 0.1 * width
+    assert bootstrap_test(a, b, seed=3).p_value == pytest.approx(w.p_value, abs=0.05)
+
+
+def test_bootstrap_deterministic():
+    a, b = np.arange(50.0), np.arange(50.0) + 5
+    assert bootstrap_test(a, b, seed=4) == bootstrap_test(a, b, seed=4)
+
+
+def test_noninferiority_by_hand_and_guardrails():
+    rng = np.random.default_rng(2)
+    a = rng.normal(10, 2, 5_000)
+    b = rng.normal(9.9, 2, 5_000)  # 1% drop
+    z, p = noninferiority_test(a, b, max_relative_drop=0.03)
+    c = 0.97
+    z_hand = (b.mean() - c * a.mean()) / math.sqrt(
+        b.var(ddof=1) / 5_000 + c**2 * a.var(ddof=1) / 5_000
+    )
+    assert z == pytest.approx(z_hand) and p == pytest.approx(stats.norm.sf(z_hand))
+    df = guardrail_check({"ctr": (a, b), "bad": (a, b * 0.9)}, {"ctr": 0.03, "bad": 0.03})
+    assert df.set_index("metric").loc["ctr", "passed"]
+    assert not df.set_index("metric").loc["bad", "passed"]
+    with pytest.raises(ValueError, match="no data"):
+        guardrail_check({"ctr": (a, b)}, {"latency": 0.1})
+
+
+def test_peeking_inflates_false_positives():
+    out = simulate_peeking(n_experiments=3_000, n_per_arm=5_000, n_looks=10, p=0.1, seed=0)
+    se = math.sqrt(0.05 * 0.95 / 3_000)
+    assert abs(out["fpr_fixed_horizon"] - 0.05) < 4 * se
+    assert out["fpr_peeking"] > out["fpr_fixed_horizon"] + 0.05
+    one = simulate_peeking(n_experiments=3_000, n_per_arm=5_000, n_looks=1, p=0.1, seed=0)
+    assert one["fpr_peeking"] == one["fpr_fixed_horizon"]

@@ -1,0 +1,200 @@
+"""Tests for business metrics, the multi-task model and re-rankers."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from recsys_lib.business import (
+    catalog_coverage,
+    ctr,
+    cvr,
+    expected_value,
+    exposure_constrained_rerank,
+    exposure_share,
+    fit_multitask,
+    intra_list_diversity,
+    margin_per_impression,
+    mmr_rerank,
+    novelty,
+    one_hot,
+    pareto_front,
+    pareto_sweep,
+    predict_ctr_cvr,
+    rank_top_k,
+    resolve_device,
+    revenue_per_impression,
+    scalarise,
+)
+from recsys_lib.shop import ShopConfig, click_prob, make_shop, simulate_logs
+
+SLATES = np.array([[0, 1, 2], [2, 3, 4]])
+CLICKS = np.array([[1, 0, 1], [0, 0, 1]], dtype=bool)
+PURCH = np.array([[1, 0, 0], [0, 0, 1]], dtype=bool)
+PRICE = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+
+
+def test_rate_metrics_by_hand():
+    assert ctr(CLICKS) == pytest.approx(3 / 6)
+    assert cvr(CLICKS, PURCH) == pytest.approx(2 / 3)
+    assert revenue_per_impression(PURCH, SLATES, PRICE) == pytest.approx((10 + 50) / 6)
+    assert margin_per_impression(PURCH, SLATES, PRICE / 10) == pytest.approx(6 / 6)
+    assert np.isnan(cvr(np.zeros((1, 2)), np.zeros((1, 2))))
+    with pytest.raises(ValueError, match="same shape"):
+        cvr(CLICKS, PURCH[:, :2])
+    with pytest.raises(ValueError, match="empty"):
+        ctr(np.array([]))
+
+
+def test_coverage_novelty_diversity_exposure():
+    assert catalog_coverage(SLATES, 10) == pytest.approx(5 / 10)
+    pop = np.array([7.0, 1, 0, 0, 0, 0])  # smoothed: 8,2,1,1,1,1 / 14
+    p = np.array([8, 2, 1, 1, 1, 1]) / 14
+    assert novelty(SLATES, pop) == pytest.approx(-np.log2(p[SLATES]).mean())
+    cats = one_hot(np.array([0, 0, 1, 1, 2, 2]))
+    # slate 0: cats 0,0,1 -> 1 of 3 pairs same -> dissimilarity 2/3; slate 1: 1,1,2 -> 2/3
+    assert intra_list_diversity(SLATES, cats) == pytest.approx(2 / 3)
+    new = np.array([False, False, True, False, False, False])
+    assert exposure_share(SLATES, new) == pytest.approx(2 / 6)
+    w = np.array([1.0, 0.5, 0.25])
+    assert exposure_share(SLATES, new, w) == pytest.approx((0.25 + 1.0) / (2 * 1.75))
+    with pytest.raises(ValueError, match=">= 2 items"):
+        intra_list_diversity(SLATES[:, :1], cats)
+    with pytest.raises(ValueError, match="position_weights"):
+        exposure_share(SLATES, new, w[:2])
+
+
+def test_expected_value_and_scalarise():
+    pc, pv, v = np.full((2, 3), 0.1), np.full((2, 3), 0.5), np.arange(6.0).reshape(2, 3)
+    assert np.allclose(expected_value(pc, pv, v), 0.05 * v)
+    obj = {"a": np.ones((2, 3)), "b": np.arange(6.0).reshape(2, 3)}
+    assert np.allclose(scalarise(obj, {"a": 2.0, "b": 0.5}), 2 + 0.5 * obj["b"])
+    with pytest.raises(ValueError, match="unknown objectives"):
+        scalarise(obj, {"c": 1.0})
+
+
+def test_rank_top_k():
+    scores = np.array([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0]])
+    cands = np.array([[10, 11, 12], [20, 21, 22]])
+    assert np.array_equal(rank_top_k(scores, cands, 2), [[11, 12], [20, 22]])
+
+
+def test_mmr_zero_diversity_is_top_k_and_diversity_spreads_categories():
+    rng = np.random.default_rng(0)
+    scores = rng.random((30, 12))
+    cands = np.tile(np.arange(12), (30, 1))
+    feats = one_hot(np.arange(12) % 3)
+    assert np.array_equal(mmr_rerank(scores, cands, feats, 4, 0.0), rank_top_k(scores, cands, 4))
+    div = mmr_rerank(scores, cands, feats, 3, 0.7)
+    assert intra_list_diversity(div, feats) == pytest.approx(1.0)
+    assert intra_list_diversity(rank_top_k(scores, cands, 3), feats) < 1.0
+    with pytest.raises(ValueError, match="diversity"):
+        mmr_rerank(scores, cands, feats, 3, 1.5)
+
+
+def test_mmr_matches_bruteforce_greedy():
+    rng = np.random.default_rng(1)
+    scores, feats = rng.random((1, 6)), rng.normal(size=(6, 3))
+    cands = np.arange(6)[None]
+    lam = 0.4
+    rel = (scores[0] - scores[0].min()) / np.ptp(scores[0])
+    f = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    chosen: list[int] = []
+    for _ in range(4):
+        best = max(
+            (j for j in range(6) if j not in chosen),
+            key=lambda j: (1 - lam) * rel[j] - lam * max([f[j] @ f[s] for s in chosen] + [0.0]),
+        )
+        chosen.append(best)
+    assert mmr_rerank(scores, cands, feats, 4, lam)[0].tolist() == chosen
+
+
+def test_exposure_constrained_rerank():
+    scores = np.array([[0.9, 0.8, 0.7, 0.2, 0.1], [0.9, 0.8, 0.7, 0.6, 0.5]])
+    cands = np.array([[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]])
+    new = np.array([False, False, False, True, True])
+    out = exposure_constrained_rerank(scores, cands, new, 3, 1)
+    assert out[0].tolist() == [0, 1, 3]  # best new item replaces the weakest old one
+    out2 = exposure_constrained_rerank(scores, cands, new, 3, 2)
+    assert out2[1].tolist() == [0, 3, 4]
+    assert np.array_equal(
+        exposure_constrained_rerank(scores, cands, new, 3, 0), rank_top_k(scores, cands, 3)
+    )
+    none_new = np.zeros(5, dtype=bool)  # constraint cannot bind: plain top-k
+    assert np.array_equal(
+        exposure_constrained_rerank(scores, cands, none_new, 3, 2), rank_top_k(scores, cands, 3)
+    )
+    with pytest.raises(ValueError, match="min_count"):
+        exposure_constrained_rerank(scores, cands, new, 3, 4)
+
+
+def test_pareto_front_bruteforce():
+    rng = np.random.default_rng(0)
+    pts = rng.random((40, 3))
+    mask = pareto_front(pts)
+    for i, j in itertools.product(range(40), repeat=2):
+        if (pts[j] >= pts[i]).all() and (pts[j] > pts[i]).any():
+            assert not mask[i]
+    for i in np.flatnonzero(mask):
+        assert not any(((pts[j] >= pts[i]).all() and (pts[j] > pts[i]).any()) for j in range(40))
+    # minimisation flips
+    two = np.array([[1.0, 1.0], [2.0, 2.0]])
+    assert pareto_front(two).tolist() == [False, True]
+    assert pareto_front(two, maximise=False).tolist() == [True, False]
+    assert pareto_front(two, maximise=[True, False]).tolist() == [True, True]
+
+
+def test_pareto_sweep():
+    df = pareto_sweep(
+        lambda w: {"x": w, "y": 1 - w**2, "z": 0.0},
+        [{"w": w} for w in (0.0, 0.5, 1.0, -1.0)],
+        {"x": True, "y": True},
+    )
+    assert df["pareto"].tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="did not return"):
+        pareto_sweep(lambda w: {"x": w}, [{"w": 1}], {"q": True})
+
+
+@pytest.fixture(scope="module")
+def shop_and_log():
+    shop = make_shop(ShopConfig(n_items=150, n_users=200, n_candidates=20), seed=0)
+    return shop, simulate_logs(shop, 30_000, seed=1)
+
+
+def test_fit_multitask_learns_signal(shop_and_log):
+    shop, log = shop_and_log
+    u, sl = log.requests.users, log.slates
+    m = fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users, epochs=3,
+                      seed=0, device="cpu")  # fmt: skip
+    assert m.losses[-1] < m.losses[0]
+    cands = log.requests.candidates[:2_000]
+    pc, pv = predict_ctr_cvr(m, u[:2_000], cands, shop.catalog)
+    assert pc.shape == pv.shape == cands.shape and ((pc > 0) & (pc < 1)).all()
+    truth = click_prob(shop, u[:2_000], cands)
+    assert np.corrcoef(pc.ravel(), truth.ravel())[0, 1] > 0.3
+    # deterministic with the same seed
+    m2 = fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users, epochs=3,
+                       seed=0, device="cpu")  # fmt: skip
+    assert np.allclose(predict_ctr_cvr(m2, u[:50], cands[:50], shop.catalog)[0], pc[:50])
+
+
+def test_value_weighted_training_favours_expensive_items(shop_and_log):
+    shop, log = shop_and_log
+    u, sl = log.requests.users, log.slates
+    kw = dict(epochs=3, seed=0, device="cpu")
+    plain = fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users, **kw)
+    w = np.where(log.clicks, shop.price[sl] / shop.ref_price, 1.0)  # value-weighted positives
+    rich = fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users,
+                         click_weight=w, **kw)  # fmt: skip
+    cands = log.requests.candidates[:2_000]
+    k_plain = rank_top_k(predict_ctr_cvr(plain, u[:2_000], cands, shop.catalog)[0], cands, 5)
+    k_rich = rank_top_k(predict_ctr_cvr(rich, u[:2_000], cands, shop.catalog)[0], cands, 5)
+    assert shop.price[k_rich].mean() > shop.price[k_plain].mean()
+    with pytest.raises(ValueError, match="non-negative"):
+        fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users,
+                      click_weight=-w)  # fmt: skip
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in {"cpu", "cuda"}
