@@ -85,7 +85,10 @@ def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
     An explicit ``path`` (or ``RECSYS_DATA_DIR``) that does not hold the data is an error,
     not a silent fallback: the caller asked for that copy.
     """
-    for label, given in (("path argument", path), ("RECSYS_DATA_DIR", os.environ.get("RECSYS_DATA_DIR"))):
+    for label, given in (
+        ("path argument", path),
+        ("RECSYS_DATA_DIR", os.environ.get("RECSYS_DATA_DIR")),
+    ):
         if given:
             found = _as_ml100k_folder(Path(given).expanduser())
             if found is None:
@@ -199,9 +202,7 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
 
 def _read_table(path: Path, names: list[str], sep: str, encoding: str = "utf-8") -> pd.DataFrame:
     try:
-        return pd.read_csv(
-            path, sep=sep, names=names, header=None, encoding=encoding, engine="c"
-        )
+        return pd.read_csv(path, sep=sep, names=names, header=None, encoding=encoding, engine="c")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise DataError(
             f"{path} could not be parsed ({err}). The local copy looks corrupt: delete it "
@@ -218,7 +219,9 @@ def parse_movielens_100k(folder: Path, *, include_zip: bool = False) -> MovieLen
     ratings = _read_table(folder / "u.data", ["user_id", "item_id", "rating", "timestamp"], "\t")
     item_cols = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *GENRES]
     raw_items = _read_table(folder / "u.item", item_cols, "|", encoding="latin-1")
-    users = _read_table(folder / "u.user", ["user_id", "age", "gender", "occupation", "zip_code"], "|")
+    users = _read_table(
+        folder / "u.user", ["user_id", "age", "gender", "occupation", "zip_code"], "|"
+    )
 
     counts = {"ratings": len(ratings), "users": len(users), "items": len(raw_items)}
     if counts != ML100K_COUNTS or ratings.isna().any().any():

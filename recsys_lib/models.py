@@ -144,9 +144,16 @@ class RandomModel(Model):
         self.n_items_ = train.shape[1]
 
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [np.random.default_rng([self.seed, int(u)]).random(self.n_items_) for u in user_rows]
-        ) if len(user_rows) else np.empty((0, self.n_items_))
+        return (
+            np.stack(
+                [
+                    np.random.default_rng([self.seed, int(u)]).random(self.n_items_)
+                    for u in user_rows
+                ]
+            )
+            if len(user_rows)
+            else np.empty((0, self.n_items_))
+        )
 
 
 def evaluation_users(test: Interactions) -> np.ndarray:

@@ -80,9 +80,7 @@ def read_records(notebook_path: str | Path) -> dict:
 
 def list_notebooks(directory: Path = NOTEBOOK_DIR, only: str | None = None) -> list[Path]:
     """Course notebooks in run order: the quick start first, then by file name."""
-    found = [
-        p for p in sorted(directory.glob("*.ipynb")) if p.stem not in SKIPPED_NOTEBOOKS
-    ]
+    found = [p for p in sorted(directory.glob("*.ipynb")) if p.stem not in SKIPPED_NOTEBOOKS]
     found.sort(key=lambda p: (p.stem != FIRST_NOTEBOOK, p.name))
     if only:
         found = [p for p in found if fnmatch.fnmatch(p.stem, f"*{only}*")]
@@ -124,7 +122,10 @@ def execute_notebook(
 
 
 def run_all(
-    *, smoke: bool = False, only: str | None = None, build_dir: Path = BUILD_DIR,
+    *,
+    smoke: bool = False,
+    only: str | None = None,
+    build_dir: Path = BUILD_DIR,
     parameters: dict | None = None,
 ) -> list[RunResult]:
     """Execute the course; write executed notebooks, metrics.json and summary.md."""
@@ -209,6 +210,7 @@ def check_metrics(expected: dict, metrics: dict) -> list[CheckRow]:
 
 def format_check(rows: list[CheckRow]) -> str:
     """The comparison as a fixed-width table."""
+
     def fmt(x):
         return "-" if x is None else (f"{x:.4g}" if _is_number(x) else str(x))
 
@@ -259,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
 
     if not args.metrics.exists():
-        print(f"{args.metrics} not found: run `make run` (or the run command) first.", file=sys.stderr)
+        print(
+            f"{args.metrics} not found: run `make run` (or the run command) first.", file=sys.stderr
+        )
         return 2
     metrics = json.loads(args.metrics.read_text())
     worst = 0

@@ -23,16 +23,16 @@ def dataset_overview(ratings: pd.DataFrame):
     popularity = np.sort(ratings.groupby("item_id").size().to_numpy())[::-1]
     share = np.cumsum(popularity) / popularity.sum()
     ax_tail.plot(np.arange(1, len(popularity) + 1), popularity, color="tab:orange")
-    ax_tail.set(title="Long tail of item popularity", xlabel="item rank", ylabel="ratings",
-                yscale="log")
+    ax_tail.set(
+        title="Long tail of item popularity", xlabel="item rank", ylabel="ratings", yscale="log"
+    )
     head = int(np.searchsorted(share, 0.5)) + 1
     ax_tail.axvline(head, ls="--", c="grey")
     ax_tail.text(head * 1.1, popularity[0] / 2, f"{head} items hold\nhalf the ratings")
 
     per_user = ratings.groupby("user_id").size()
     ax_user.hist(per_user, bins=40, color="tab:green")
-    ax_user.set(title="Activity per user", xlabel="ratings per user", ylabel="users",
-                yscale="log")
+    ax_user.set(title="Activity per user", xlabel="ratings per user", ylabel="users", yscale="log")
     fig.tight_layout()
     return fig
 
@@ -51,8 +51,15 @@ def metric_bars(table: pd.DataFrame, metrics: list[str], title: str = ""):
     return fig
 
 
-def line_plot(x, series: dict[str, np.ndarray], *, xlabel: str, ylabel: str, title: str = "",
-              logx: bool = False):
+def line_plot(
+    x,
+    series: dict[str, np.ndarray],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+):
     """Several named curves over the same x values."""
     fig, (ax,) = _figure(1, width=6.0)
     for name, values in series.items():

@@ -7,8 +7,12 @@ are chosen on a validation split carved from TRAIN with the same functions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+
+from recsys_lib.interactions import Interactions, shared_interactions
 
 
 def _check_ratio(ratio: float) -> None:
@@ -22,9 +26,7 @@ def _check_columns(frame: pd.DataFrame, *cols: str) -> None:
         raise ValueError(f"frame is missing column(s) {missing}; it has {list(frame.columns)}.")
 
 
-def min_count_filter(
-    ratings: pd.DataFrame, min_count: int, by: str = "item_id"
-) -> pd.DataFrame:
+def min_count_filter(ratings: pd.DataFrame, min_count: int, by: str = "item_id") -> pd.DataFrame:
     """Keep rows whose ``by`` value occurs at least ``min_count`` times."""
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}.")
@@ -162,3 +164,32 @@ def cold_item_split(
     cold = np.sort(rng.choice(items, size=n_cold, replace=False))
     is_cold = ratings["item_id"].isin(cold).to_numpy()
     return ratings[~is_cold], ratings[is_cold], cold
+
+
+@dataclass(frozen=True)
+class BenchmarkData:
+    """The recommenders benchmark split plus a validation split carved from its train part.
+
+    ``fit`` + ``valid`` partition ``train`` (same protocol, another seed): choose
+    hyper-parameters on (fit, valid), refit on train, report on test once. All four
+    :class:`Interactions` share one catalogue, so rows and columns line up.
+    """
+
+    train_df: pd.DataFrame
+    test_df: pd.DataFrame
+    fit_df: pd.DataFrame
+    valid_df: pd.DataFrame
+    train: Interactions
+    test: Interactions
+    fit: Interactions
+    valid: Interactions
+
+
+def benchmark_data(
+    ratings: pd.DataFrame, seed: int = 42, validation_seed: int = 7, ratio: float = 0.75
+) -> BenchmarkData:
+    """Test split as recommenders does it; validation carved from train the same way."""
+    train_df, test_df = recommenders_stratified_split(ratings, ratio=ratio, seed=seed)
+    fit_df, valid_df = recommenders_stratified_split(train_df, ratio=ratio, seed=validation_seed)
+    train, test, fit, valid = shared_interactions(train_df, test_df, fit_df, valid_df)
+    return BenchmarkData(train_df, test_df, fit_df, valid_df, train, test, fit, valid)

@@ -71,7 +71,15 @@ def test_shape_mismatch_is_a_clear_error():
 
 def test_ranking_report_names_metrics_at_k():
     report = m.ranking_report(RECOMMENDED, REL, k=3)
-    assert set(report) == {"map", "map@3", "ndcg@3", "precision@3", "recall@3", "hit_rate@3", "mrr@3"}
+    assert set(report) == {
+        "map",
+        "map@3",
+        "ndcg@3",
+        "precision@3",
+        "recall@3",
+        "hit_rate@3",
+        "mrr@3",
+    }
     assert report["ndcg@3"] == pytest.approx(m.ndcg_at_k(RECOMMENDED, REL, 3))
     table = m.report_table({"a": report, "b": report})
     assert list(table.index) == ["a", "b"] and "ndcg@3" in table

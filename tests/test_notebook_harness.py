@@ -41,8 +41,14 @@ def test_record_converts_numpy_and_rejects_objects(capsys):
 
 
 def test_check_metrics_verdicts():
-    expected = {"nb": {"a": {"value": 1.0, "rtol": 0.1}, "b": {"value": 0.0, "atol": 0.01},
-                       "c": {"value": 2.0, "rtol": 0.01}, "d": {"value": 1.0, "rtol": 0.5}}}
+    expected = {
+        "nb": {
+            "a": {"value": 1.0, "rtol": 0.1},
+            "b": {"value": 0.0, "atol": 0.01},
+            "c": {"value": 2.0, "rtol": 0.01},
+            "d": {"value": 1.0, "rtol": 0.5},
+        }
+    }
     rows = nbh.check_metrics(expected, {"nb": {"a": 1.05, "b": 0.005, "c": 2.5}})
     verdicts = {r.metric: r.verdict for r in rows}
     assert verdicts == {"nb/a": "ok", "nb/b": "ok", "nb/c": "REGRESSION", "nb/d": "MISSING"}

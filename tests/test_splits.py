@@ -13,9 +13,9 @@ def reference_stratified(frame, ratio=0.75, by="item_id", seed=42):
     df = df.sort_values([by, "random"])
     grouped = df.groupby(by)
     df["rank"] = (grouped.cumcount() + 1) / grouped[by].transform("count")
-    return df[df["rank"] <= ratio].drop(columns=["random", "rank"]), df[
-        df["rank"] > ratio
-    ].drop(columns=["random", "rank"])
+    return df[df["rank"] <= ratio].drop(columns=["random", "rank"]), df[df["rank"] > ratio].drop(
+        columns=["random", "rank"]
+    )
 
 
 def test_recommenders_split_reproduces_reference_on_small_frame():

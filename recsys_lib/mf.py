@@ -1,0 +1,315 @@
+"""Matrix factorisation and linear models behind one contract: PureSVD, ALS, BPR, EASE.
+
+All follow :class:`recsys_lib.models.Model`: ``fit(Interactions)`` on a users x items matrix,
+``score``/``recommend`` for user rows. ALS and BPR wrap ``implicit`` (GPU when
+``implicit.gpu.HAS_CUDA``, CPU otherwise); PureSVD uses ``scipy.sparse.linalg.svds``; EASE is
+the closed form of Steck (2019).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys_lib.interactions import Interactions
+from recsys_lib.models import Model, evaluate
+
+
+def _implicit_gpu(use_gpu: bool | str) -> bool:
+    import implicit.gpu
+
+    if use_gpu == "auto":
+        return bool(implicit.gpu.HAS_CUDA)
+    if use_gpu and not implicit.gpu.HAS_CUDA:
+        raise RuntimeError("use_gpu=True but implicit was built without CUDA; use 'auto'.")
+    return bool(use_gpu)
+
+
+def _single_threaded_blas():
+    """implicit parallelises over users itself; a multi-threaded BLAS underneath only
+    oversubscribes the cores (implicit warns about it), so pin BLAS to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, "blas")
+
+
+def _to_numpy(factors) -> np.ndarray:
+    return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
+
+
+class PureSVD(Model):
+    """Truncated SVD of the binary interaction matrix, X ~= U S V^T (Cremonesi et al. 2010).
+
+    ``scaling="sqrt"`` returns user_factors = U sqrt(S), item_factors = V sqrt(S);
+    ``scaling="full"`` returns U S and V. Both give the same scores U S V^T.
+    ``normalize="item"`` divides each column by sqrt(item count) first, damping popularity.
+    Note U^T U = I and V^T V = I hold for SVD's singular vectors — not for ALS factors.
+    """
+
+    name = "puresvd"
+
+    def __init__(
+        self, factors: int = 64, scaling: str = "sqrt", normalize: str | None = None, seed: int = 0
+    ) -> None:
+        super().__init__()
+        if scaling not in ("sqrt", "full"):
+            raise ValueError(f"scaling must be 'sqrt' or 'full', got {scaling!r}.")
+        if normalize not in (None, "item"):
+            raise ValueError(f"normalize must be None or 'item', got {normalize!r}.")
+        self.factors, self.scaling, self.normalize, self.seed = factors, scaling, normalize, seed
+
+    def _fit(self, train: Interactions) -> None:
+        from scipy.sparse.linalg import svds
+
+        x = train.binary().matrix.astype(np.float64)
+        if self.normalize == "item":
+            counts = np.asarray(x.sum(0)).ravel()
+            x = x @ sp.diags(1.0 / np.sqrt(np.maximum(counts, 1)))
+        k = min(self.factors, min(x.shape) - 1)
+        v0 = np.random.default_rng(self.seed).random(min(x.shape))
+        u, s, vt = svds(x, k=k, v0=v0)
+        order = np.argsort(-s)  # svds returns ascending singular values
+        u, s, vt = u[:, order], s[order], vt[order]
+        self.singular_values_ = s
+        self.u_, self.v_ = u, vt.T
+        root = np.sqrt(s) if self.scaling == "sqrt" else s
+        self.user_factors = (u * root).astype(np.float32)
+        item = vt.T * (np.sqrt(s) if self.scaling == "sqrt" else 1.0)
+        self.item_factors = item.astype(np.float32)
+
+    def _score(self, user_rows):
+        return self.user_factors[user_rows] @ self.item_factors.T
+
+
+class ALS(Model):
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through ``implicit``.
+
+    Minimises sum_{u,i} c_ui (p_ui - x_u.y_i)^2 + reg (|x_u|^2 + |y_i|^2) with preference
+    p_ui = 1 for observed pairs and confidence c_ui = 1 + alpha * r_ui (r_ui = 1 for binary
+    data). ``implicit`` reads its input as the confidence itself, so we pass 1 + alpha * r.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 1.0,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        seed: int = 0,
+        use_gpu: bool | str = "auto",
+        binary: bool = True,
+        use_cg: bool = True,
+    ) -> None:
+        super().__init__()
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.iterations, self.seed, self.use_gpu = iterations, seed, use_gpu
+        self.binary, self.use_cg = binary, use_cg
+
+    def confidence(self, train: Interactions) -> sp.csr_matrix:
+        """users x items CSR of c_ui = 1 + alpha * r_ui on the observed pairs."""
+        m = (train.binary() if self.binary else train).matrix.copy()
+        m.data = 1.0 + self.alpha * m.data
+        return m
+
+    def _fit(self, train: Interactions) -> None:
+        from implicit.als import AlternatingLeastSquares
+
+        gpu = _implicit_gpu(self.use_gpu)
+        with _single_threaded_blas():
+            kwargs = dict(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=1.0,
+                iterations=self.iterations,
+                random_state=self.seed,
+                use_gpu=gpu,
+            )
+            if not gpu:
+                kwargs["use_cg"] = self.use_cg
+            model = AlternatingLeastSquares(**kwargs)
+            model.fit(self.confidence(train), show_progress=False)
+        self.user_factors = _to_numpy(model.user_factors)
+        self.item_factors = _to_numpy(model.item_factors)
+
+    def _score(self, user_rows):
+        return self.user_factors[user_rows] @ self.item_factors.T
+
+
+def numpy_als(
+    confidence: sp.csr_matrix,
+    user_init: np.ndarray,
+    item_init: np.ndarray,
+    regularization: float,
+    iterations: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Implicit ALS in plain numpy: the closed-form updates, for teaching and for checking.
+
+    confidence: users x items CSR of c_ui (> 0 where observed; unobserved pairs have c = 1,
+    p = 0). Each half-step solves, for every user u,
+        (Y^T Y + Y^T (C_u - I) Y + reg I) x_u = Y^T C_u p_u
+    and then the same for items with the roles swapped.
+    """
+    x, y = user_init.astype(np.float64), item_init.astype(np.float64)
+    c_ui, c_iu = confidence.tocsr(), confidence.T.tocsr()
+
+    def half_step(c: sp.csr_matrix, fixed: np.ndarray, n_rows: int) -> np.ndarray:
+        gram = fixed.T @ fixed + regularization * np.eye(fixed.shape[1])
+        solved = np.zeros((n_rows, fixed.shape[1]))
+        for row in range(n_rows):
+            cols = c.indices[c.indptr[row] : c.indptr[row + 1]]
+            conf = c.data[c.indptr[row] : c.indptr[row + 1]]
+            f = fixed[cols]
+            a = gram + f.T @ ((conf - 1.0)[:, None] * f)
+            solved[row] = np.linalg.solve(a, f.T @ conf)
+        return solved
+
+    for _ in range(iterations):
+        x = half_step(c_ui, y, c_ui.shape[0])
+        y = half_step(c_iu, x, c_iu.shape[0])
+    return x, y
+
+
+class BPR(Model):
+    """Bayesian Personalised Ranking (Rendle et al. 2009) through ``implicit``: maximises
+    sum ln sigma(x_u.y_i - x_u.y_j) over (user, seen i, unseen j) triples, minus L2."""
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        seed: int = 0,
+        use_gpu: bool | str = "auto",
+    ) -> None:
+        super().__init__()
+        self.factors, self.learning_rate = factors, learning_rate
+        self.regularization, self.iterations = regularization, iterations
+        self.seed, self.use_gpu = seed, use_gpu
+
+    def _fit(self, train: Interactions) -> None:
+        from implicit.bpr import BayesianPersonalizedRanking
+
+        with _single_threaded_blas():
+            model = BayesianPersonalizedRanking(
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.seed,
+                use_gpu=_implicit_gpu(self.use_gpu),
+            )
+            model.fit(train.binary().matrix, show_progress=False)
+        # implicit appends an item-bias column (user side holds 1s there).
+        self.user_factors = _to_numpy(model.user_factors)
+        self.item_factors = _to_numpy(model.item_factors)
+
+    def _score(self, user_rows):
+        return self.user_factors[user_rows] @ self.item_factors.T
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else physical memory via sysconf."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class EASE(Model):
+    """EASE (Steck 2019): item-item weights B = I - P / diag(P), P = (X^T X + lambda I)^-1,
+    so diag(B) = 0; score(u) = x_u B. Dense items x items: O(n_items^2) memory."""
+
+    name = "ease"
+
+    def __init__(
+        self, regularization: float = 250.0, dtype=np.float32, memory_fraction: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.regularization, self.dtype, self.memory_fraction = (
+            regularization,
+            dtype,
+            memory_fraction,
+        )
+
+    def required_bytes(self, n_items: int) -> int:
+        """About three dense items x items matrices live at once (Gram, inverse, B)."""
+        return 3 * n_items * n_items * np.dtype(self.dtype).itemsize
+
+    def _fit(self, train: Interactions) -> None:
+        n_items = train.shape[1]
+        need, have = self.required_bytes(n_items), available_memory_bytes()
+        if need > self.memory_fraction * have:
+            raise MemoryError(
+                f"EASE needs about {need / 2**30:.1f} GiB for {n_items:,} items (dense items x "
+                f"items), more than {self.memory_fraction:.0%} of the {have / 2**30:.1f} GiB "
+                "available. Keep the most popular items only, or use ALS."
+            )
+        x = train.binary().matrix.astype(self.dtype)
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices(n_items)] += self.regularization
+        p = np.linalg.inv(gram)
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices(n_items)] = 0.0
+        self.weights_ = b.astype(self.dtype)
+
+    def _score(self, user_rows):
+        return np.asarray(self.train_.binary().matrix[user_rows] @ self.weights_)
+
+
+def grid_search(
+    make_model: Callable[..., Model],
+    grid: dict[str, list],
+    fit: Interactions,
+    valid: Interactions,
+    *,
+    k: int = 10,
+    metric: str | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fit ``make_model(**params)`` on ``fit`` for each grid point and score it on ``valid``.
+
+    ``fit``/``valid`` must be carved from TRAIN (never test). ``n_samples`` draws that many
+    points at random instead of the full grid. Returns one row per point: the parameters,
+    every ranking metric, fit seconds; sorted by ``metric`` (default ndcg@k), best first.
+    """
+    from tqdm.auto import tqdm
+
+    metric = metric or f"ndcg@{k}"
+    names = list(grid)
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+    if n_samples is not None and n_samples < len(points):
+        chosen = np.random.default_rng(seed).choice(len(points), n_samples, replace=False)
+        points = [points[i] for i in sorted(chosen)]
+    rows = []
+    for params in tqdm(points, desc="grid search", disable=not progress):
+        start = time.perf_counter()
+        model = make_model(**params).fit(fit)
+        seconds = time.perf_counter() - start
+        rows.append({**params, **evaluate(model, valid, k), "fit_s": seconds})
+    table = pd.DataFrame(rows)
+    if metric not in table:
+        raise KeyError(f"metric {metric!r} not among {list(table.columns)}.")
+    return table.sort_values(metric, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def best_params(table: pd.DataFrame, grid: dict[str, list]) -> dict:
+    """The parameters of the first (best) row of a :func:`grid_search` table, as Python types."""
+    row = table.iloc[0]
+    return {name: type(grid[name][0])(row[name]) for name in grid}

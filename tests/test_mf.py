@@ -1,0 +1,145 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_lib.interactions import shared_interactions
+from recsys_lib.mf import (
+    ALS,
+    BPR,
+    EASE,
+    PureSVD,
+    available_memory_bytes,
+    best_params,
+    grid_search,
+    numpy_als,
+)
+
+
+def block_interactions(n_per_block=6, seed=0):
+    """Two taste groups: users 0-5 watch items 0-5, users 6-11 items 6-11; a few pairs held out."""
+    pairs = [
+        (u, i)
+        for block in (0, 1)
+        for u in range(block * n_per_block, (block + 1) * n_per_block)
+        for i in range(block * n_per_block, (block + 1) * n_per_block)
+    ]
+    frame = pd.DataFrame(pairs, columns=["user_id", "item_id"])
+    held = frame.sample(frac=0.2, random_state=seed)
+    train, test = shared_interactions(frame.drop(held.index), held)
+    return train, test
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        PureSVD(factors=2),
+        ALS(factors=2, regularization=0.1, iterations=10, use_gpu=False),
+        EASE(regularization=1.0),
+        BPR(factors=4, iterations=300, learning_rate=0.05, use_gpu=False),
+    ],
+)
+def test_models_recommend_within_the_taste_block(model):
+    train, test = block_interactions()
+    recs = model.fit(train).recommend(k=1)
+    # Users with a held-out pair still have an unseen item of their own block to find.
+    users = np.flatnonzero(np.diff(test.matrix.indptr))
+    assert (recs[users, 0] // 6 == users // 6).mean() >= 0.9, type(model).__name__
+
+
+def test_puresvd_vectors_are_orthonormal_and_scalings_agree():
+    train, _ = block_interactions()
+    sqrt = PureSVD(factors=3, scaling="sqrt").fit(train)
+    full = PureSVD(factors=3, scaling="full").fit(train)
+    assert np.allclose(sqrt.u_.T @ sqrt.u_, np.eye(3), atol=1e-8)
+    assert np.all(np.diff(sqrt.singular_values_) <= 0)
+    assert np.allclose(sqrt.score(), full.score(), atol=1e-5)
+    with pytest.raises(ValueError, match="scaling"):
+        PureSVD(scaling="half")
+
+
+def test_puresvd_recovers_a_rank_one_matrix():
+    frame = pd.DataFrame(
+        [(u, i) for u in range(5) for i in range(4)], columns=["user_id", "item_id"]
+    )
+    (train,) = shared_interactions(frame)
+    model = PureSVD(factors=1).fit(train)
+    assert np.allclose(model.score(), 1.0, atol=1e-5)
+
+
+def test_als_confidence_is_one_plus_alpha_r():
+    train, _ = block_interactions()
+    conf = ALS(alpha=3.0).confidence(train)
+    assert set(conf.data.tolist()) == {4.0}
+
+
+def test_numpy_als_matches_implicit_exact_solver():
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    train, _ = block_interactions()
+    conf = ALS(alpha=2.0).confidence(train)
+    rng = np.random.default_rng(0)
+    x0 = (rng.random((12, 3)) * 0.1).astype(np.float32)
+    y0 = (rng.random((12, 3)) * 0.1).astype(np.float32)
+    reference = AlternatingLeastSquares(factors=3, regularization=0.5, iterations=4, use_cg=False)
+    reference.user_factors, reference.item_factors = x0.copy(), y0.copy()
+    reference.fit(conf, show_progress=False)
+    x, y = numpy_als(conf, x0, y0, regularization=0.5, iterations=4)
+    assert np.allclose(x, reference.user_factors, atol=1e-4)
+    assert np.allclose(y, reference.item_factors, atol=1e-4)
+
+
+def test_ease_learns_an_obvious_item_rule():
+    # Items 0 and 1 always go together; user 9 only saw item 0 -> item 1 must come first.
+    pairs = [(u, i) for u in range(8) for i in (0, 1)] + [(u, 2 + u % 3) for u in range(8)]
+    pairs += [(9, 0)]
+    (train,) = shared_interactions(pd.DataFrame(pairs, columns=["user_id", "item_id"]))
+    model = EASE(regularization=0.5).fit(train)
+    assert np.allclose(np.diag(model.weights_), 0.0)
+    user_row = train.catalogue.user_index([9])[0]
+    assert model.recommend([user_row], k=1)[0, 0] == 1
+
+
+def test_ease_memory_check_has_a_clear_message():
+    train, _ = block_interactions()
+    with pytest.raises(MemoryError, match="Keep the most popular items"):
+        EASE(memory_fraction=1e-12).fit(train)
+    assert available_memory_bytes() > 0
+
+
+def test_grid_search_sorts_and_samples():
+    train, valid = block_interactions()
+    grid = {"factors": [1, 2], "regularization": [0.1, 1.0]}
+    table = grid_search(
+        lambda **p: ALS(iterations=5, use_gpu=False, **p), grid, train, valid, k=2, progress=False
+    )
+    assert len(table) == 4 and table["ndcg@2"].is_monotonic_decreasing
+    params = best_params(table, grid)
+    assert isinstance(params["factors"], int) and params["factors"] in (1, 2)
+    sampled = grid_search(
+        lambda **p: ALS(iterations=2, use_gpu=False, **p),
+        grid,
+        train,
+        valid,
+        k=2,
+        n_samples=2,
+        progress=False,
+    )
+    assert len(sampled) == 2
+    with pytest.raises(KeyError, match="metric"):
+        grid_search(
+            lambda **p: ALS(iterations=1, use_gpu=False, **p),
+            grid,
+            train,
+            valid,
+            metric="auc",
+            progress=False,
+        )
+
+
+@pytest.mark.gpu
+def test_als_gpu_path_matches_cpu_quality():
+    train, test = block_interactions()
+    gpu = ALS(factors=2, regularization=0.1, iterations=10, use_gpu=True).fit(train)
+    assert gpu.user_factors.shape == (12, 2)
+    users = np.flatnonzero(np.diff(test.matrix.indptr))
+    assert (gpu.recommend(users, k=1)[:, 0] // 6 == users // 6).mean() >= 0.9
