@@ -202,11 +202,13 @@ def guardrail_check(
     max_relative_drop: Mapping[str, float],
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Check guardrail metrics: each must not drop by more than its allowed relative amount.
+    """Check guardrail metrics against an allowed relative drop each (higher is better).
 
-    metrics: name -> (control per-unit values, treatment per-unit values), higher is better.
-    Returns one row per metric: control, treatment, lift, z, p_value (non-inferiority) and
-    ``passed`` (p_value < alpha).
+    metrics: name -> (control per-unit values, treatment per-unit values).
+    Returns one row per metric: control, treatment, lift, z, ``p_noninferior`` (small = the
+    drop is shown to be smaller than allowed), ``p_harm`` = 1 - p_noninferior (small = the
+    drop is shown to be larger than allowed), ``noninferior`` (p_noninferior < alpha) and
+    ``passed`` = not significantly harmful (p_harm >= alpha), the usual guardrail rule.
     """
     rows = []
     for name, drop in max_relative_drop.items():
@@ -217,7 +219,8 @@ def guardrail_check(
         ma, mb = float(np.mean(a)), float(np.mean(b))
         rows.append(
             {"metric": name, "control": ma, "treatment": mb, "lift": mb / ma - 1,
-             "max_drop": drop, "z": z, "p_value": p, "passed": p < alpha}
+             "max_drop": drop, "z": z, "p_noninferior": p, "p_harm": 1 - p,
+             "noninferior": p < alpha, "passed": 1 - p >= alpha}
         )  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -188,7 +188,7 @@ def fit_multitask(
     n_users: int,
     click_weight: np.ndarray | None = None,
     dim: int = 16,
-    epochs: int = 4,
+    epochs: int = 3,
     batch_size: int = 4096,
     lr: float = 0.02,
     weight_decay: float = 1e-5,
@@ -416,3 +416,70 @@ def pareto_sweep(
         raise ValueError(f"evaluate() did not return objectives {missing}; got {list(df)}")
     df["pareto"] = pareto_front(df[list(objectives)].to_numpy(), list(objectives.values()))
     return df
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def tradeoff_slates(
+    pctr: np.ndarray,
+    pcvr: np.ndarray,
+    value: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+    value_weight: float,
+    diversity: float = 0.0,
+    item_features: np.ndarray | None = None,
+) -> np.ndarray:
+    """Slates from the scalarised score ``log pCTR + value_weight * log(pCVR * value)``
+    (= ranking by ``pCTR * (pCVR * value)^value_weight``), optionally MMR-diversified.
+
+    pctr, pcvr, value, candidates: (n, C). value_weight 0 = CTR-optimal, 1 = expected-value
+    optimal. ``diversity`` > 0 needs ``item_features`` (n_items, d). Returns (n, k).
+    """
+    eps = 1e-12
+    score = scalarise(
+        {"ctr": np.log(pctr + eps), "value": np.log(pcvr * value + eps)},
+        {"ctr": 1.0, "value": value_weight},
+    )
+    if diversity > 0:
+        if item_features is None:
+            raise ValueError("diversity > 0 needs item_features (n_items, d) for similarities")
+        return mmr_rerank(score, candidates, item_features, k, diversity)
+    return rank_top_k(score, candidates, k)
+
+
+def evaluate_slates(
+    shop: Any, users: np.ndarray, slates: np.ndarray, item_features: np.ndarray
+) -> dict[str, float]:
+    """Ground-truth business metrics of showing ``slates`` (n, K) to ``users`` (n,) in the
+    shop simulator: expected ctr, cvr, revenue and margin per impression, plus intra-list
+    diversity over ``item_features``, catalogue coverage and new-item exposure share."""
+    from recsys_lib.shop import position_bias, true_policy_value
+
+    out = dict(true_policy_value(shop, users, slates))
+    out["diversity"] = intra_list_diversity(slates, item_features)
+    out["coverage"] = catalog_coverage(slates, shop.n_items)
+    out["new_exposure"] = exposure_share(slates, shop.is_new, position_bias(slates.shape[1]))
+    return {k: float(v) for k, v in out.items()}
+
+
+def choose_operating_point(
+    sweep: pd.DataFrame,
+    baseline: Mapping[str, float],
+    max_ctr_drop: float,
+    objective: str = "revenue_per_impression",
+    ctr_col: str = "ctr",
+) -> pd.Series:
+    """Pick the Pareto row with the highest ``objective`` whose CTR is at most
+    ``max_ctr_drop`` (relative) below ``baseline[ctr_col]``.
+
+    sweep: output of :func:`pareto_sweep`. Raises if no Pareto row satisfies the constraint.
+    """
+    ok = sweep[sweep["pareto"] & (sweep[ctr_col] >= (1 - max_ctr_drop) * baseline[ctr_col])]
+    if ok.empty:
+        raise ValueError(
+            f"no Pareto point keeps {ctr_col} within {max_ctr_drop:.1%} of the baseline "
+            f"{baseline[ctr_col]:.4f}; relax max_ctr_drop or widen the grid"
+        )
+    return ok.loc[ok[objective].idxmax()]

@@ -365,7 +365,7 @@ def simulate_outcomes(
 
 
 def simulate_logs(
-    shop: Shop, n_impressions: int, seed: int, chunk_requests: int = 100_000
+    shop: Shop, n_impressions: int, seed: int, chunk_requests: int = 20_000
 ) -> ImpressionLog:
     """Run the logging policy for ``n_impressions`` impressions (a multiple of the slate size).
 

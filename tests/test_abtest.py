@@ -114,9 +114,16 @@ def test_noninferiority_by_hand_and_guardrails():
         b.var(ddof=1) / 5_000 + c**2 * a.var(ddof=1) / 5_000
     )
     assert z == pytest.approx(z_hand) and p == pytest.approx(stats.norm.sf(z_hand))
-    df = guardrail_check({"ctr": (a, b), "bad": (a, b * 0.9)}, {"ctr": 0.03, "bad": 0.03})
-    assert df.set_index("metric").loc["ctr", "passed"]
-    assert not df.set_index("metric").loc["bad", "passed"]
+    df = guardrail_check(
+        {"ctr": (a, b), "bad": (a, b * 0.9), "unclear": (a[:50], b[:50] * 0.97)},
+        {"ctr": 0.03, "bad": 0.03, "unclear": 0.03},
+    ).set_index("metric")
+    assert df.loc["ctr", "passed"] and df.loc["ctr", "noninferior"]
+    assert not df.loc["bad", "passed"] and not df.loc["bad", "noninferior"]
+    # too little data to prove non-inferiority, but no evidence of harm either
+    assert df.loc["unclear", "passed"] and not df.loc["unclear", "noninferior"]
+    assert df.loc["ctr", "p_noninferior"] == pytest.approx(p)
+    assert df.loc["bad", "p_harm"] == pytest.approx(1 - df.loc["bad", "p_noninferior"])
     with pytest.raises(ValueError, match="no data"):
         guardrail_check({"ctr": (a, b)}, {"latency": 0.1})
 
