@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.metrics import ranking_report
@@ -86,18 +87,26 @@ class Model(ABC):
         k: int = 10,
         *,
         exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
         block_size: int = 2048,
     ) -> np.ndarray:
         """Top-k item columns per user (best first), items seen in train excluded.
 
-        At most ``block_size`` rows of scores exist at any time.
+        ``candidates`` (item columns) restricts the ranking to those items, e.g. only cold
+        items. At most ``block_size`` rows of scores exist at any time.
         """
         train = self._require_fitted()
         rows = self._rows(user_rows)
         out = np.empty((len(rows), min(k, train.shape[1])), dtype=np.int64)
+        blocked = None
+        if candidates is not None:
+            blocked = np.ones(train.shape[1], dtype=bool)
+            blocked[np.asarray(candidates, dtype=np.int64)] = False
         for start in range(0, len(rows), block_size):
             block = rows[start : start + block_size]
             scores = self.score(block)
+            if blocked is not None:
+                scores[:, blocked] = -np.inf
             if exclude_seen:
                 seen = train.matrix[block]
                 r, c = seen.nonzero()
@@ -161,8 +170,14 @@ def evaluation_users(test: Interactions) -> np.ndarray:
     return np.flatnonzero(np.diff(test.matrix.indptr) > 0)
 
 
-def evaluate(model: Model, test: Interactions, k: int = 10) -> dict[str, float]:
-    """Ranking metrics at k of a fitted model on the test users (seen items excluded)."""
+def evaluate(
+    model: Model, test: Interactions, k: int = 10, candidates: np.ndarray | None = None
+) -> dict[str, float]:
+    """Ranking metrics at k of a fitted model on the test users (seen items excluded).
+
+    With ``candidates`` (item columns) both the ranking and the relevant test items are
+    restricted to those items (e.g. cold items only); users with no relevant candidate drop out.
+    """
     train = model._require_fitted()
     if test.catalogue is not train.catalogue and (
         not np.array_equal(test.catalogue.user_ids, train.catalogue.user_ids)
@@ -172,9 +187,15 @@ def evaluate(model: Model, test: Interactions, k: int = 10) -> dict[str, float]:
             "train and test use different catalogues, so rows/columns do not line up; build "
             "both with the same Catalogue (Catalogue.from_frames(train, test))."
         )
-    users = evaluation_users(test)
-    recommended = model.recommend(users, k)
-    return ranking_report(recommended, test.matrix[users], k)
+    relevant = test.matrix
+    if candidates is not None:
+        keep = np.zeros(test.shape[1], dtype=np.float32)
+        keep[np.asarray(candidates, dtype=np.int64)] = 1.0
+        relevant = (relevant @ sp.diags(keep)).tocsr()
+        relevant.eliminate_zeros()
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    recommended = model.recommend(users, k, candidates=candidates)
+    return ranking_report(recommended, relevant[users], k)
 
 
 def evaluate_models(

@@ -99,3 +99,12 @@ def test_catalogue_rejects_duplicates_and_bad_matrix():
 
     with pytest.raises(ValueError, match="users x items CSR"):
         Interactions(sp.csr_matrix((3, 2)), Catalogue(np.array([1, 2]), np.array([5, 6, 7])))
+
+
+def test_candidates_restrict_ranking_and_relevance(toy):
+    train, test = toy
+    model = Popularity().fit(train)
+    # Only item 40 (column 3) is a candidate: user 1 has nothing relevant there, user 2 does.
+    assert model.recommend([0, 1], k=2, candidates=[3]).tolist() == [[3, -1], [3, -1]]
+    report = evaluate(model, test, k=1, candidates=[3])
+    assert report["precision@1"] == pytest.approx(1.0) and report["recall@1"] == pytest.approx(1.0)
