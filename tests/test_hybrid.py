@@ -114,3 +114,24 @@ def test_text_to_factors_fills_only_cold_items():
     assert np.linalg.norm(predicted - [2, 0]) < 0.2 < np.linalg.norm(predicted - [0, 2])
     with pytest.raises(ValueError, match="same train"):
         TextToFactors(Popularity().fit(train), text).fit(train)
+
+
+def test_select_ridge_alpha_prefers_small_alpha_on_clean_linear_data():
+    from recsys_lib.coldstart import select_ridge_alpha
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = x @ rng.normal(size=(4, 2))
+    table = select_ridge_alpha(x, y, [1e-3, 10.0, 1000.0], seed=0)
+    assert table["alpha"].tolist()[0] == 1e-3 and table["mean_cosine"].iloc[0] > 0.99
+    assert table["mse"].is_monotonic_increasing
+
+
+def test_cold_start_data_keeps_cold_items_out_of_train(movielens):
+    from recsys_lib.coldstart import cold_start_data
+
+    data = cold_start_data(movielens.ratings, cold_fraction=0.1, seed=0)
+    assert data.train.matrix[:, data.cold_items].nnz == 0
+    assert data.test.matrix[:, data.cold_items].nnz > 0
+    assert len(data.cold_items) + len(data.warm_items) == data.train.shape[1]
+    assert len(data.train_df) + len(data.test_df) == len(movielens.ratings)
