@@ -1,0 +1,275 @@
+"""Labelled (user, item) pairs for training click models, built from interactions only.
+
+What counts as a positive on MovieLens, which has ratings but no clicks:
+
+* a **click** is any rating (``min_rating=1``): the user chose to watch the film;
+* a **conversion** is a rating of 4 or 5 (``min_rating=4``): the user chose it *and* liked it.
+
+Negatives are items the user did **not** interact with, sampled uniformly or in proportion to
+popularity (``count ** power``). Which interactions a negative must avoid is always passed in
+explicitly (``known``):
+
+* training pairs: ``known`` = the train split only, so nothing about validation or test leaks
+  into training (a test item may be drawn as a training negative: the model cannot know better);
+* held-out pairs: ``known`` = train + held-out, so an evaluation negative is a genuine
+  non-interaction.
+
+Frames are long: one row per pair, columns ``user_id, item_id, label`` (1 = positive).
+:func:`pair_features` and :class:`LogisticBaseline` give the simple-feature baseline
+(popularity, genre match, user activity) that a text model has to beat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CLICK_MIN_RATING = 1  #: any rating is a click (the user watched the film)
+CONVERSION_MIN_RATING = 4  #: a rating >= 4 is a conversion (watched and liked)
+
+
+def _check_columns(frame: pd.DataFrame, *cols: str, name: str = "frame") -> None:
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}; it has {list(frame.columns)}.")
+
+
+def positives(ratings: pd.DataFrame, min_rating: float = CLICK_MIN_RATING) -> pd.DataFrame:
+    """Positive pairs: rows of ``ratings`` with ``rating >= min_rating``, deduplicated.
+
+    Returns a frame (user_id, item_id, label=1) sorted by (user_id, item_id).
+    """
+    _check_columns(ratings, "user_id", "item_id", "rating", name="ratings")
+    kept = ratings.loc[ratings["rating"] >= min_rating, ["user_id", "item_id"]]
+    kept = kept.drop_duplicates().sort_values(["user_id", "item_id"], kind="mergesort")
+    return kept.assign(label=np.int64(1)).reset_index(drop=True)
+
+
+def popularity_weights(
+    train_ratings: pd.DataFrame, item_ids: np.ndarray, power: float = 1.0, smoothing: float = 1.0
+) -> np.ndarray:
+    """Sampling probabilities over ``item_ids``: ``(train count + smoothing) ** power``, summing
+    to 1. ``power=0`` is uniform; ``power=1`` samples in proportion to popularity.
+
+    Counts come from ``train_ratings`` only. Returns float64 (len(item_ids),).
+    """
+    counts = train_ratings["item_id"].value_counts()
+    counts = counts.reindex(np.asarray(item_ids), fill_value=0).to_numpy(dtype=np.float64)
+    weights = (counts + smoothing) ** power
+    if not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise ValueError(
+            f"popularity weights are degenerate (power={power}, smoothing={smoothing})."
+        )
+    return weights / weights.sum()
+
+
+def sample_negatives(
+    pos: pd.DataFrame,
+    known: pd.DataFrame,
+    item_ids: np.ndarray,
+    *,
+    ratio: int = 1,
+    how: str = "uniform",
+    weights: np.ndarray | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``ratio`` negatives per positive row: items the user has no row for in ``known``.
+
+    pos: frame with user_id (one row per positive). known: every (user_id, item_id) a negative
+    must avoid. item_ids: the candidate universe. how: ``"uniform"`` or ``"popularity"`` (then
+    ``weights`` over ``item_ids`` is required, e.g. :func:`popularity_weights`). Draws are with
+    replacement across a user's negatives (a user may get the same negative twice) and are
+    rejection-sampled, so the distribution over the allowed items is exactly the requested one.
+
+    Returns (user_id, item_id, label=0) with ``ratio`` rows per row of ``pos``, users in the
+    order of ``pos``. Raises if a user has interacted with every candidate.
+    """
+    _check_columns(pos, "user_id", name="pos")
+    _check_columns(known, "user_id", "item_id", name="known")
+    if int(ratio) != ratio or ratio < 1:
+        raise ValueError(f"ratio must be a positive integer, got {ratio!r}.")
+    item_ids = np.unique(np.asarray(item_ids))
+    n_items = len(item_ids)
+    if how == "uniform":
+        probs = None
+    elif how == "popularity":
+        if weights is None or len(weights) != n_items:
+            raise ValueError(
+                f"how='popularity' needs weights over the {n_items} candidate items (sorted by id); "
+                f"got {None if weights is None else len(weights)}. Use popularity_weights()."
+            )
+        probs = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    else:
+        raise ValueError(f"how must be 'uniform' or 'popularity', got {how!r}.")
+
+    users = pos["user_id"].to_numpy()
+    uniq_users, user_code = np.unique(users, return_inverse=True)
+    known_u = np.searchsorted(uniq_users, known["user_id"].to_numpy())
+    known_u_ok = (known_u < len(uniq_users)) & (
+        uniq_users[np.minimum(known_u, len(uniq_users) - 1)] == known["user_id"].to_numpy()
+    )
+    known_i = np.searchsorted(item_ids, known["item_id"].to_numpy())
+    known_i_ok = (known_i < n_items) & (
+        item_ids[np.minimum(known_i, n_items - 1)] == known["item_id"].to_numpy()
+    )
+    ok = known_u_ok & known_i_ok
+    known_keys = np.unique(known_u[ok].astype(np.int64) * n_items + known_i[ok])
+    per_user_known = np.bincount(known_keys // n_items, minlength=len(uniq_users))
+    full = np.flatnonzero(per_user_known >= n_items)
+    if full.size:
+        raise ValueError(
+            f"user(s) {uniq_users[full[:5]].tolist()} interacted with all {n_items} candidate "
+            "items, so they have no negatives; drop them or widen item_ids."
+        )
+
+    rng = np.random.default_rng(seed)
+    owner = np.repeat(user_code, int(ratio)).astype(np.int64)
+    drawn = np.empty(len(owner), dtype=np.int64)
+    todo = np.arange(len(owner))
+    while todo.size:
+        candidates = rng.choice(n_items, size=todo.size, p=probs)
+        keys = owner[todo] * n_items + candidates
+        hit = np.searchsorted(known_keys, keys)
+        bad = (hit < known_keys.size) & (known_keys[np.minimum(hit, known_keys.size - 1)] == keys)
+        drawn[todo[~bad]] = candidates[~bad]
+        todo = todo[bad]
+    return pd.DataFrame(
+        {"user_id": uniq_users[owner], "item_id": item_ids[drawn], "label": np.int64(0)}
+    )
+
+
+def build_pairs(
+    ratings: pd.DataFrame,
+    known: pd.DataFrame,
+    item_ids: np.ndarray,
+    *,
+    min_rating: float = CLICK_MIN_RATING,
+    ratio: int = 1,
+    how: str = "uniform",
+    weights: np.ndarray | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Positives from ``ratings`` (rating >= min_rating) plus ``ratio`` sampled negatives each.
+
+    For training pairs pass ``ratings=known=train``; for held-out pairs pass the held-out
+    ratings and ``known = concat(train, held-out)``. Returns (user_id, item_id, label) with the
+    positives first, then the negatives, in a deterministic order.
+    """
+    pos = positives(ratings, min_rating)
+    neg = sample_negatives(pos, known, item_ids, ratio=ratio, how=how, weights=weights, seed=seed)
+    return pd.concat([pos, neg], ignore_index=True)
+
+
+def shuffle_pairs(pairs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The rows in a random (seeded) order, index reset."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return pairs.iloc[order].reset_index(drop=True)
+
+
+def pair_features(
+    pairs: pd.DataFrame, train_ratings: pd.DataFrame, items: pd.DataFrame
+) -> np.ndarray:
+    """Simple features per pair, from train only: float64 (n_pairs, 3).
+
+    Columns: ``log1p(item train count)``, ``genre match`` (cosine between the user's train genre
+    counts and the item's genre indicator; 0 for users or items without genres), and
+    ``log1p(user train count)``. See :data:`PAIR_FEATURE_NAMES`.
+    """
+    _check_columns(pairs, "user_id", "item_id", name="pairs")
+    genre_names = sorted({g for gs in items["genres"] for g in gs})
+    item_genres = pd.DataFrame(
+        [[g in set(gs) for g in genre_names] for gs in items["genres"]],
+        index=items["item_id"].to_numpy(),
+        columns=genre_names,
+        dtype=np.float64,
+    )
+    rated = item_genres.reindex(train_ratings["item_id"].to_numpy(), fill_value=0.0)
+    user_genres = rated.groupby(train_ratings["user_id"].to_numpy()).sum()
+    u = user_genres.reindex(pairs["user_id"].to_numpy(), fill_value=0.0).to_numpy()
+    i = item_genres.reindex(pairs["item_id"].to_numpy(), fill_value=0.0).to_numpy()
+    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(i, axis=1)
+    match = np.divide((u * i).sum(1), norms, out=np.zeros(len(pairs)), where=norms > 0)
+    item_count = train_ratings["item_id"].value_counts()
+    user_count = train_ratings["user_id"].value_counts()
+    pop = item_count.reindex(pairs["item_id"].to_numpy(), fill_value=0).to_numpy(np.float64)
+    act = user_count.reindex(pairs["user_id"].to_numpy(), fill_value=0).to_numpy(np.float64)
+    return np.column_stack([np.log1p(pop), match, np.log1p(act)])
+
+
+PAIR_FEATURE_NAMES = ("log_item_popularity", "genre_match", "log_user_activity")
+
+
+@dataclass
+class LogisticBaseline:
+    """L2-regularised logistic regression fitted by Newton's method (numpy only).
+
+    Features are standardised with the training mean/std; ``coef_`` is on the standardised
+    scale and ``intercept_`` is the bias. ``l2`` penalises the weights, not the bias.
+    """
+
+    l2: float = 1e-3
+    max_iter: int = 50
+    tol: float = 1e-8
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticBaseline:
+        """x: (n, d) features, y: (n,) labels in {0, 1}."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if x.ndim != 2 or len(x) != len(y):
+            raise ValueError(f"x must be (n, d) and y (n,); got {x.shape} and {y.shape}.")
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError("y must contain only 0 and 1 labels.")
+        self.mean_ = x.mean(0)
+        self.std_ = np.where(x.std(0) > 0, x.std(0), 1.0)
+        z = np.column_stack([np.ones(len(x)), (x - self.mean_) / self.std_])
+        w = np.zeros(z.shape[1])
+        penalty = np.full(z.shape[1], self.l2 * len(x))
+        penalty[0] = 0.0
+        for _ in range(self.max_iter):
+            p = 1.0 / (1.0 + np.exp(-(z @ w)))
+            grad = z.T @ (p - y) + penalty * w
+            hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty) + 1e-10 * np.eye(len(w))
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < self.tol:
+                break
+        self.intercept_, self.coef_ = float(w[0]), w[1:]
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """P(label = 1) per row: float64 (n,)."""
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("LogisticBaseline is not fitted: call fit(x, y) first.")
+        z = (np.asarray(x, dtype=np.float64) - self.mean_) / self.std_
+        return 1.0 / (1.0 + np.exp(-(z @ self.coef_ + self.intercept_)))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a random positive > a random negative), ties 1/2.
+
+    Computed from average ranks (Mann-Whitney U), so it is exact with ties.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape.")
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes; got {n_pos} positives and {n_neg} negatives.")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    average = (starts + ends + 1) / 2.0  # ranks counted from 1
+    ranks[order] = np.repeat(average, ends - starts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]."""
+    labels = np.asarray(labels, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))

@@ -1,0 +1,375 @@
+"""Pairs, losses and the two fine-tuning loops, on tiny random BERT models (fast)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from recsys_lib import finetune as ft  # noqa: E402
+from recsys_lib import pairs as pr  # noqa: E402
+from recsys_lib.interactions import shared_interactions  # noqa: E402
+
+# ------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return ft.load_tokenizer()
+
+
+def tiny_config(**kw):
+    from transformers import BertConfig
+
+    base = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0)  # fmt: skip
+    base.update(kw)
+    return BertConfig(**base)
+
+
+def tiny_encoder(seed=0):
+    from transformers import BertModel
+
+    torch.manual_seed(seed)
+    return BertModel(tiny_config())
+
+
+def tiny_classifier(seed=0):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(
+        tiny_config(num_labels=2, id2label=ft.ID2LABEL, label2id=ft.LABEL2ID, initializer_range=0.2)
+    )
+
+
+@pytest.fixture
+def log():
+    """Train/test ratings of 4 users on 6 items."""
+    train = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 3, 3, 4],
+            "item_id": [10, 11, 12, 10, 13, 14, 15, 10],
+            "rating": [5, 2, 4, 3, 5, 4, 1, 5],
+        }  # fmt: skip
+    )
+    test = pd.DataFrame({"user_id": [1, 2, 3, 4], "item_id": [13, 14, 10, 11], "rating": 4})
+    return train, test
+
+
+ITEMS = np.array([10, 11, 12, 13, 14, 15])
+USER_TEXT = pd.Series({1: "loves westerns", 2: "likes comedy", 3: "horror fan", 4: "drama only"})
+ITEM_TEXT = pd.Series({10: "a western", 11: "a comedy", 12: "a horror film", 13: "a drama",
+                       14: "a musical", 15: "a war film"})  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- sampling
+
+
+def test_positives_click_and_conversion(log):
+    train, _ = log
+    clicks = pr.positives(train, pr.CLICK_MIN_RATING)
+    conversions = pr.positives(train, pr.CONVERSION_MIN_RATING)
+    assert len(clicks) == 8 and (clicks["label"] == 1).all()
+    assert set(map(tuple, conversions[["user_id", "item_id"]].to_numpy())) == {
+        (1, 10), (1, 12), (2, 13), (3, 14), (4, 10)
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["uniform", "popularity"])
+@pytest.mark.parametrize("ratio", [1, 3])
+def test_negatives_avoid_known_and_respect_ratio(log, how, ratio):
+    train, _ = log
+    weights = pr.popularity_weights(train, ITEMS)
+    pairs = pr.build_pairs(train, train, ITEMS, ratio=ratio, how=how, weights=weights, seed=1)
+    neg = pairs[pairs["label"] == 0]
+    seen = set(map(tuple, train[["user_id", "item_id"]].to_numpy()))
+    assert not seen & set(map(tuple, neg[["user_id", "item_id"]].to_numpy()))
+    assert set(neg["item_id"]) <= set(ITEMS)
+    per_user_pos = pairs[pairs["label"] == 1].groupby("user_id").size()
+    per_user_neg = neg.groupby("user_id").size()
+    pd.testing.assert_series_equal(per_user_neg, per_user_pos * ratio, check_names=False)
+
+
+def test_training_pairs_do_not_depend_on_test_and_heldout_negatives_avoid_both(log):
+    train, test = log
+    a = pr.build_pairs(train, train, ITEMS, ratio=2, seed=3)
+    b = pr.build_pairs(train, train, ITEMS, ratio=2, seed=3)
+    pd.testing.assert_frame_equal(a, b)  # deterministic, and test was never an input
+    assert set(map(tuple, a.loc[a["label"] == 1, ["user_id", "item_id"]].to_numpy())) <= set(
+        map(tuple, train[["user_id", "item_id"]].to_numpy())
+    )
+    known = pd.concat([train, test])
+    held = pr.build_pairs(test, known, ITEMS, ratio=3, seed=3)
+    neg = set(map(tuple, held.loc[held["label"] == 0, ["user_id", "item_id"]].to_numpy()))
+    assert not neg & set(map(tuple, known[["user_id", "item_id"]].to_numpy()))
+    assert set(map(tuple, held.loc[held["label"] == 1, ["user_id", "item_id"]].to_numpy())) == set(
+        map(tuple, test[["user_id", "item_id"]].to_numpy())
+    )
+
+
+def test_popularity_sampling_follows_weights():
+    known = pd.DataFrame({"user_id": [1], "item_id": [0]})  # item 0 is excluded for user 1
+    pos = pd.DataFrame({"user_id": np.ones(20000, dtype=int)})
+    items = np.arange(4)
+    weights = np.array([0.4, 0.1, 0.2, 0.3])
+    neg = pr.sample_negatives(pos, known, items, how="popularity", weights=weights, seed=0)
+    share = neg["item_id"].value_counts(normalize=True).reindex(items, fill_value=0).to_numpy()
+    np.testing.assert_allclose(share, [0, 1 / 6, 2 / 6, 3 / 6], atol=0.015)
+
+
+def test_popularity_weights_and_sampling_errors(log):
+    train, _ = log
+    w = pr.popularity_weights(train, ITEMS, power=1.0, smoothing=1.0)
+    np.testing.assert_allclose(w, np.array([4, 2, 2, 2, 2, 2]) / 14)
+    with pytest.raises(ValueError, match="ratio"):
+        pr.sample_negatives(train, train, ITEMS, ratio=0)
+    with pytest.raises(ValueError, match="weights"):
+        pr.sample_negatives(train, train, ITEMS, how="popularity")
+    everything = pd.DataFrame({"user_id": 9, "item_id": ITEMS})
+    with pytest.raises(ValueError, match="no negatives"):
+        pr.sample_negatives(everything, everything, ITEMS)
+
+
+# ------------------------------------------------------------------ metrics and baseline
+
+
+def test_roc_auc_and_log_loss_by_hand():
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.9, 0.4, 0.1])
+    # pairs (pos, neg): (0.9,0.9)=0.5, (0.9,0.1)=1, (0.4,0.9)=0, (0.4,0.1)=1 -> 2.5 / 4
+    assert pr.roc_auc(labels, scores) == pytest.approx(0.625)
+    probs = np.array([0.8, 0.3, 0.6, 0.1])
+    expected = -(math.log(0.8) + math.log(0.7) + math.log(0.6) + math.log(0.9)) / 4
+    assert pr.log_loss(labels, probs) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="both classes"):
+        pr.roc_auc(np.ones(3), np.arange(3))
+
+
+def test_pair_features_by_hand(log):
+    train, _ = log
+    items = pd.DataFrame({"item_id": ITEMS, "genres": [["A"], ["B"], ["A", "B"], ["C"], ["A"], []]})
+    pairs = pd.DataFrame({"user_id": [1, 3], "item_id": [12, 13]})
+    x = pr.pair_features(pairs, train, items)
+    # user 1 genre counts (A, B, C) = (2, 2, 0); item 12 = (1, 1, 0) -> cosine 1
+    # user 3: items 14 (A) and 15 (no genre) -> (1, 0, 0); item 13 = C -> cosine 0
+    np.testing.assert_allclose(x[:, 1], [1.0, 0.0])
+    np.testing.assert_allclose(x[:, 0], np.log1p([1, 1]))
+    np.testing.assert_allclose(x[:, 2], np.log1p([3, 2]))
+
+
+def test_logistic_baseline_is_optimal_and_separates():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] - 0.5 * x[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(float)
+    model = pr.LogisticBaseline(l2=1e-2).fit(x, y)
+    z = np.column_stack([np.ones(400), (x - model.mean_) / model.std_])
+    w = np.r_[model.intercept_, model.coef_]
+    p = 1 / (1 + np.exp(-(z @ w)))
+    grad = z.T @ (p - y) + np.r_[0.0, 1e-2 * 400 * model.coef_]
+    assert np.abs(grad).max() < 1e-6  # Newton converged to the penalised optimum
+    assert model.coef_[0] > 0 > model.coef_[1]
+    assert pr.roc_auc(y, model.predict_proba(x)) > 0.95
+
+
+# ------------------------------------------------------------------------------- losses
+
+
+def test_multiple_negatives_loss_by_hand():
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    v = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    t = 0.5
+    # logits / t: row0 = [2, 1.2], row1 = [0, 1.6]
+    row0 = -math.log(math.exp(2) / (math.exp(2) + math.exp(1.2)))
+    row1 = -math.log(math.exp(1.6) / (1 + math.exp(1.6)))
+    got = ft.multiple_negatives_loss(u, v, temperature=t)
+    assert got.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    # masking item 1 out of user 0's negatives leaves a single candidate: loss 0 for that row
+    mask = torch.tensor([[False, True], [False, False]])
+    got = ft.multiple_negatives_loss(u, v, temperature=t, mask=mask)
+    assert got.item() == pytest.approx(row1 / 2, rel=1e-6)
+    col0 = -math.log(math.exp(2) / (math.exp(2) + math.exp(0)))
+    col1 = -math.log(math.exp(1.6) / (math.exp(1.2) + math.exp(1.6)))
+    sym = ft.multiple_negatives_loss(u, v, temperature=t, symmetric=True)
+    assert sym.item() == pytest.approx(((row0 + row1) / 2 + (col0 + col1) / 2) / 2, rel=1e-6)
+
+
+def test_linear_warmup_factor():
+    values = [ft.linear_warmup_factor(s, total_steps=10, warmup_steps=4) for s in range(10)]
+    np.testing.assert_allclose(values[:4], [0.2, 0.4, 0.6, 0.8])
+    np.testing.assert_allclose(values[4:], [1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+
+
+def test_source_article_argmax_bug():
+    logits = torch.tensor([[0.2, 1.5], [2.0, -1.0]])  # (batch, num_labels): 2-D
+    with pytest.raises(IndexError):
+        logits.argmax(dim=2)
+    assert logits.argmax(dim=-1).tolist() == [1, 0]
+
+
+# ---------------------------------------------------------------------- freezing and batches
+
+
+def test_freeze_lower_layers_counts():
+    model = tiny_classifier()
+    report = ft.freeze_lower_layers(model, 1)
+    layer = sum(p.numel() for p in model.bert.encoder.layer[0].parameters())
+    head = sum(p.numel() for p in model.bert.pooler.parameters()) + sum(
+        p.numel() for p in model.classifier.parameters()
+    )
+    assert report["trainable"] == layer + head
+    assert report["share"] == pytest.approx(report["trainable"] / report["total"])
+    assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
+    assert ft.freeze_lower_layers(model, None)["share"] == 1.0
+    with pytest.raises(ValueError, match="between 0 and 3"):
+        ft.freeze_lower_layers(model, 4)
+
+
+def test_user_unique_batches_and_mask():
+    users = np.array([0, 0, 1, 2, 2, 2, 3])
+    items = np.array([5, 6, 5, 7, 8, 9, 6])
+    batches = list(ft.user_unique_batches(users, items, 3, np.random.default_rng(0)))
+    seen = np.concatenate([u for u, _ in batches])
+    assert sorted(seen.tolist()) == [0, 1, 2, 3] or len(seen) == 3  # a lone last user is dropped
+    pos = set(zip(users.tolist(), items.tolist(), strict=True))
+    for u, i in batches:
+        assert len(set(u.tolist())) == len(u)
+        assert all((a, b) in pos for a, b in zip(u.tolist(), i.tolist(), strict=True))
+    keys = np.unique(users * 10 + items)
+    mask = ft.in_batch_positive_mask(np.array([0, 1]), np.array([6, 5]), keys, 10)
+    # user 0 also has item 5 (user 1's positive): masked; user 1 does not have item 6
+    assert mask.tolist() == [[False, True], [False, False]]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_cross_encoder_two_steps_lower_loss_and_round_trip(tokenizer, tmp_path):
+    pairs = pd.DataFrame({"user_id": [1, 2, 3, 4, 1, 2, 3, 4],
+                          "item_id": [10, 11, 12, 13, 14, 15, 10, 11],
+                          "label": [1, 1, 1, 1, 0, 0, 0, 0]})  # fmt: skip
+    model = tiny_classifier()
+
+    def batch_loss():
+        model.eval()
+        users, items = ft._pair_texts(pairs, USER_TEXT, ITEM_TEXT)
+        enc = ft.tokenize_pairs(tokenizer, users, items, 32)
+        with torch.no_grad():
+            return model(**enc, labels=torch.tensor(pairs["label"].to_numpy())).loss.item()
+
+    before = batch_loss()
+    cfg = ft.TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_ratio=0.0, max_length=32,
+                         device="cpu", progress=False, patience=None)  # fmt: skip
+    hist = ft.train_cross_encoder(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, cfg)
+    assert hist.steps == [1, 2] and hist.examples == 16
+    assert batch_loss() < before
+
+    probs = ft.predict_click_proba(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    one = ft.predict_click_proba(model, tokenizer, pairs.iloc[[5]], USER_TEXT, ITEM_TEXT,
+                                 device="cpu")  # fmt: skip
+    assert probs.shape == (8,) and ((probs > 0) & (probs < 1)).all()
+    assert one[0] == pytest.approx(probs[5], abs=1e-5)  # input order is kept
+
+    folder = ft.save_model(model, tokenizer, tmp_path / "ce")
+    assert (folder / "model.safetensors").is_file()
+    loaded = ft.load_cross_encoder(str(folder))
+    assert loaded.config.id2label == ft.ID2LABEL
+    again = ft.predict_click_proba(loaded, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    np.testing.assert_allclose(again, probs, atol=1e-6)
+
+
+def test_gradient_accumulation_and_early_stopping(tokenizer):
+    pairs = pd.DataFrame({"user_id": [1, 2, 3, 4], "item_id": [10, 11, 12, 13],
+                          "label": [1, 0, 1, 0]})  # fmt: skip
+    cfg = ft.TrainConfig(epochs=1, batch_size=1, grad_accum=2, max_length=32, device="cpu",
+                         progress=False)  # fmt: skip
+    hist = ft.train_cross_encoder(tiny_classifier(), tokenizer, pairs, USER_TEXT, ITEM_TEXT, cfg)
+    assert hist.steps == [1, 2] and hist.examples == 4 and hist.evals == []
+    # validation every update; a model that cannot improve (lr 0) stops after `patience` evals
+    cfg = ft.TrainConfig(epochs=50, batch_size=4, lr=0.0, eval_every=1, patience=2,
+                         max_length=32, device="cpu", progress=False)  # fmt: skip
+    model = tiny_classifier()
+    start = ft.copy_state(model)
+    hist = ft.train_cross_encoder(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, cfg,
+                                  val_pairs=pairs, monitor="log_loss")  # fmt: skip
+    assert hist.stopped_early and hist.steps == [1, 2] and hist.best_step == 0
+    assert [e["step"] for e in hist.evals] == list(range(len(hist.evals)))
+    best = min(hist.evals, key=lambda e: e["log_loss"])
+    assert hist.best_step == best["step"] and hist.best_score == best["log_loss"]
+    if hist.best_step == 0:  # the starting weights were best: they are restored
+        for name, value in ft.copy_state(model).items():
+            assert torch.equal(value, start[name]), name
+
+
+@pytest.mark.parametrize("n_trainable", [1, None])
+def test_two_tower_cache_matches_full_forward(tokenizer, n_trainable):
+    tower = ft.TwoTower(tiny_encoder(), tokenizer, n_trainable=n_trainable, max_length=16,
+                        device="cpu")  # fmt: skip
+    texts = ITEM_TEXT.tolist()
+    full = tower.encode(texts)
+    tower.cache("items", texts)
+    tower.encoder.eval()
+    with torch.no_grad():
+        cached = tower.embed_batch(name="items", rows=[4, 0, 2]).numpy()
+    np.testing.assert_allclose(cached, full[[4, 0, 2]], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1.0, atol=1e-5)
+
+
+def test_two_tower_training_lowers_loss_is_deterministic_and_ranks(tokenizer, log):
+    train, test = log
+    pos = pr.positives(train)
+    cfg = ft.TrainConfig(epochs=2, batch_size=4, lr=5e-3, warmup_ratio=0.0, max_length=16,
+                         device="cpu", progress=False, patience=None)  # fmt: skip
+
+    def run():
+        tower = ft.TwoTower(tiny_encoder(), tokenizer, n_trainable=1, max_length=16, device="cpu")
+        hist = ft.train_two_tower(tower, pos, USER_TEXT, ITEM_TEXT, cfg, temperature=0.1)
+        return tower, hist
+
+    (tower, hist), (tower2, hist2) = run(), run()
+    assert hist.loss == hist2.loss  # same seed, same run on CPU
+    first = ft.copy_state(tower.encoder)
+    for name, value in ft.copy_state(tower2.encoder).items():
+        assert torch.equal(value, first[name]), name
+    assert hist.steps == [1, 2]
+    # the loss of the same fixed batch goes down
+    tower3 = ft.TwoTower(tiny_encoder(), tokenizer, n_trainable=1, max_length=16, device="cpu")
+    users, items = np.array([0, 1, 2, 3]), np.array([0, 3, 4, 0])  # codes into the texts
+
+    def fixed_loss():
+        tower3.encoder.eval()
+        with torch.no_grad():
+            u = tower3.embed_batch([USER_TEXT.iloc[r] for r in users])
+            v = tower3.embed_batch([ITEM_TEXT.iloc[r] for r in items])
+            return ft.multiple_negatives_loss(u, v, 0.1).item()
+
+    before = fixed_loss()
+    fixed = pd.DataFrame({"user_id": USER_TEXT.index[users], "item_id": ITEM_TEXT.index[items]})
+    ft.train_two_tower(tower3, fixed, USER_TEXT, ITEM_TEXT, cfg, temperature=0.1)
+    assert fixed_loss() < before
+
+    tr, te = shared_interactions(train, test)
+    metrics = ft.ranking_metrics(tower, USER_TEXT, ITEM_TEXT, tr, te, k=3)
+    assert 0.0 <= metrics["ndcg@10" if "ndcg@10" in metrics else "ndcg@3"] <= 1.0
+    users_f, items_f = ft.text_factors(tower, USER_TEXT, ITEM_TEXT, tr.catalogue)
+    np.testing.assert_allclose(items_f, tower.encode(ITEM_TEXT.loc[tr.catalogue.item_ids].tolist()))
+    assert users_f.shape == (4, 32)
+
+
+def test_two_tower_needs_trainable_parameters(tokenizer):
+    tower = ft.TwoTower(tiny_encoder(), tokenizer, n_trainable=0, max_length=16, device="cpu")
+    assert tower.params["trainable"] == 0
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        ft.train_two_tower(
+            tower,
+            pd.DataFrame({"user_id": [1, 2], "item_id": [10, 11]}),
+            USER_TEXT,
+            ITEM_TEXT,
+            ft.TrainConfig(progress=False, device="cpu"),
+        )
