@@ -241,3 +241,40 @@ class FactorModel(Model):
 
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
         return self.user_factors[user_rows] @ self.item_factors.T
+
+
+class RandomTieBreak(Model):
+    """Wraps a fitted model and breaks exact score ties at random instead of by item index.
+
+    The library's top-k breaks ties towards the lower column, which is reproducible but not
+    neutral: MovieLens ids are roughly in catalogue order, so a model whose scores all tie
+    (ALS or popularity on never-seen items) would inherit an id-order "signal". Adding a
+    jitter far below float32 resolution of the scores reorders only exact ties.
+    """
+
+    def __init__(self, base: Model, seed: int = 0) -> None:
+        super().__init__()
+        self.base, self.seed = base, seed
+        self.name = f"{base.name}+random_ties"
+
+    def _fit(self, train: Interactions) -> None:
+        if self.base._require_fitted().shape != train.shape:
+            raise ValueError("base must be fitted on the same train data.")
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        return self.base.score(user_rows)
+
+    def score(self, user_rows=None) -> np.ndarray:
+        rows = self._rows(user_rows)
+        scores = self.base.score(rows).astype(np.float64)
+        scale = np.maximum(
+            np.abs(np.where(np.isfinite(scores), scores, 0)).max(1, keepdims=True), 1.0
+        )
+        jitter = (
+            np.stack(
+                [np.random.default_rng([self.seed, int(u)]).random(scores.shape[1]) for u in rows]
+            )
+            if len(rows)
+            else np.zeros_like(scores)
+        )
+        return scores + 1e-9 * scale * jitter

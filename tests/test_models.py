@@ -4,6 +4,7 @@ import pytest
 
 from recsys_lib.interactions import Catalogue, Interactions, shared_interactions
 from recsys_lib.models import (
+    FactorModel,
     NotFittedError,
     Popularity,
     RandomModel,
@@ -108,3 +109,17 @@ def test_candidates_restrict_ranking_and_relevance(toy):
     assert model.recommend([0, 1], k=2, candidates=[3]).tolist() == [[3, -1], [3, -1]]
     report = evaluate(model, test, k=1, candidates=[3])
     assert report["precision@1"] == pytest.approx(1.0) and report["recall@1"] == pytest.approx(1.0)
+
+
+def test_random_tie_break_only_reorders_exact_ties(toy):
+    from recsys_lib.models import RandomTieBreak
+
+    train, _ = toy
+    base = FactorModel(np.ones((3, 1)), np.array([[2.0], [0.0], [0.0], [0.0]])).fit(train)
+    orders = {
+        tuple(RandomTieBreak(base, seed=s).fit(train).recommend([2], k=3, exclude_seen=False)[0])
+        for s in range(20)
+    }
+    assert all(order[0] == 0 for order in orders)  # the real winner stays first
+    assert len(orders) > 1  # the tied tail is shuffled
+    assert base.recommend([2], k=3, exclude_seen=False)[0].tolist() == [0, 1, 2]
