@@ -1,0 +1,26 @@
+import numpy as np
+
+from recsys_lib.pipeline import build_quickstart
+
+
+class FakeEncoder:
+    """Deterministic stand-in for TextEncoder: a hash-seeded random unit vector per text."""
+
+    def encode(self, texts):
+        out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=8) for t in texts])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_quickstart_fits_every_model_and_explains_from_history(movielens):
+    qs = build_quickstart(movielens, encoder=FakeEncoder(), weights=(0.0, 0.5))
+    assert set(qs.models) == {"popularity", "text", "ALS", "hybrid"}
+    assert qs.text_weight in (0.0, 0.5) and len(qs.weight_curve) == 2
+    table = qs.metrics()
+    assert table.loc["ALS", "ndcg@10"] > table.loc["popularity", "ndcg@10"]
+    recs = qs.recommend_with_reasons(196, k=5)
+    assert len(recs) == 5 and recs["reason"].str.startswith("because you liked ").all()
+    history = set(qs.data.train_df.query("user_id == 196")["item_id"])
+    titles = movielens.items.set_index("item_id")["title"]
+    liked = {r.removeprefix("because you liked ") for r in recs["reason"]}
+    assert liked <= set(titles.loc[list(history)])
+    assert not set(recs["title"]) & set(titles.loc[list(history)])
