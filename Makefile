@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
+# Use a MovieLens copy lying beside the checkout (as in CI) instead of downloading one.
+SHARED_MOVIELENS := $(wildcard $(CURDIR)/../shared/data/movielens)
+ifneq ($(SHARED_MOVIELENS),)
+export RECSYS_DATA_DIR ?= $(abspath $(SHARED_MOVIELENS))
+endif
 
 .PHONY: run smoke test lint format bench docs results clean venv
 
