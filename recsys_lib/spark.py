@@ -468,7 +468,9 @@ def cached_encoder(model: str = "default", device: str = "cpu"):
     if key not in _ENCODERS:
         from recsys_lib.embeddings import TextEncoder
 
-        _ENCODERS[key] = TextEncoder(model=model, device=device)
+        # No on-disk cache: parallel workers (or executors on other machines) must not race
+        # on one cache folder.
+        _ENCODERS[key] = TextEncoder(model=model, device=device, use_cache=False)
     return _ENCODERS[key]
 
 
@@ -481,12 +483,14 @@ def _embed_partition(
     device: str,
     batch_size: int,
 ) -> Iterator[pd.DataFrame]:
-    encoder = cached_encoder(model, device) if isinstance(model, str) else model
+    named = isinstance(model, str)
+    encoder = cached_encoder(model, device) if named else model
+    options = {"show_progress": False} if named else {}  # no progress bars from workers
     for batch in batches:
         for start in range(0, len(batch), batch_size):
             part = batch.iloc[start : start + batch_size]
             texts = part[text_col].fillna("").astype(str).tolist()
-            vectors = np.asarray(encoder.encode(texts), dtype=np.float32)
+            vectors = np.asarray(encoder.encode(texts, **options), dtype=np.float32)
             if vectors.shape[0] != len(texts):
                 raise ValueError(
                     f"encoder returned {vectors.shape[0]} vectors for {len(texts)} texts."
