@@ -170,15 +170,6 @@ def _item_side(catalog: pd.DataFrame, ref_price: float):
     return cat_codes, brand_codes, x.astype(np.float32)
 
 
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; other strings pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def fit_multitask(
     users: np.ndarray,
     slates: np.ndarray,
@@ -215,6 +206,8 @@ def fit_multitask(
         _check_same_shape(slates=slates, click_weight=click_weight)
         if (np.asarray(click_weight) < 0).any():
             raise ValueError("click_weight must be non-negative")
+    from recsys_lib.runtime import resolve_device
+
     dev = resolve_device(device)
     torch.manual_seed(seed)
     n, k = slates.shape

@@ -181,3 +181,34 @@ class LearnedBlend(HybridModel):
         self.coefficients_ = dict(zip(names, coef[:-1], strict=True))
         self.weights = {n: float(c) for n, c in self.coefficients_.items()}
         return self
+
+
+def weight_grid_search(
+    components: dict[str, Model],
+    grid: dict[str, list[float]],
+    valid: Interactions,
+    *,
+    normalization: str = "zscore",
+    k: int = 10,
+) -> pd.DataFrame:
+    """Validation metrics of :class:`HybridModel` for every combination of component weights.
+
+    components: name -> Model fitted on the fit part; grid: name -> candidate weights (a
+    component missing from ``grid`` gets weight 1). Sorted by nDCG@k, best first.
+    """
+    import itertools
+
+    names = list(grid)
+    train = next(iter(components.values()))._require_fitted()
+    rows = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        weights = {n: 1.0 for n in components} | dict(zip(names, values, strict=True))
+        if not any(weights.values()):
+            continue
+        model = HybridModel(components, weights, normalization).fit(train)
+        rows.append({**{f"w_{n}": w for n, w in weights.items()}, **evaluate(model, valid, k)})
+    return (
+        pd.DataFrame(rows)
+        .sort_values(f"ndcg@{k}", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )

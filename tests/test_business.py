@@ -22,7 +22,6 @@ from recsys_lib.business import (
     pareto_sweep,
     predict_ctr_cvr,
     rank_top_k,
-    resolve_device,
     revenue_per_impression,
     scalarise,
 )
@@ -193,8 +192,3 @@ def test_value_weighted_training_favours_expensive_items(shop_and_log):
     with pytest.raises(ValueError, match="non-negative"):
         fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users,
                       click_weight=-w)  # fmt: skip
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in {"cpu", "cuda"}

@@ -135,3 +135,12 @@ def test_cold_start_data_keeps_cold_items_out_of_train(movielens):
     assert data.test.matrix[:, data.cold_items].nnz > 0
     assert len(data.cold_items) + len(data.warm_items) == data.train.shape[1]
     assert len(data.train_df) + len(data.test_df) == len(movielens.ratings)
+
+
+def test_weight_grid_search_covers_the_grid_and_sorts(two_models):
+    from recsys_lib.hybrid import weight_grid_search
+
+    train, cf, text = two_models
+    table = weight_grid_search({"cf": cf, "text": text}, {"text": [0.0, 0.5, 2.0]}, train, k=2)
+    assert sorted(table["w_text"]) == [0.0, 0.5, 2.0] and (table["w_cf"] == 1.0).all()
+    assert table["ndcg@2"].is_monotonic_decreasing

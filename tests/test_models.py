@@ -123,3 +123,15 @@ def test_random_tie_break_only_reorders_exact_ties(toy):
     assert all(order[0] == 0 for order in orders)  # the real winner stays first
     assert len(orders) > 1  # the tied tail is shuffled
     assert base.recommend([2], k=3, exclude_seen=False)[0].tolist() == [0, 1, 2]
+
+
+def test_resolve_device_and_seeding():
+    from recsys_lib.runtime import resolve_device, seed_everything
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in {"cpu", "cuda"}
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("tpu")
+    a = seed_everything(3).random(3)
+    b = seed_everything(3).random(3)
+    assert np.array_equal(a, b)
