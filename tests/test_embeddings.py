@@ -204,6 +204,21 @@ def test_input_order_preserved_with_length_sorting(tiny_model_dir, tmp_path):
     assert padded_sorted < enc.last_stats.n_padded_tokens
 
 
+def test_token_budget_batches(tiny_model_dir):
+    enc = TextEncoder(str(tiny_model_dir), device="cpu", use_cache=False, max_batch_tokens=200)
+    lengths = np.array([50, 40, 10, 10, 10, 10, 10, 3, 3])
+    batches = enc._batches(np.argsort(-lengths, kind="stable"), lengths)
+    assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
+    for rows in batches:
+        assert len(rows) * lengths[rows].max() <= 200
+    plain = TextEncoder(str(tiny_model_dir), device="cpu", use_cache=False, batch_size=2)
+    np.testing.assert_allclose(
+        enc.encode(TEXTS, show_progress=False), plain.encode(TEXTS, show_progress=False), atol=2e-5
+    )
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        TextEncoder(str(tiny_model_dir), max_batch_tokens=16, max_length=128)
+
+
 def test_duplicates_encoded_once(tiny):
     emb = tiny.encode([TEXTS[0], TEXTS[1], TEXTS[0]], show_progress=False)
     assert tiny.last_stats.n_unique == 2 and tiny.last_stats.n_encoded == 2
