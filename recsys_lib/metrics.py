@@ -62,41 +62,51 @@ def _discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2))
 
 
+def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Every ranking metric per user, from the hit matrix of the top k and |relevant|."""
+    disc = _discounts(k)[: hits.shape[1]]
+    ideal = np.concatenate([[0.0], np.cumsum(_discounts(k))])[np.minimum(n_rel, k).astype(int)]
+    dcg = (hits * disc).sum(1)
+    n_hits = hits.sum(1)
+    ranks = np.arange(1, hits.shape[1] + 1)
+    precision_sums = (np.cumsum(hits, axis=1) / ranks * hits).sum(1)
+    first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
+    return {
+        "map": precision_sums / np.maximum(n_rel, 1),
+        "map@k": precision_sums / np.maximum(np.minimum(n_rel, k), 1),
+        "ndcg@k": np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0),
+        "precision@k": n_hits / k,
+        "recall@k": n_hits / np.maximum(n_rel, 1),
+        "hit_rate@k": hits.any(1).astype(float),
+        "mrr@k": 1.0 / first,
+    }
+
+
+def _metric(name: str, recommended, relevant, k: int) -> float:
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    n_rel = _n_relevant(relevant)
+    return _average(_per_user(hits, n_rel, k)[name], n_rel)
+
+
 def precision_at_k(recommended, relevant, k: int = 10) -> float:
     """Mean over users of |relevant in top-k| / k."""
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    return _average(hits.sum(1) / k, _n_relevant(relevant))
+    return _metric("precision@k", recommended, relevant, k)
 
 
 def recall_at_k(recommended, relevant, k: int = 10) -> float:
     """Mean over users of |relevant in top-k| / |relevant|."""
-    n_rel = _n_relevant(relevant)
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    return _average(hits.sum(1) / np.maximum(n_rel, 1), n_rel)
+    return _metric("recall@k", recommended, relevant, k)
 
 
 def ndcg_at_k(recommended, relevant, k: int = 10) -> float:
     """Binary-gain nDCG@k: DCG = sum_i rel_i / log2(i + 1), divided by the ideal DCG of
     min(|relevant|, k) hits at the top."""
-    n_rel = _n_relevant(relevant)
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    disc = _discounts(k)
-    dcg = (hits * disc[: hits.shape[1]]).sum(1)
-    ideal = np.concatenate([[0.0], np.cumsum(disc)])[np.minimum(n_rel, k).astype(int)]
-    return _average(np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0), n_rel)
-
-
-def _precision_sums(hits: np.ndarray) -> np.ndarray:
-    """Sum over hit positions i of (hits up to i) / i."""
-    ranks = np.arange(1, hits.shape[1] + 1)
-    return (np.cumsum(hits, axis=1) / ranks * hits).sum(1)
+    return _metric("ndcg@k", recommended, relevant, k)
 
 
 def map_at_k(recommended, relevant, k: int = 10) -> float:
-    """MAP@k: average precision over the top k, divided by min(|relevant|, k)."""
-    n_rel = _n_relevant(relevant)
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    return _average(_precision_sums(hits) / np.maximum(np.minimum(n_rel, k), 1), n_rel)
+    """MAP@k: sum over hit positions i of precision@i, divided by min(|relevant|, k)."""
+    return _metric("map@k", recommended, relevant, k)
 
 
 def map_recommenders(recommended, relevant, k: int = 10) -> float:
@@ -105,22 +115,17 @@ def map_recommenders(recommended, relevant, k: int = 10) -> float:
     This is the "MAP" column of the recommenders benchmark tables; it is smaller than MAP@k
     for users with more than k relevant items.
     """
-    n_rel = _n_relevant(relevant)
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    return _average(_precision_sums(hits) / np.maximum(n_rel, 1), n_rel)
+    return _metric("map", recommended, relevant, k)
 
 
 def hit_rate_at_k(recommended, relevant, k: int = 10) -> float:
     """Share of users with at least one relevant item in the top k."""
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    return _average(hits.any(1).astype(float), _n_relevant(relevant))
+    return _metric("hit_rate@k", recommended, relevant, k)
 
 
 def mrr_at_k(recommended, relevant, k: int = 10) -> float:
     """Mean reciprocal rank of the first relevant item in the top k (0 when none)."""
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
-    first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
-    return _average(1.0 / first, _n_relevant(relevant))
+    return _metric("mrr@k", recommended, relevant, k)
 
 
 def catalogue_coverage(recommended, n_items: int) -> float:
@@ -173,10 +178,15 @@ RANKING_METRICS = {
 
 
 def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
-    """Every ranking metric at k, as a dict (names with ``@k`` spelled out, e.g. ndcg@10)."""
+    """Every ranking metric at k, as a dict (names with ``@k`` spelled out, e.g. ndcg@10).
+
+    The hit matrix is computed once and shared by all metrics.
+    """
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    n_rel = _n_relevant(relevant)
+    per_user = _per_user(hits, n_rel, k)
     return {
-        name.replace("@k", f"@{k}"): fn(recommended, relevant, k)
-        for name, fn in RANKING_METRICS.items()
+        name.replace("@k", f"@{k}"): _average(per_user[name], n_rel) for name in RANKING_METRICS
     }
 
 
