@@ -98,7 +98,7 @@ def test_join_genres():
 
 
 def test_genre_preferences_sum_ratings_per_genre(items, ratings):
-    prefs = genre_preferences(ratings, items)
+    prefs = genre_preferences(ratings, items, weighting="rating")
     # user 1: Toy Story 5 (Animation, Children's, Comedy), Alien 4 (Horror, Sci-Fi), Heat 1
     assert prefs.loc[1, "Comedy"] == 5.0
     assert prefs.loc[1, "Sci-Fi"] == 4.0
@@ -106,6 +106,35 @@ def test_genre_preferences_sum_ratings_per_genre(items, ratings):
     assert prefs.loc[2, "Action"] == 5.0
     assert prefs.loc[2, "Comedy"] == 0.0
     assert "unknown" not in prefs.columns
+
+
+def test_genre_lift_against_hand_computed_values(items, ratings):
+    # rating mass per genre -- user 1: Animation/Children's/Comedy 5, Horror/Sci-Fi 4,
+    # Action/Crime 1 (total 25); user 2: Horror/Sci-Fi 2, Action/Crime 5 (total 14);
+    # all of train: Animation 5 of 39, Horror 6 of 39, Action 6 of 39.
+    lift = genre_preferences(ratings, items, weighting="lift")
+    assert lift.loc[1, "Animation"] == pytest.approx((5 / 25) / (5 / 39))
+    assert lift.loc[1, "Horror"] == pytest.approx((4 / 25) / (6 / 39))
+    assert lift.loc[2, "Action"] == pytest.approx((5 / 14) / (6 / 39))
+    assert lift.loc[2, "Animation"] == 0.0
+    with pytest.raises(ValueError, match="weighting"):
+        genre_preferences(ratings, items, weighting="tfidf")
+
+
+def test_weighting_changes_the_named_genres(items):
+    # user 1: Heat 5 and Alien 5; user 2: Heat 5 and Alien 3 (the second Heat row is dropped).
+    # Rating mass, all of train: Action/Crime 10, Horror/Sci-Fi 8, total 36.
+    ratings = pd.DataFrame(
+        {"user_id": [1, 1, 2, 2, 2], "item_id": [30, 20, 30, 30, 20],
+         "rating": [5.0, 5.0, 5.0, 5.0, 3.0]}
+    )  # fmt: skip
+    ratings = ratings.drop_duplicates(["user_id", "item_id"])
+    by_rating = user_descriptions(ratings, items, n_genres=1, n_titles=0, genre_weighting="rating")
+    by_lift = user_descriptions(ratings, items, n_genres=1, n_titles=0, genre_weighting="lift")
+    assert by_rating[2] == "User 2 likes Action."  # Action 5 > Horror 3
+    assert by_lift[2] == "User 2 likes Action."  # (5/16)/(10/36) = 1.125 > (3/16)/(8/36) = 0.84
+    assert by_rating[1] == "User 1 likes Action."  # tie 5 = 5, broken by name
+    assert by_lift[1] == "User 1 likes Horror."  # (5/20)/(8/36) = 1.125 > (5/20)/(10/36) = 0.9
 
 
 def test_user_description_from_train_only(items, ratings):
