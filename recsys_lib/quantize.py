@@ -32,6 +32,8 @@ import pandas as pd
 #: int8 activations alone give ~0.97; smoothing (alpha 0.7) and keeping the first FFN output
 #: layer in fp32 give ~0.996.
 DEFAULT_SMOOTH_ALPHA = 0.7
+#: Only the feed-forward layers' inputs have the outliers that hurt (attention inputs do not).
+DEFAULT_SMOOTH_LAYERS = ("*.intermediate.dense", "*[0-9].output.dense")
 DEFAULT_INT8_SKIP = ("encoder.layer.0.output.dense*",)
 
 
@@ -129,14 +131,16 @@ def _scaled_input_class():
     return ScaledInput
 
 
-def smooth_linear_inputs(model, absmax: dict, alpha: float = 0.7):
+def smooth_linear_inputs(model, absmax: dict, alpha: float = 0.7, include: Iterable[str] = ("*",)):
     """SmoothQuant-style rescaling (Xiao et al. 2023): a copy with outliers moved to weights.
 
     For each Linear y = W x with calibrated input maxima a_j, pick
     s_j = a_j^alpha / max_i |W_ij|^(1 - alpha) and compute y = (W diag(s)) (x / s): the
     same function in exact arithmetic, but the activations the int8 kernel quantises (one
     scale per tensor) no longer have a few huge channels, while the weights (one scale per
-    output channel) absorb them easily. Each Linear becomes ``ScaledInput(1/s, Linear)``.
+    output channel) absorb them easily. Each Linear whose name matches an ``include``
+    pattern (fnmatch) becomes ``ScaledInput(1/s, Linear)``; the others are left alone (each
+    wrapper costs one element-wise multiply per call).
     """
     import torch
 
@@ -146,6 +150,8 @@ def smooth_linear_inputs(model, absmax: dict, alpha: float = 0.7):
     smoothed = copy.deepcopy(model)
     for name, module in list(smoothed.named_modules()):
         if not isinstance(module, torch.nn.Linear) or name not in absmax:
+            continue
+        if not any(fnmatch.fnmatch(name, pattern) for pattern in include):
             continue
         act = absmax[name].to(module.weight.device).clamp(min=1e-5)
         wmax = module.weight.detach().abs().amax(0).clamp(min=1e-5)
@@ -220,12 +226,13 @@ def variant_encoder(encoder, model, device: str | None = None):
 
 def int8_encoder(
     encoder, *, smooth_alpha: float | None = None, calibration_texts: list[str] | None = None,
-    **kwargs,
+    smooth_layers: Iterable[str] = DEFAULT_SMOOTH_LAYERS, **kwargs,
 ):  # fmt: skip
     """A CPU copy of ``encoder`` with an int8 model (kwargs go to :func:`quantize_linear_int8`).
 
-    With ``smooth_alpha``, the Linear inputs are first smoothed (:func:`smooth_linear_inputs`)
-    using maxima measured on ``calibration_texts`` (texts the evaluation does not use).
+    With ``smooth_alpha``, the inputs of the Linear layers matching ``smooth_layers`` are first
+    smoothed (:func:`smooth_linear_inputs`) using maxima measured on ``calibration_texts``
+    (texts the evaluation does not use).
     """
     model = encoder.model
     if _first_device(model) != "cpu":
@@ -237,7 +244,7 @@ def int8_encoder(
         absmax = activation_absmax(
             model, lambda: probe.encode(list(calibration_texts), show_progress=False)
         )
-        model = smooth_linear_inputs(model, absmax, smooth_alpha)
+        model = smooth_linear_inputs(model, absmax, smooth_alpha, smooth_layers)
     return variant_encoder(encoder, quantize_linear_int8(model, **kwargs), device="cpu")
 
 

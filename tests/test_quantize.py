@@ -1,3 +1,5 @@
+import fnmatch
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,16 @@ def test_smoothing_preserves_the_function_and_records_maxima():
         torch.testing.assert_close(smooth(ids).last_hidden_state, ref, rtol=1e-4, atol=1e-5)
     q = quantize.quantize_linear_int8(smooth)
     assert quantize.linear_layer_names(q) == []
+    only_ffn = quantize.smooth_linear_inputs(model, absmax, 0.5, include=["*.intermediate.dense"])
+    wrapped = [n for n, m in only_ffn.named_modules() if type(m).__name__ == "ScaledInput"]
+    assert wrapped == [f"encoder.layer.{i}.intermediate.dense" for i in range(3)]
+    names = quantize.linear_layer_names(model)
+    ffn_out = [
+        n for n in names if any(fnmatch.fnmatch(n, p) for p in quantize.DEFAULT_SMOOTH_LAYERS)
+    ]
+    assert ffn_out == [
+        f"encoder.layer.{i}.{part}.dense" for i in range(3) for part in ("intermediate", "output")
+    ]
     with pytest.raises(ValueError, match="alpha"):
         quantize.smooth_linear_inputs(model, absmax, alpha=1.5)
 
@@ -147,9 +159,40 @@ def test_int8_refuses_models_on_cuda_and_half_needs_cuda():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from recsys_lib.embeddings import TextEncoder
+    from recsys_lib.embeddings import ModelNotFoundError, TextEncoder
 
-    return TextEncoder(device="cpu", use_cache=False)
+    try:
+        return TextEncoder(device="cpu", use_cache=False)
+    except ModelNotFoundError as err:  # machines without the model package
+        pytest.skip(f"default encoder not installed: {err}")
+
+
+@pytest.mark.gpu
+def test_fp16_copy_on_cuda_agrees_with_fp32():
+    enc = FakeEncoder()
+    half = quantize.fp16_encoder(enc, "cuda")
+    assert half.device.startswith("cuda") and half.use_cache is False
+    assert next(half.model.parameters()).dtype == torch.float16
+    assert next(enc.model.parameters()).device.type == "cpu"  # the original stays on CPU
+    texts = ["a film", "another", "banana"]
+    half.encode = lambda t, show_progress=True: (
+        half.model(  # fp16 inputs for the fp16 model
+            torch.tensor([[len(x), ord(x[0]) / 50, x.count("a")] for x in t]).cuda().half()
+        )
+        .float()
+        .cpu()
+        .detach()
+        .numpy()
+    )
+    ref, out = enc.encode(texts), half.encode(texts)
+    assert quantize.row_cosine(ref, out).min() > 0.999
+    model = tiny_bert().cuda()
+    ids = torch.randint(0, 50, (2, 5)).cuda()
+    with torch.inference_mode():
+        ref = model(ids).last_hidden_state.float()
+        out = quantize.half_precision(model, "cuda")(ids).last_hidden_state.float()
+    cos = quantize.row_cosine(ref.reshape(-1, 32).cpu().numpy(), out.reshape(-1, 32).cpu().numpy())
+    assert cos.min() > 0.999
 
 
 TEXTS = ["Movie: Toy Story (1995). Genres: Animation, Children's, Comedy.",
