@@ -174,18 +174,6 @@ def test_fp16_copy_on_cuda_agrees_with_fp32():
     assert half.device.startswith("cuda") and half.use_cache is False
     assert next(half.model.parameters()).dtype == torch.float16
     assert next(enc.model.parameters()).device.type == "cpu"  # the original stays on CPU
-    texts = ["a film", "another", "banana"]
-    half.encode = lambda t, show_progress=True: (
-        half.model(  # fp16 inputs for the fp16 model
-            torch.tensor([[len(x), ord(x[0]) / 50, x.count("a")] for x in t]).cuda().half()
-        )
-        .float()
-        .cpu()
-        .detach()
-        .numpy()
-    )
-    ref, out = enc.encode(texts), half.encode(texts)
-    assert quantize.row_cosine(ref, out).min() > 0.999
     model = tiny_bert().cuda()
     ids = torch.randint(0, 50, (2, 5)).cuda()
     with torch.inference_mode():
