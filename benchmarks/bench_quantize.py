@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, calibration = pool[: args.n].tolist(), pool[-64:].tolist()
 
     fp32 = TextEncoder(args.model, device="cpu", use_cache=False)
+    fp32.model = fp32.model.float()  # a folder may hold fp16 weights; the baseline is fp32
     encoders = {
         "fp32": fp32,
         "int8 per-tensor": quantize.int8_encoder(fp32, per_channel=False),
