@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.interactions import Catalogue, Interactions
-from recsys_lib.models import Model
+from recsys_lib.models import FactorScorer, Model
 from recsys_lib.splits import cold_item_split, recommenders_stratified_split
 
 
@@ -52,7 +52,7 @@ def warm_item_columns(train: Interactions) -> np.ndarray:
     return np.flatnonzero(np.asarray(train.matrix.getnnz(axis=0)) > 0)
 
 
-class TextToFactors(Model):
+class TextToFactors(FactorScorer):
     """A fitted factor model whose cold items get factors predicted from text embeddings.
 
     base: a fitted model with user_factors/item_factors (e.g. ALS). item_text: (n_items, d)
@@ -83,9 +83,6 @@ class TextToFactors(Model):
             factors[cold] = self.mapping_.predict(self.item_text[cold])
         self.user_factors, self.item_factors = self.base.user_factors, factors
         self.cold_items_ = cold
-
-    def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        return self.user_factors[user_rows] @ self.item_factors.T
 
 
 def select_ridge_alpha(

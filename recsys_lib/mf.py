@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
-from recsys_lib.models import Model, evaluate
+from recsys_lib.models import FactorScorer, Model, evaluate
 
 
 def _implicit_gpu(use_gpu: bool | str) -> bool:
@@ -43,7 +43,7 @@ def _to_numpy(factors) -> np.ndarray:
     return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
 
 
-class PureSVD(Model):
+class PureSVD(FactorScorer):
     """Truncated SVD of the binary interaction matrix, X ~= U S V^T (Cremonesi et al. 2010).
 
     ``scaling="sqrt"`` returns user_factors = U sqrt(S), item_factors = V sqrt(S);
@@ -83,11 +83,8 @@ class PureSVD(Model):
         item = vt.T * (np.sqrt(s) if self.scaling == "sqrt" else 1.0)
         self.item_factors = item.astype(np.float32)
 
-    def _score(self, user_rows):
-        return self.user_factors[user_rows] @ self.item_factors.T
 
-
-class ALS(Model):
+class ALS(FactorScorer):
     """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through ``implicit``.
 
     Minimises sum_{u,i} c_ui (p_ui - x_u.y_i)^2 + reg (|x_u|^2 + |y_i|^2) with preference
@@ -139,9 +136,6 @@ class ALS(Model):
         self.user_factors = _to_numpy(model.user_factors)
         self.item_factors = _to_numpy(model.item_factors)
 
-    def _score(self, user_rows):
-        return self.user_factors[user_rows] @ self.item_factors.T
-
 
 def numpy_als(
     confidence: sp.csr_matrix,
@@ -177,7 +171,7 @@ def numpy_als(
     return x, y
 
 
-class BPR(Model):
+class BPR(FactorScorer):
     """Bayesian Personalised Ranking (Rendle et al. 2009) through ``implicit``: maximises
     sum ln sigma(x_u.y_i - x_u.y_j) over (user, seen i, unseen j) triples, minus L2."""
 
@@ -213,9 +207,6 @@ class BPR(Model):
         # implicit appends an item-bias column (user side holds 1s there).
         self.user_factors = _to_numpy(model.user_factors)
         self.item_factors = _to_numpy(model.item_factors)
-
-    def _score(self, user_rows):
-        return self.user_factors[user_rows] @ self.item_factors.T
 
 
 def available_memory_bytes() -> int:

@@ -24,6 +24,21 @@ from recsys_lib.metrics import ranking_report
 from recsys_lib.retrieval import top_k
 
 
+def dot_scores(user_factors: np.ndarray, item_factors: np.ndarray, user_rows) -> np.ndarray:
+    """user_factors[rows] @ item_factors.T as float32 (len(rows), n_items).
+
+    Done with torch when it is installed: its own thread pool stays multi-threaded even where
+    OPENBLAS_NUM_THREADS=1 is set for implicit's sake.
+    """
+    users = np.ascontiguousarray(user_factors[user_rows], dtype=np.float32)
+    items = np.ascontiguousarray(item_factors, dtype=np.float32)
+    try:
+        import torch
+    except ImportError:
+        return users @ items.T
+    return (torch.from_numpy(users) @ torch.from_numpy(items).T).numpy()
+
+
 class NotFittedError(RuntimeError):
     """A model was used before ``fit``."""
 
@@ -209,7 +224,14 @@ def evaluate_models(
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-class FactorModel(Model):
+class FactorScorer(Model):
+    """Base of every model that scores by dot products of its user and item factors."""
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        return dot_scores(self.user_factors, self.item_factors, user_rows)
+
+
+class FactorModel(FactorScorer):
     """Scores users by dot products of given factors: score(u, i) = user_factors[u] . item_factors[i].
 
     Wraps factors learned elsewhere (Spark ALS, a two-tower encoder, a ridge mapping) so the
@@ -238,9 +260,6 @@ class FactorModel(Model):
                 f"factors cover {got[0]} users x {got[1]} items but train is {expected[0]} x "
                 f"{expected[1]}; order the factors by train.catalogue rows/columns."
             )
-
-    def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        return self.user_factors[user_rows] @ self.item_factors.T
 
 
 class RandomTieBreak(Model):

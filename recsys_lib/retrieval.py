@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and scores of the k best columns of each row, best first.
+def top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference implementation of :func:`top_k` in plain numpy (partition + stable sort).
 
     scores: (n_rows, n_cols) float. Returns (indices int64 (n_rows, k'), values (n_rows, k'))
     with k' = min(k, n_cols); excluded positions hold index -1 and value -inf.
@@ -39,3 +39,56 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.take_along_axis(values, order, axis=1)
     cols[np.isneginf(values)] = -1
     return cols.astype(np.int64), values
+
+
+def select_top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of a 2-D torch tensor (CPU or CUDA) with the same tie rule as :func:`top_k_numpy`.
+
+    ``torch.topk`` is multi-threaded and fast but does not promise which of several equal
+    scores it keeps. Within the selection we re-sort by (score desc, index asc); rows whose
+    (k+1)-th value equals the k-th (a tie across the boundary, or fewer than k eligible items)
+    are redone exactly with :func:`top_k_numpy`. Returns numpy arrays.
+    """
+    import torch
+
+    n_cols = scores.shape[1]
+    extra = 1 if k < n_cols else 0  # one more value tells whether a tie crosses the boundary
+    values, indices = torch.topk(scores, k + extra, dim=1, largest=True, sorted=True)
+    if torch.isnan(values).any():  # topk ranks NaN first, so any NaN shows up here
+        scores = torch.where(torch.isnan(scores), -float("inf"), scores)
+        values, indices = torch.topk(scores, k + extra, dim=1, largest=True, sorted=True)
+    if extra:
+        ambiguous = values[:, k - 1] == values[:, k]
+        values, indices = values[:, :k], indices[:, :k]
+    else:
+        ambiguous = torch.zeros(len(values), dtype=torch.bool, device=values.device)
+    values, indices = values.cpu().numpy(), indices.cpu().numpy().astype(np.int64)
+    order = np.lexsort((indices, -values), axis=1)
+    indices = np.take_along_axis(indices, order, 1)
+    values = np.take_along_axis(values, order, 1)
+    rows = torch.nonzero(ambiguous).flatten().cpu().numpy()
+    if rows.size:
+        indices[rows], values[rows] = top_k_numpy(scores[rows].cpu().numpy(), k)
+    indices[np.isneginf(values)] = -1
+    return indices, values
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the k best columns of each row, best first.
+
+    scores: (n_rows, n_cols) float. Returns (indices int64 (n_rows, k'), values (n_rows, k'))
+    with k' = min(k, n_cols); excluded positions hold index -1 and value -inf. Ties go to the
+    lower column index. Uses torch's multi-threaded selection when torch is installed.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-D (rows x columns), got shape {scores.shape}.")
+    if scores.size == 0 or scores.dtype not in (np.float32, np.float64):
+        return top_k_numpy(scores, k)
+    try:
+        import torch
+    except ImportError:
+        return top_k_numpy(scores, k)
+    return select_top_k(torch.from_numpy(np.ascontiguousarray(scores)), min(k, scores.shape[1]))

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
-from recsys_lib.retrieval import top_k
+from recsys_lib.retrieval import select_top_k
 
 
 def normalize_rows(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -46,27 +46,6 @@ def user_profiles(train: Interactions, item_vectors: np.ndarray) -> np.ndarray:
     counts = np.asarray(weights.sum(1)).ravel()
     profiles = weights @ unit
     return (profiles / np.maximum(counts, 1)[:, None]).astype(np.float32)
-
-
-def _torch_top_k(scores, k: int):
-    """torch.topk, then exact low-index tie-breaking for the (rare) rows whose k-th value ties
-    with an item outside the selection."""
-    import torch
-
-    values, indices = torch.topk(scores, k, dim=1, largest=True, sorted=True)
-    kth = values[:, -1:]
-    ambiguous = (scores >= kth).sum(1) > k
-    values, indices = values.cpu().numpy(), indices.cpu().numpy()
-    # Within the selection, order equal scores by index.
-    order = np.lexsort((indices, -values), axis=1)
-    indices = np.take_along_axis(indices, order, 1)
-    values = np.take_along_axis(values, order, 1)
-    rows = torch.nonzero(ambiguous).flatten().cpu().numpy()
-    if rows.size:
-        exact_idx, exact_val = top_k(scores[rows].cpu().numpy(), k)
-        indices[rows], values[rows] = exact_idx, exact_val
-    indices[np.isneginf(values)] = -1
-    return indices.astype(np.int64), values
 
 
 def blocked_top_k(
@@ -124,7 +103,7 @@ def blocked_top_k(
                 r, c = exclude[start:stop].nonzero()
                 if r.size:
                     scores[torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev)] = -np.inf
-            out_idx[start:stop], out_val[start:stop] = _torch_top_k(scores, k_eff)
+            out_idx[start:stop], out_val[start:stop] = select_top_k(scores, k_eff)
     return out_idx, out_val
 
 

@@ -34,3 +34,17 @@ def test_bad_arguments():
         top_k(np.zeros((2, 2)), 0)
     with pytest.raises(ValueError, match="2-D"):
         top_k(np.zeros(3), 1)
+
+
+def test_torch_and_numpy_paths_agree_on_ties_and_exclusions():
+    from recsys_lib.retrieval import top_k_numpy
+
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 4, size=(64, 30)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    scores[0, :] = -np.inf  # a row with nothing eligible
+    for k in (1, 3, 10, 30):
+        fast_idx, fast_val = top_k(scores, k)
+        ref_idx, ref_val = top_k_numpy(scores, k)
+        assert np.array_equal(fast_idx, ref_idx)
+        assert np.array_equal(fast_val, ref_val)
