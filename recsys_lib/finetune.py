@@ -155,6 +155,7 @@ class TrainConfig:
     grad_accum: int = 1  # forward passes per update (effective batch = batch_size * grad_accum)
     lr: float = 5e-5
     weight_decay: float = 0.01  # AdamW decay, not applied to biases and LayerNorm weights
+    head_lr_scale: float = 1.0  # lr multiplier of the layers after the encoder (pooler, head)
     warmup_ratio: float = 0.1  # share of updates with linearly rising learning rate
     max_grad_norm: float = 1.0  # gradient clipping (None or 0: off)
     max_length: int = 128  # tokens per text (pair for the cross-encoder)
@@ -173,6 +174,7 @@ class TrainHistory:
     steps: list[int] = field(default_factory=list)  # update number of each loss value
     loss: list[float] = field(default_factory=list)  # mean training loss of each update
     lr: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # loop seconds at each update (no eval)
     evals: list[dict] = field(default_factory=list)  # {"step": s, metric: value, ...}
     best_step: int | None = None
     best_score: float | None = None
@@ -197,16 +199,23 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
     """AdamW (decay on weight matrices only) and a linear warm-up / linear decay schedule."""
     import torch
 
-    decay, no_decay = [], []
+    embeddings, layers = _encoder_layers(model)  # the rest (pooler, head) counts as "head"
+    encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
-    if not decay and not no_decay:
+        decays = not (p.ndim < 2 or "LayerNorm" in name or "norm" in name)
+        groups.setdefault((decays, id(p) not in encoder_ids), []).append(p)
+    if not groups:
         raise ValueError("the model has no trainable parameters; check freeze_lower_layers().")
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "weight_decay": config.weight_decay if decays else 0.0,
+            "lr": config.lr * (config.head_lr_scale if head else 1.0),
+        }
+        for (decays, head), params in sorted(groups.items())
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     warmup = int(round(config.warmup_ratio * total_steps))
@@ -304,6 +313,7 @@ def _train_loop(
             step += 1
             history.steps.append(step)
             history.loss.append(pending_loss)
+            history.times.append(time.perf_counter() - start)
             bar.update(1)
             bar.set_postfix(loss=f"{pending_loss:.4f}")
             pending, pending_loss = 0, 0.0
@@ -511,7 +521,9 @@ class TwoTower:
         self.n_layers = len(layers)
         self.n_frozen = 0 if n_trainable is None else self.n_layers - n_trainable
         self.cache_trunk = bool(cache_trunk) and self.n_frozen > 0
-        self._cache: dict[str, tuple] = {}
+        self._cache: dict[str, tuple] = {}  # name -> (trunk hidden states, attention mask)
+        self._texts: dict[str, list[str]] = {}  # name -> the cached texts
+        self._lookup: dict[str, dict[str, int]] = {}  # name -> {text: row}
 
     # -- internals --------------------------------------------------------------------
     def _tokenize(self, texts: list[str]):
@@ -555,12 +567,17 @@ class TwoTower:
         """Run the frozen trunk once over ``texts`` and keep (hidden, mask) under ``name``.
 
         Hidden states are padded to the longest text (<= max_length): (n, L, H) float32.
+        Caching the same texts under the same name again does nothing. Later :meth:`encode`
+        calls whose texts are all in one cache run only the top layers.
         """
         import torch
 
         texts = list(texts)
-        if not self.cache_trunk:  # nothing frozen to cache: keep the texts for embed_batch
-            self._cache[name] = texts
+        if self._texts.get(name) == texts and (name in self._cache or not self.cache_trunk):
+            return  # already cached
+        self._texts[name] = texts
+        self._lookup.pop(name, None)
+        if not self.cache_trunk:  # nothing frozen to cache: embed_batch reads the texts
             return
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length,
                              padding="longest", return_tensors="pt")  # fmt: skip
@@ -570,11 +587,19 @@ class TwoTower:
             hidden.append(self._trunk(part)[0])
         self._cache[name] = (torch.cat(hidden), enc["attention_mask"].to(self.device))
 
+    def _rows_of(self, name: str, texts: list[str]) -> np.ndarray | None:
+        """Rows of ``texts`` in the cache ``name``, or None when one of them is not cached."""
+        if name not in self._lookup:
+            self._lookup[name] = {t: i for i, t in enumerate(self._texts[name])}
+        table = self._lookup[name]
+        rows = [table.get(t, -1) for t in texts]
+        return None if -1 in rows else np.asarray(rows, dtype=np.int64)
+
     def embed_batch(self, texts: list[str] | None = None, *, name: str | None = None,
                     rows=None):  # fmt: skip
         """Embeddings with gradients (training): from raw ``texts``, or from rows of a cache."""
         if name is not None and not self.cache_trunk:
-            texts = [self._cache[name][r] for r in np.asarray(rows)]
+            texts = [self._texts[name][r] for r in np.asarray(rows)]
         elif name is not None:
             hidden, mask = self._cache[name]
             rows = _as_index(rows)
@@ -591,13 +616,25 @@ class TwoTower:
         return self._top(hidden, mask)
 
     def encode(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """Embeddings for inference: (n, H) float32, unit rows, in input order (eval mode)."""
+        """Embeddings for inference: (n, H) float32, unit rows, in input order (eval mode).
+
+        When every text is in one cache (:meth:`cache`), only the top layers run.
+        """
         import torch
 
         from recsys_lib.embeddings import l2_normalize, pool
 
         self.encoder.eval()
         texts = list(texts)
+        for name in self._cache:
+            rows = self._rows_of(name, texts)
+            if rows is not None:  # every text is cached: run only the top layers
+                with torch.inference_mode():
+                    parts = [
+                        self.embed_batch(name=name, rows=rows[s : s + batch_size])
+                        for s in range(0, len(rows), batch_size)
+                    ]
+                return torch.cat(parts).float().cpu().numpy()
         lengths = np.array([len(t) for t in texts])
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), self.encoder.config.hidden_size), dtype=np.float32)
@@ -732,6 +769,32 @@ def text_factors(tower: TwoTower, user_text: pd.Series, item_text: pd.Series, ca
     users = tower.encode(user_text.reindex(catalogue.user_ids).tolist())
     items = tower.encode(item_text.reindex(catalogue.item_ids).tolist())
     return users, items
+
+
+def plot_history(history: TrainHistory, metric: str, title: str = ""):
+    """Two panels: training loss per update (with a moving average) and the validation
+    ``metric`` at each evaluation (update 0 = before fine-tuning)."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    loss = np.asarray(history.loss, dtype=float)
+    left.plot(history.steps, loss, alpha=0.35, label="per update")
+    window = max(1, len(loss) // 10)
+    if len(loss) >= window > 1:
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        left.plot(history.steps[window - 1 :], smooth, label=f"mean of {window}")
+    left.set(xlabel="update", ylabel="training loss", title="training loss")
+    left.legend()
+    frame = history.eval_frame()
+    if len(frame):
+        right.plot(frame["step"], frame[metric], marker="o")
+        if history.best_step is not None:
+            right.axvline(history.best_step, color="grey", linestyle=":", label="best (kept)")
+            right.legend()
+    right.set(xlabel="update", ylabel=metric, title=f"validation {metric}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def copy_state(model) -> dict:

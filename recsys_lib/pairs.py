@@ -36,6 +36,26 @@ def _check_columns(frame: pd.DataFrame, *cols: str, name: str = "frame") -> None
         raise ValueError(f"{name} is missing column(s) {missing}; it has {list(frame.columns)}.")
 
 
+def subsample_ratings(
+    ratings: pd.DataFrame, n_users: int, n_items: int, seed: int = 0, min_per_user: int = 5
+) -> pd.DataFrame:
+    """A small, dense slice for quick runs: the ``n_items`` most-rated items, then ``n_users``
+    random users among those with at least ``min_per_user`` ratings on them. Rows keep their
+    original order."""
+    _check_columns(ratings, "user_id", "item_id", name="ratings")
+    top = ratings["item_id"].value_counts(sort=True).index[:n_items]
+    kept = ratings[ratings["item_id"].isin(top)]
+    counts = kept["user_id"].value_counts()
+    eligible = np.sort(counts.index[counts >= min_per_user].to_numpy())
+    if len(eligible) < n_users:
+        raise ValueError(
+            f"only {len(eligible)} users have >= {min_per_user} ratings on the top {n_items} "
+            f"items; ask for fewer users (got n_users={n_users}) or more items."
+        )
+    chosen = np.random.default_rng(seed).choice(eligible, size=n_users, replace=False)
+    return kept[kept["user_id"].isin(chosen)]
+
+
 def positives(ratings: pd.DataFrame, min_rating: float = CLICK_MIN_RATING) -> pd.DataFrame:
     """Positive pairs: rows of ``ratings`` with ``rating >= min_rating``, deduplicated.
 
@@ -63,6 +83,32 @@ def popularity_weights(
             f"popularity weights are degenerate (power={power}, smoothing={smoothing})."
         )
     return weights / weights.sum()
+
+
+POPULARITY_WORDS = ("rarely watched", "little known", "well known", "a blockbuster")
+
+
+def popularity_labels(
+    train_ratings: pd.DataFrame,
+    item_ids: np.ndarray,
+    cuts: tuple[float, ...] = (0.4, 0.7, 0.9),
+    words: tuple[str, ...] = POPULARITY_WORDS,
+) -> pd.Series:
+    """A popularity word per item from its train count percentile (str Series by item_id).
+
+    With the defaults: the least-watched 40% of items are "rarely watched", then "little
+    known" up to 70%, "well known" up to 90%, and the top 10% "a blockbuster". Lets a text
+    model see the same popularity signal as a feature model (use it in an item template).
+    """
+    if len(words) != len(cuts) + 1:
+        raise ValueError(f"need one word more than cuts; got {len(words)} words, {len(cuts)} cuts.")
+    item_ids = np.asarray(item_ids)
+    counts = train_ratings["item_id"].value_counts().reindex(item_ids, fill_value=0)
+    percentile = counts.rank(method="average", pct=True).to_numpy()
+    bucket = np.searchsorted(np.asarray(cuts), percentile, side="left")
+    return pd.Series(
+        np.asarray(words, dtype=object)[bucket], index=pd.Index(item_ids, name="item_id")
+    )
 
 
 def sample_negatives(

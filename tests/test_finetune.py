@@ -373,3 +373,53 @@ def test_two_tower_needs_trainable_parameters(tokenizer):
             ITEM_TEXT,
             ft.TrainConfig(progress=False, device="cpu"),
         )
+
+
+def test_popularity_labels_and_subsample(log):
+    train, _ = log
+    words = pr.popularity_labels(train, ITEMS, cuts=(0.5,), words=("niche", "popular"))
+    # counts 10:3, 11-15:1 -> item 10 ranks top (pct 1.0), the five ties share pct 0.5
+    assert words.loc[10] == "popular" and (words.loc[[11, 12, 13, 14, 15]] == "niche").all()
+    with pytest.raises(ValueError, match="one word more"):
+        pr.popularity_labels(train, ITEMS, cuts=(0.5,), words=("a",))
+    small = pr.subsample_ratings(train, n_users=2, n_items=3, seed=0, min_per_user=1)
+    top3 = set(train["item_id"].value_counts().index[:3])
+    assert set(small["item_id"]) <= top3 and small["user_id"].nunique() == 2
+    with pytest.raises(ValueError, match="fewer users"):
+        pr.subsample_ratings(train, n_users=9, n_items=3)
+
+
+def test_encode_reuses_the_cache_per_text(tokenizer):
+    tower = ft.TwoTower(tiny_encoder(), tokenizer, n_trainable=1, max_length=16, device="cpu")
+    texts = ITEM_TEXT.tolist()
+    direct = tower.encode(texts[::-1])
+    tower.cache("items", texts)
+    assert tower._rows_of("items", texts[::-1]).tolist() == [5, 4, 3, 2, 1, 0]
+    assert tower._rows_of("items", ["not cached"]) is None
+    np.testing.assert_allclose(tower.encode(texts[::-1]), direct, atol=1e-5)
+
+
+def test_plot_history_draws_both_panels():
+    hist = ft.TrainHistory(steps=[1, 2, 3], loss=[1.0, 0.8, 0.7],
+                           evals=[{"step": 0, "auc": 0.5}, {"step": 3, "auc": 0.7}], best_step=3)  # fmt: skip
+    fig = ft.plot_history(hist, "auc")
+    left, right = fig.axes[:2]
+    assert list(left.lines[0].get_ydata()) == [1.0, 0.8, 0.7]
+    assert list(right.lines[0].get_ydata()) == [0.5, 0.7]
+
+
+def test_optimizer_groups_decay_and_head_learning_rate():
+    model = tiny_classifier()
+    ft.freeze_lower_layers(model, 1)
+    config = ft.TrainConfig(lr=1e-4, head_lr_scale=10.0, weight_decay=0.1)
+    optimizer, _ = ft._optimizer_and_schedule(model, config, total_steps=10)
+    head = {id(p) for m in (model.bert.pooler, model.classifier) for p in m.parameters()}
+    for group in optimizer.param_groups:
+        is_head = {id(p) in head for p in group["params"]}
+        assert len(is_head) == 1  # a group is all head or all encoder
+        assert group["initial_lr"] == pytest.approx(1e-3 if is_head.pop() else 1e-4)
+        assert group["weight_decay"] in (0.0, 0.1)
+        if group["weight_decay"]:
+            assert all(p.ndim == 2 for p in group["params"])
+    n_grouped = sum(len(g["params"]) for g in optimizer.param_groups)
+    assert n_grouped == sum(1 for p in model.parameters() if p.requires_grad)
