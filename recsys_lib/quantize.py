@@ -34,6 +34,8 @@ import pandas as pd
 DEFAULT_SMOOTH_ALPHA = 0.7
 #: Only the feed-forward layers' inputs have the outliers that hurt (attention inputs do not).
 DEFAULT_SMOOTH_LAYERS = ("*.intermediate.dense", "*[0-9].output.dense")
+#: The FFN output layer's input (the GELU output) is read by nothing else: scale it in place.
+DEFAULT_INPLACE_LAYERS = ("*[0-9].output.dense",)
 DEFAULT_INT8_SKIP = ("encoder.layer.0.output.dense*",)
 
 
@@ -120,18 +122,22 @@ def _scaled_input_class():
     class ScaledInput(torch.nn.Module):
         """``linear(x * inv_scale)``: the input side of a smoothed Linear."""
 
-        def __init__(self, inv_scale, linear) -> None:
+        def __init__(self, inv_scale, linear, inplace: bool = False) -> None:
             super().__init__()
             self.register_buffer("inv_scale", inv_scale)
             self.linear = linear
+            self.inplace = inplace
 
         def forward(self, x):
-            return self.linear(x * self.inv_scale)
+            return self.linear(x.mul_(self.inv_scale) if self.inplace else x * self.inv_scale)
 
     return ScaledInput
 
 
-def smooth_linear_inputs(model, absmax: dict, alpha: float = 0.7, include: Iterable[str] = ("*",)):
+def smooth_linear_inputs(
+    model, absmax: dict, alpha: float = 0.7, include: Iterable[str] = ("*",),
+    inplace: Iterable[str] = (),
+):  # fmt: skip
     """SmoothQuant-style rescaling (Xiao et al. 2023): a copy with outliers moved to weights.
 
     For each Linear y = W x with calibrated input maxima a_j, pick
@@ -140,7 +146,9 @@ def smooth_linear_inputs(model, absmax: dict, alpha: float = 0.7, include: Itera
     scale per tensor) no longer have a few huge channels, while the weights (one scale per
     output channel) absorb them easily. Each Linear whose name matches an ``include``
     pattern (fnmatch) becomes ``ScaledInput(1/s, Linear)``; the others are left alone (each
-    wrapper costs one element-wise multiply per call).
+    wrapper costs one element-wise multiply per call). For names matching an ``inplace``
+    pattern the multiply overwrites the input tensor (no new allocation): only safe where
+    nothing else reads that tensor, as for the GELU output a BERT FFN output layer receives.
     """
     import torch
 
@@ -160,7 +168,8 @@ def smooth_linear_inputs(model, absmax: dict, alpha: float = 0.7, include: Itera
             module.weight.mul_(scale[None, :])
         parent_name, _, child = name.rpartition(".")
         parent = smoothed.get_submodule(parent_name) if parent_name else smoothed
-        setattr(parent, child, scaled_input(1.0 / scale, module))
+        in_place = any(fnmatch.fnmatch(name, pattern) for pattern in inplace)
+        setattr(parent, child, scaled_input(1.0 / scale, module, in_place))
     return smoothed
 
 
@@ -244,7 +253,9 @@ def int8_encoder(
         absmax = activation_absmax(
             model, lambda: probe.encode(list(calibration_texts), show_progress=False)
         )
-        model = smooth_linear_inputs(model, absmax, smooth_alpha, smooth_layers)
+        model = smooth_linear_inputs(
+            model, absmax, smooth_alpha, smooth_layers, inplace=DEFAULT_INPLACE_LAYERS
+        )
     return variant_encoder(encoder, quantize_linear_int8(model, **kwargs), device="cpu")
 
 
@@ -289,8 +300,9 @@ def compare_encoders(
     """Throughput and agreement of several encoders on the same texts.
 
     encoders: name -> TextEncoder (or variant); ``reference`` (default: the first) is the one
-    the others are compared with. Each encoder first encodes ``warmup`` texts untimed, then
-    all texts ``repeats`` times. Returns (table, embeddings by name); the table has one row
+    the others are compared with. Each encoder first encodes ``warmup`` texts untimed; then
+    every repeat encodes all texts with each encoder in turn (interleaved, so drifting
+    background load or clock speed hits all encoders alike). Returns (table, embeddings by name); the table has one row
     per encoder: texts_per_s (median over repeats), speedup (vs the reference's median),
     mean_cosine and min_cosine (row-wise, to the reference's vectors) and, where the encoder
     has a model, size_mb.
@@ -299,16 +311,22 @@ def compare_encoders(
 
     if not encoders:
         raise ValueError("encoders is empty.")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
     reference = reference or next(iter(encoders))
     if reference not in encoders:
         raise KeyError(f"reference {reference!r} is not among {list(encoders)}.")
     texts = list(texts)
-    embeddings, medians, rows = {}, {}, {}
-    for name, enc in tqdm(encoders.items(), desc="encoders", unit="enc"):
-        if warmup:
+    embeddings, rows = {}, {}
+    seconds: dict[str, list[float]] = {name: [] for name in encoders}
+    if warmup:
+        for enc in encoders.values():
             time_encode(enc, texts[:warmup], repeats=1)
-        embeddings[name], seconds = time_encode(enc, texts, repeats)
-        medians[name] = float(np.median(seconds))
+    for _ in tqdm(range(repeats), desc="timing rounds", unit="round"):
+        for name, enc in encoders.items():
+            embeddings[name], taken = time_encode(enc, texts, 1)
+            seconds[name] += taken
+    medians = {name: float(np.median(values)) for name, values in seconds.items()}
     for name in encoders:
         cos = row_cosine(embeddings[name], embeddings[reference])
         model = getattr(encoders[name], "model", None)

@@ -82,7 +82,13 @@ def test_smoothing_preserves_the_function_and_records_maxima():
         ref = model(ids).last_hidden_state
         handle.remove()
     torch.testing.assert_close(absmax[name], captured["x"].abs().reshape(-1, 64).amax(0))
-    smooth = quantize.smooth_linear_inputs(model, absmax, alpha=0.5)
+    smooth = quantize.smooth_linear_inputs(
+        model, absmax, alpha=0.5, inplace=quantize.DEFAULT_INPLACE_LAYERS
+    )
+    assert (
+        smooth.get_submodule(name).inplace
+        and not smooth.get_submodule("encoder.layer.1.intermediate.dense").inplace
+    )
     assert type(smooth.get_submodule(name)).__name__ == "ScaledInput"
     assert type(model.get_submodule(name)).__name__ == "Linear"  # input untouched
     with torch.inference_mode():
