@@ -58,8 +58,8 @@ def notebook_title(notebook: dict | str | os.PathLike, fallback: str | None = No
         source = "".join(source) if isinstance(source, list) else source
         for line in source.splitlines():
             match = _HEADING.match(line)
-            if match:
-                return match.group(1)
+            if match:  # "# # Title" (a doubled marker) still gives "Title"
+                return match.group(1).lstrip("#").strip() or match.group(1)
     return fallback if fallback is not None else "Untitled"
 
 

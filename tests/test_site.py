@@ -32,6 +32,8 @@ def test_notebook_title_is_the_first_heading(tmp_path):
     nb = {"cells": [{"cell_type": "code", "source": "# not a heading"},
                     {"cell_type": "markdown", "source": ["intro\n", "## Sub heading ##\n"]}]}  # fmt: skip
     assert site.notebook_title(nb) == "Sub heading"
+    doubled = {"cells": [{"cell_type": "markdown", "source": "# # Chapter 0 — Data\n\ntext"}]}
+    assert site.notebook_title(doubled) == "Chapter 0 — Data"
     assert site.notebook_title(write_notebook(tmp_path / "plain.ipynb", None)) == "plain"
 
 
