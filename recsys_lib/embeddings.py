@@ -342,7 +342,8 @@ class TextEncoder:
     ``batch_size`` (texts per batch), ``cache_dir`` (default ``<repo>/data/embeddings``),
     ``use_cache`` and ``max_batch_tokens``: when given, a batch holds as many texts as fit in
     that many padded tokens (``batch_size`` is then ignored), so short texts travel in large
-    batches; on CPU, 8192 is about twice as efficient as 64 short texts (benchmarks/bench_encoder.py).
+    batches. On a GPU 8192 tokens is about 3x faster than 64 texts; on CPU it depends on the
+    processor (benchmarks/bench_encoder.py compares both).
 
     Attributes: ``tokenizer``, ``model`` (``transformers.AutoModel``, eval mode), ``device``,
     ``dim`` (hidden size: 384 for the default model), ``weights_hash`` (sha256 of the weights
@@ -398,7 +399,7 @@ class TextEncoder:
 
     @property
     def precision(self) -> str:
-        """ "fp16-autocast" on CUDA, "fp32" on CPU (part of the cache key)."""
+        """Arithmetic used, part of the cache key: "fp16-autocast" on CUDA, else "fp32"."""
         return "fp16-autocast" if self.device.startswith("cuda") else "fp32"
 
     @property

@@ -219,6 +219,11 @@ def test_token_budget_batches(tiny_model_dir):
         TextEncoder(str(tiny_model_dir), max_batch_tokens=16, max_length=128)
 
 
+def test_empty_input_gives_empty_matrix(tiny):
+    out = tiny.encode([], show_progress=False)
+    assert out.shape == (0, 32) and out.dtype == np.float32
+
+
 def test_duplicates_encoded_once(tiny):
     emb = tiny.encode([TEXTS[0], TEXTS[1], TEXTS[0]], show_progress=False)
     assert tiny.last_stats.n_unique == 2 and tiny.last_stats.n_encoded == 2
