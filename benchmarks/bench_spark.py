@@ -4,6 +4,9 @@ For each size, synthetic events (about 50 per user, 10,000 long-tailed items) ar
 in Spark and written to Parquet; then the job of ``python -m recsys_lib.spark score`` runs on
 them: aggregate pairs -> implicit ALS -> top-k unseen items per user -> Parquet.
 Target: 10^7 events scored top-10 end to end on local[2] in under 10 minutes.
+``cpu_s`` is the CPU time of the JVM and its Python workers during the job: on a machine
+shared with other work, ``cpu_s / 2`` is what the job needs from 2 idle cores (a lower bound
+on its wall time there).
 
     python benchmarks/bench_spark.py                      # 1e5 1e6 1e7, partitions 4
     python benchmarks/bench_spark.py --sizes 1e6 --partitions 2 4 8 16 --repeats 3
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -22,11 +26,38 @@ from _common import print_table
 
 from recsys_lib import spark as rs
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system, reaped children included) of ``root`` and its descendants:
+    the JVM and its Python workers. On a shared machine, cpu_s / cores bounds the wall time
+    the same job would take on idle cores."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, p in parents.items() if p == pid and c not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
 
 def run(args: argparse.Namespace) -> list[dict]:
     t = time.perf_counter()
     spark = rs.spark_session(args.master, driver_memory=args.driver_memory)
     print(f"session start: {time.perf_counter() - t:.1f} s ({args.master})", flush=True)
+    jvm = spark.sparkContext._gateway.proc.pid  # spark-submit execs the driver JVM
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench_spark_") as tmp:
@@ -38,6 +69,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 for parts in args.partitions:
                     runs = []
                     for _ in range(args.repeats):
+                        cpu_before = tree_cpu_seconds(jvm)
                         runs.append(
                             rs.score_job(
                                 spark,
@@ -49,6 +81,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                                 partitions=parts,
                             )
                         )
+                        runs[-1]["cpu_s"] = tree_cpu_seconds(jvm) - cpu_before
                     row = {
                         "events": int(size),
                         "partitions": parts,
@@ -56,7 +89,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                         "rows_out": int(runs[0]["rows_out"]),
                         "generate_s": generate_s,
                     }
-                    for key in ("prepare_s", "als_s", "score_s", "total_s"):
+                    for key in ("prepare_s", "als_s", "score_s", "total_s", "cpu_s"):
                         row[key] = statistics.median(r[key] for r in runs)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
