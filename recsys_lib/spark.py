@@ -685,10 +685,32 @@ def score_job(
     the session's shuffle partitions). Writes (user_id, rank, item_id, score) to ``output``
     (overwritten; None = count only). Returns wall seconds per stage and sizes.
     """
+
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    parts = partitions or int(previous)
+    spark.conf.set("spark.sql.shuffle.partitions", str(parts))
+    try:
+        return _score_job(
+            spark,
+            interactions,
+            output,
+            parts,
+            k=k,
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            seed=seed,
+        )
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+
+
+def _score_job(
+    spark, interactions, output, parts, *, k, factors, regularization, alpha, iterations, seed
+) -> dict[str, float]:
     from pyspark.sql import functions as F
 
-    parts = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
-    spark.conf.set("spark.sql.shuffle.partitions", str(parts))
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if "value" not in interactions.columns:

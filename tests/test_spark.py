@@ -301,6 +301,7 @@ def test_score_job_end_to_end(spark, tmp_path):
     events = rs.synthetic_interactions(spark, 3000, n_users=60, n_items=40, seed=1, partitions=2)
     out = tmp_path / "top5"
     timings = rs.score_job(spark, events, str(out), k=5, factors=4, iterations=2, partitions=2)
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # the session's value is back
     recs = spark.read.parquet(str(out)).toPandas()
     pairs = events.toPandas().drop_duplicates(["user_id", "item_id"])
     assert timings["pairs"] == len(pairs)
