@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # implicit's ALS is fastest with single-threaded BLAS inside its own thread pool.
 export OPENBLAS_NUM_THREADS ?= 1
-export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 # Use a MovieLens copy lying beside the checkout (as in CI) instead of downloading one.
 SHARED_MOVIELENS := $(wildcard $(CURDIR)/../shared/data/movielens)

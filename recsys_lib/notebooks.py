@@ -16,6 +16,7 @@ import argparse
 import fnmatch
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -105,6 +106,10 @@ def execute_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     error = None
+    # The kernel inherits our environment; a headless MPLBACKEND such as Agg (set for tests)
+    # would keep every figure out of the executed notebook, so use the inline backend there.
+    saved_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         pm.execute_notebook(
             str(notebook),
@@ -116,6 +121,11 @@ def execute_notebook(
         )
     except pm.PapermillExecutionError as err:
         error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+    finally:
+        if saved_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = saved_backend
     seconds = time.perf_counter() - start
     metrics = read_records(output) if output.exists() else {}
     return RunResult(notebook.stem, seconds, metrics, error)
