@@ -469,7 +469,7 @@ def train_cross_encoder(
 
 # ----------------------------------------------------------------------------- two-tower
 def multiple_negatives_loss(user_emb, item_emb, temperature: float = 0.05, mask=None,
-                            symmetric: bool = False):  # fmt: skip
+                            symmetric: bool = False, log_q=None):  # fmt: skip
     """InfoNCE with in-batch negatives (the "multiple negatives ranking" loss).
 
     user_emb, item_emb: (B, d); row b of each is a positive pair, every other item in the batch
@@ -477,12 +477,17 @@ def multiple_negatives_loss(user_emb, item_emb, temperature: float = 0.05, mask=
     the cross-entropy of the diagonal: mean_b [ -log softmax(logits[b])[b] ].
     mask: optional (B, B) bool, True where item c must not count as a negative for user b (it
     is one of b's positives too); the diagonal is never masked. symmetric: average with the
-    item -> user direction.
+    item -> user direction. log_q: optional (B,) log-probability that each batch item is drawn
+    as a positive; it is subtracted from that item's column (the "logQ" sampling-bias
+    correction). In-batch negatives are drawn in proportion to popularity, so without it the
+    model learns to push popular items down; with it the loss estimates the full softmax.
     """
     import torch
     import torch.nn.functional as F
 
     logits = user_emb @ item_emb.T / temperature
+    if log_q is not None:
+        logits = logits - log_q[None, :]
     if mask is not None:
         mask = mask.clone()
         mask.fill_diagonal_(False)
@@ -658,6 +663,18 @@ def _call_layer(layer, hidden, mask4):
     return out[0] if isinstance(out, tuple) else out
 
 
+def positive_draw_log_q(pos_users: np.ndarray, pos_items: np.ndarray, n_items: int) -> np.ndarray:
+    """log P(item i is a batch positive) under :func:`user_unique_batches`: float64 (n_items,).
+
+    Every user is drawn once per epoch and picks one of its positives uniformly, so
+    P(i) = (1 / n_users) * sum over users u with i among their positives of 1 / |pos(u)|.
+    Items never drawn get log(1e-12) (they never appear as batch positives anyway).
+    """
+    users, inverse, counts = np.unique(pos_users, return_inverse=True, return_counts=True)
+    share = np.bincount(pos_items, weights=1.0 / counts[inverse], minlength=n_items) / len(users)
+    return np.log(np.maximum(share, 1e-12))
+
+
 def user_unique_batches(
     pos_users: np.ndarray, pos_items: np.ndarray, batch_size: int, rng: np.random.Generator
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -702,13 +719,16 @@ def train_two_tower(
     *,
     temperature: float = 0.05,
     symmetric: bool = False,
+    logq_correction: bool = True,
     evaluate: Callable[[TwoTower], dict] | None = None,
     monitor: str = "ndcg@10",
 ) -> TrainHistory:
     """Fine-tune ``tower`` on positive (user_id, item_id) pairs with in-batch negatives.
 
     One epoch = every user once (:func:`user_unique_batches`); in-batch items that are also
-    positives of the row's user are masked out of its negatives. ``evaluate(tower)`` returns
+    positives of the row's user are masked out of its negatives. ``logq_correction`` subtracts
+    the log of each item's chance to be drawn as a batch positive (:func:`positive_draw_log_q`)
+    from its logits. ``evaluate(tower)`` returns
     validation metrics (e.g. :func:`ranking_metrics`); the best ``monitor`` value wins.
     """
     import torch
@@ -720,6 +740,8 @@ def train_two_tower(
     if (u_code < 0).any() or (i_code < 0).any():
         raise KeyError("positives name users or items that have no description; describe them all.")
     keys = np.unique(u_code.astype(np.int64) * len(item_ids) + i_code)
+    log_q_all = torch.as_tensor(positive_draw_log_q(u_code, i_code, len(item_ids)),
+                                dtype=torch.float32, device=tower.device)  # fmt: skip
     tower.cache("users", user_text.tolist())
     tower.cache("items", item_text.tolist())
     n_users = len(np.unique(u_code))
@@ -734,9 +756,9 @@ def train_two_tower(
         v = tower.embed_batch(name="items", rows=items)
         mask = torch.as_tensor(in_batch_positive_mask(users, items, keys, len(item_ids)),
                                device=u.device)  # fmt: skip
-        return multiple_negatives_loss(u.float(), v.float(), temperature, mask, symmetric), len(
-            users
-        )
+        log_q = log_q_all[_as_index(items).to(tower.device)] if logq_correction else None
+        loss = multiple_negatives_loss(u.float(), v.float(), temperature, mask, symmetric, log_q)
+        return loss, len(users)
 
     evaluate_fn = None if evaluate is None else (lambda: evaluate(tower))
     return _train_loop(tower.encoder, batches, n_batches, loss_fn, config, evaluate_fn, monitor,

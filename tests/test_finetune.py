@@ -423,3 +423,21 @@ def test_optimizer_groups_decay_and_head_learning_rate():
             assert all(p.ndim == 2 for p in group["params"])
     n_grouped = sum(len(g["params"]) for g in optimizer.param_groups)
     assert n_grouped == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_logq_correction_by_hand():
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    v = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    log_q = torch.log(torch.tensor([0.5, 0.125]))
+    # logits / 0.5 minus log q per column: row0 = [2 - ln .5, 1.2 - ln .125], row1 = [0 - ln .5, 1.6 - ln .125]
+    a, b = 2 - math.log(0.5), 1.2 - math.log(0.125)
+    c, d = -math.log(0.5), 1.6 - math.log(0.125)
+    expected = (
+        -(a - math.log(math.exp(a) + math.exp(b))) - (d - math.log(math.exp(c) + math.exp(d)))
+    ) / 2
+    got = ft.multiple_negatives_loss(u, v, temperature=0.5, log_q=log_q)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # draw probabilities: users 0 (items 0, 1) and 1 (item 0) -> P(0) = (1/2 + 1) / 2, P(1) = 1/4
+    q = np.exp(ft.positive_draw_log_q(np.array([0, 0, 1]), np.array([0, 1, 0]), 3))
+    np.testing.assert_allclose(q[:2], [0.75, 0.25])
+    assert q[2] < 1e-11
