@@ -10,8 +10,8 @@ quick start first, the template skipped) to ``<stem>.html`` with nbconvert's
 
 ``readme`` rewrites only the block between ``<!-- results:start -->`` and
 ``<!-- results:end -->`` in README.md with a table of headline metrics from
-``build/metrics.json``: for each notebook, every metric whose name contains ``ndcg@10`` and
-every metric named in :data:`HEADLINE`. The rest of the README is left byte for byte.
+``build/metrics.json``: for each notebook, the metrics :data:`HEADLINE` names for it. The rest
+of the README is left byte for byte.
 """
 
 from __future__ import annotations
@@ -31,13 +31,30 @@ START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
 
 #: Metric names shown in the README besides every "*ndcg@10*" metric (any notebook).
-HEADLINE = (
-    "int8_speedup",
-    "int8_mean_cosine",
-    "serving_p99_ms",
-    "unique_share_all_fields",
-    "dp_ndcg@10_eps1",
-)
+# The README's headline table: per notebook, the few metrics a reader should see first.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "00_data_and_evaluation": ("popularity_ndcg@10", "random_ndcg@10"),
+    "00_quickstart": ("hybrid_ndcg@10",),
+    "02_bert_embeddings": ("text (description cosine)_ndcg@10", "genre_purity_mean_pooling"),
+    "03_matrix_factorization": (
+        "als_ndcg@10", "ease_ndcg@10", "puresvd_ndcg@10", "bpr_ndcg@10", "als_fit_s",
+    ),
+    "04_similarity_and_hybrid": (
+        "hybrid_ndcg@10", "hybrid_lift", "grid_blend_ndcg@10", "cold_recall_vs_random",
+    ),
+    "05_fine_tuning": (
+        "frozen_MiniLM_ndcg@10", "fine_tuned_two_tower_ndcg@10", "two_tower_ndcg_lift",
+        "cross_encoder_auc", "logistic_auc",
+    ),
+    "06_business_objectives": (
+        "ab_truth_revenue_lift", "ab_truth_ctr_change", "ab_revenue_p_value",
+    ),
+    "07_production_and_responsibility": (
+        "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "unique_share_all_fields",
+        "dp_ndcg@10_eps1",
+    ),
+    "08_scaling_out_with_spark": ("implicit_ndcg@10", "spark_ndcg@10", "distributed_metric_max_abs_diff"),
+}  # fmt: skip
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
@@ -128,18 +145,20 @@ def build_site(notebook_dir: str | os.PathLike, site_dir: str | os.PathLike) -> 
     return index
 
 
-def headline_metrics(metrics: dict, headline=HEADLINE) -> list[tuple[str, str, float]]:
-    """(notebook, metric, value) for the README: names containing "ndcg@10" or in ``headline``.
+def headline_metrics(metrics: dict, headline=None) -> list[tuple[str, str, float]]:
+    """(notebook, metric, value) for the README: the metrics ``headline`` names per notebook.
 
-    ``metrics`` is build/metrics.json: notebook -> metric name -> value. Non-numeric values
-    are skipped; notebooks and metrics keep their sorted order.
+    ``metrics`` is build/metrics.json: notebook -> metric name -> value; ``headline`` maps a
+    notebook to metric names (default :data:`HEADLINE`). Missing or non-numeric values are
+    skipped; rows follow the notebook order, then the listed metric order.
     """
+    headline = HEADLINE if headline is None else headline
     rows = []
     for notebook in sorted(metrics):
-        for name in sorted(metrics[notebook]):
-            value = metrics[notebook][name]
+        for name in headline.get(notebook, ()):
+            value = metrics[notebook].get(name)
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if numeric and ("ndcg@10" in name or name in headline):
+            if numeric:
                 rows.append((notebook, name, float(value)))
     return rows
 
@@ -150,7 +169,7 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def results_table(metrics: dict, headline=HEADLINE) -> str:
+def results_table(metrics: dict, headline=None) -> str:
     """The headline metrics as a Markdown table (chapter | metric | value)."""
     rows = headline_metrics(metrics, headline)
     lines = ["| chapter | metric | value |", "|---|---|---:|"]

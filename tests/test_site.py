@@ -58,20 +58,22 @@ def test_build_site_links_every_chapter(tmp_path):
 
 
 METRICS = {
-    "03_mf": {"als_ndcg@10": 0.41234567, "als_map": 0.1, "n_users": 943},
+    "03_matrix_factorization": {"als_ndcg@10": 0.41234567, "als_map": 0.1, "n_users": 943},
     "07_production_and_responsibility": {"int8_speedup": 1.8, "label": "x", "serving_p99_ms": 0.5},
 }
 
 
-def test_headline_metrics_pick_ndcg_and_the_named_ones():
+def test_headline_metrics_pick_the_named_ones_in_order():
     rows = site.headline_metrics(METRICS)
     assert rows == [
-        ("03_mf", "als_ndcg@10", 0.41234567),
+        ("03_matrix_factorization", "als_ndcg@10", 0.41234567),
         ("07_production_and_responsibility", "int8_speedup", 1.8),
         ("07_production_and_responsibility", "serving_p99_ms", 0.5),
     ]
     table = site.results_table(METRICS)
-    assert "| 03_mf | als_ndcg@10 | 0.4123 |" in table and "als_map" not in table
+    assert "| 03_matrix_factorization | als_ndcg@10 | 0.4123 |" in table and "als_map" not in table
+    custom = site.headline_metrics(METRICS, {"03_matrix_factorization": ("als_map",)})
+    assert custom == [("03_matrix_factorization", "als_map", 0.1)]
 
 
 def test_readme_rewrite_replaces_only_the_marked_block(tmp_path):
