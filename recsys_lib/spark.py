@@ -792,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     owned = SparkSession.getActiveSession() is None  # never stop a caller's session
     if args.master is None:  # under spark-submit: keep the submitted master and settings
         spark = SparkSession.builder.appName("recsys-score-topk").getOrCreate()
+        spark.sparkContext.setLogLevel("WARN")
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     else:
         spark = spark_session(args.master, driver_memory=args.driver_memory)
     try:
