@@ -101,13 +101,18 @@ def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
     return _as_ml100k_folder(default_cache_dir())
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    """md5 hex digest of a file, read in chunks."""
-    digest = hashlib.md5()
+def file_digest(path: str | os.PathLike, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file (any hashlib algorithm), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    """md5 hex digest of a file (what GroupLens publishes for its zips)."""
+    return file_digest(path, "md5")
 
 
 def _default_fetch(url: str, dest: Path) -> None:

