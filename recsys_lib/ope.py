@@ -60,6 +60,17 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 1 else x
 
 
+def _checked_inputs(rewards, target_prob, logging_prob, alpha: float, clip: float | None):
+    """Rewards and importance weights as matching (n, K) arrays, after argument checks."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1)")
+    r = _as_2d(rewards)
+    w = _as_2d(_weights(target_prob, logging_prob, clip))
+    if r.shape != w.shape:
+        raise ValueError(f"rewards {r.shape} must match the propensity arrays {w.shape}")
+    return r, w
+
+
 def ips_estimate(
     rewards: np.ndarray,
     target_prob: np.ndarray,
@@ -73,12 +84,7 @@ def ips_estimate(
     i.i.d. request). ``clip`` caps the weights (adds bias, lowers variance). The CI is normal
     with the standard error of the per-request averages.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha} must be in (0, 1)")
-    r = _as_2d(rewards)
-    w = _as_2d(_weights(target_prob, logging_prob, clip))
-    if r.shape != w.shape:
-        raise ValueError(f"rewards {r.shape} must match the propensity arrays {w.shape}")
+    r, w = _checked_inputs(rewards, target_prob, logging_prob, alpha, clip)
     x = (w * r).mean(axis=1)
     n = len(x)
     if n < 2:
@@ -100,12 +106,7 @@ def snips_estimate(
     Same shapes as :func:`ips_estimate`. Slightly biased but usually much lower variance, and
     invariant to adding a constant to every reward.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha} must be in (0, 1)")
-    r = _as_2d(rewards)
-    w = _as_2d(_weights(target_prob, logging_prob, clip))
-    if r.shape != w.shape:
-        raise ValueError(f"rewards {r.shape} must match the propensity arrays {w.shape}")
+    r, w = _checked_inputs(rewards, target_prob, logging_prob, alpha, clip)
     a, b = (w * r).mean(axis=1), w.mean(axis=1)
     n = len(a)
     if n < 2:

@@ -39,6 +39,7 @@ class QuickStart:
     models: dict[str, Model]  # fitted on the full train part
     text_weight: float
     weight_curve: pd.DataFrame
+    explainer: Recommender  # ALS factors + text embeddings, for "because you liked ..."
 
     def metrics(self, k: int = 10) -> pd.DataFrame:
         """Test metrics of every model, one row each."""
@@ -50,10 +51,7 @@ class QuickStart:
         hybrid = self.models["hybrid"]
         items = hybrid.recommend_frame([user_id], k)["item_id"].to_numpy()
         titles = self.movielens.items.set_index("item_id")["title"]
-        explainer = Recommender.from_model(
-            self.models["ALS"], self.data.train, item_embeddings=self.item_text, item_names=titles
-        )
-        reasons = explainer.explain(user_id, items, space="text")
+        reasons = self.explainer.explain(user_id, items, space="text")
         return pd.DataFrame(
             {
                 "rank": np.arange(1, len(items) + 1),
@@ -112,4 +110,10 @@ def build_quickstart(
         models=models,
         text_weight=weight,
         weight_curve=curve,
+        explainer=Recommender.from_model(
+            als,
+            data.train,
+            item_embeddings=item_text,
+            item_names=movielens.items.set_index("item_id")["title"],
+        ),
     )
