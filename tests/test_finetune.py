@@ -441,3 +441,71 @@ def test_logq_correction_by_hand():
     q = np.exp(ft.positive_draw_log_q(np.array([0, 0, 1]), np.array([0, 1, 0]), 3))
     np.testing.assert_allclose(q[:2], [0.75, 0.25])
     assert q[2] < 1e-11
+
+
+def test_frozen_depth_counts_only_a_frozen_bottom():
+    model = tiny_classifier()
+    assert ft.frozen_depth(model) == 0  # everything trainable
+    ft.freeze_lower_layers(model, 1)
+    assert ft.frozen_depth(model) == 2  # 3 layers, top 1 trainable
+    ft.freeze_lower_layers(model, 0)
+    assert ft.frozen_depth(model) == 3
+    for p in model.base_model.embeddings.parameters():  # trainable embeddings: nothing cacheable
+        p.requires_grad_(True)
+    assert ft.frozen_depth(model) == 0
+
+
+def test_pair_trunk_cache_matches_full_forward_and_needs_a_frozen_trunk(tokenizer):
+    model = tiny_classifier()
+    users = ["loves westerns and long epic films", "horror", "likes comedy"]
+    items = ["a western", "a comedy with a very long description of its plot", "a drama"]
+    with pytest.raises(ValueError, match="nothing is frozen"):
+        ft.PairTrunkCache(model, tokenizer, users, items, max_length=32, device="cpu")
+    ft.freeze_lower_layers(model, 1)
+    cache = ft.PairTrunkCache(model, tokenizer, users, items, max_length=32, device="cpu")
+    assert len(cache) == 3 and cache.n_frozen == 2
+    model.eval()
+    with torch.no_grad():
+        full = model(**ft.tokenize_pairs(tokenizer, users, items, 32)).logits
+        cached = cache.logits(model, [2, 0])  # a sub-batch is trimmed to its own longest pair
+    np.testing.assert_allclose(cached.numpy(), full[[2, 0]].numpy(), atol=1e-5)
+    probs = torch.softmax(full, -1)[:, 1].numpy()
+    np.testing.assert_allclose(cache.predict_proba(model), probs, atol=1e-6)
+    with pytest.raises(TypeError, match="BERT-style"):
+        ft.PairTrunkCache(tiny_encoder(), tokenizer, users, items, max_length=32)
+
+
+def test_cached_and_uncached_cross_encoder_training_agree(tokenizer):
+    """Without dropout the cached trunk is an exact shortcut: same updates, same weights."""
+    pairs = pd.DataFrame({"user_id": [1, 2, 3, 4, 1, 2], "item_id": [10, 11, 12, 13, 14, 15],
+                          "label": [1, 1, 1, 0, 0, 0]})  # fmt: skip
+    cfg = ft.TrainConfig(epochs=2, batch_size=3, lr=1e-3, max_length=32, device="cpu",
+                         progress=False, eval_every=1, patience=None, seed=3)  # fmt: skip
+    runs = []
+    for cache in (True, False):
+        model = tiny_classifier()
+        ft.freeze_lower_layers(model, 1)
+        hist = ft.train_cross_encoder(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, cfg,
+                                      val_pairs=pairs, cache_trunk=cache)  # fmt: skip
+        runs.append((hist, ft.copy_state(model)))
+    (cached, w_cached), (plain, w_plain) = runs
+    np.testing.assert_allclose(cached.loss, plain.loss, rtol=1e-4)
+    assert [e["auc"] for e in cached.evals] == pytest.approx([e["auc"] for e in plain.evals])
+    for name in w_plain:
+        torch.testing.assert_close(w_cached[name], w_plain[name], rtol=1e-4, atol=1e-6)
+    assert cached.setup_seconds > 0
+
+
+def test_train_history_to_dict_and_rate():
+    hist = ft.TrainHistory(steps=[1, 2], loss=[0.7, 0.5], examples=64, seconds=2.0)
+    out = hist.to_dict()
+    assert out["examples_per_second"] == pytest.approx(32.0)
+    assert out["loss"] == [0.7, 0.5] and out["steps"] == [1, 2] and out["device"] == "cpu"
+    assert math.isnan(ft.TrainHistory().examples_per_second)  # no time measured yet
+
+
+def test_load_encoder_is_the_verified_minilm_without_a_head():
+    encoder = ft.load_encoder()
+    assert type(encoder).__name__ == "BertModel"
+    assert encoder.config.hidden_size == 384 and encoder.config.num_hidden_layers == 6
+    assert not hasattr(encoder, "classifier")
