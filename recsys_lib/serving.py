@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_lib.data import file_digest
-from recsys_lib.interactions import Interactions
+from recsys_lib.interactions import Catalogue, Interactions
 from recsys_lib.retrieval import top_k
 
 FORMAT_NAME = "recsys-lib-recommender"
@@ -125,8 +125,8 @@ class Recommender:
             if names.shape != (n_items,):
                 raise ValueError(f"item_names must have {n_items} entries, got {names.shape}.")
             self.item_names = names
-        self._user_pos = {v: i for i, v in enumerate(self.user_ids.tolist())}
-        self._item_pos = {v: i for i, v in enumerate(self.item_ids.tolist())}
+        # the library's one id <-> position map (also rejects duplicate ids)
+        self.catalogue = Catalogue(self.user_ids, self.item_ids)
         self._unit_cache: dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------- construction
@@ -178,8 +178,8 @@ class Recommender:
 
     # ----------------------------------------------------------------- lookups
     def _user_row(self, user_id) -> int:
-        row = self._user_pos.get(_plain(user_id))
-        if row is None:
+        row = int(self.catalogue.user_index([_plain(user_id)], strict=False)[0])
+        if row < 0:
             raise UnknownIdError(
                 f"user id {user_id!r} not in the training catalogue ({self.n_users} users); "
                 "unknown users need a cold-start path (e.g. popularity or a text profile)."
@@ -187,8 +187,8 @@ class Recommender:
         return row
 
     def _item_row(self, item_id) -> int:
-        row = self._item_pos.get(_plain(item_id))
-        if row is None:
+        row = int(self.catalogue.item_index([_plain(item_id)], strict=False)[0])
+        if row < 0:
             raise UnknownIdError(
                 f"item id {item_id!r} not in the training catalogue ({self.n_items} items); "
                 "rebuild the recommender after adding it to train."

@@ -181,3 +181,10 @@ def test_latency_percentiles_and_timing():
     calls = []
     times = time_requests(calls.append, [1, 2, 3], warmup=2)
     assert calls == [1, 2, 1, 2, 3] and times.shape == (3,) and (times >= 0).all()
+
+
+def test_duplicate_ids_are_refused(small):
+    rec, train = small
+    with pytest.raises(ValueError, match="duplicates"):
+        Recommender([10, 10, 30], rec.item_ids, rec.user_factors, rec.item_factors, train.matrix)
+    assert rec.catalogue.user_index([30]).tolist() == [2]  # the shared id map is exposed
