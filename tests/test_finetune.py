@@ -537,3 +537,49 @@ def test_load_encoder_is_the_verified_minilm_without_a_head():
     assert type(encoder).__name__ == "BertModel"
     assert encoder.config.hidden_size == 384 and encoder.config.num_hidden_layers == 6
     assert not hasattr(encoder, "classifier")
+
+
+def test_lora_starts_as_the_base_model_trains_few_weights_and_merges(tokenizer, tmp_path):
+    from recsys_lib import lora
+
+    pairs = pd.DataFrame({"user_id": [1, 2, 3, 4, 1, 2, 3, 4],
+                          "item_id": [10, 11, 12, 13, 14, 15, 10, 11],
+                          "label": [1, 1, 1, 1, 0, 0, 0, 0]})  # fmt: skip
+    model = tiny_classifier()
+    before = ft.predict_click_proba(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    counts = lora.add_lora(model, rank=2, alpha=4.0, n_layers=1)
+    # B starts at zero: the adapted model computes exactly what the pretrained one did
+    same = ft.predict_click_proba(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    np.testing.assert_allclose(same, before, atol=1e-7)
+    wrapped = [m for m in model.modules() if isinstance(m, lora.LoRALinear)]
+    assert len(wrapped) == 2  # query and value of the top layer only
+    head = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("bert."))
+    head += sum(p.numel() for p in model.bert.pooler.parameters())
+    assert counts["trainable"] == 2 * 2 * (32 + 32) + head  # A and B of two 32x32 layers
+    assert ft.frozen_depth(model) == 2  # the lower layers stay cacheable
+    cfg = ft.TrainConfig(epochs=3, batch_size=8, lr=5e-3, warmup_ratio=0.0, max_length=32,
+                         device="cpu", progress=False, patience=None)  # fmt: skip
+    hist = ft.train_cross_encoder(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, cfg)
+    assert hist.loss[-1] < hist.loss[0]
+    assert any(float(m.lora_b.detach().abs().sum()) > 0 for m in wrapped)  # the adapters learned
+    trained = ft.predict_click_proba(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    lora.merge_lora(model)
+    assert not any(isinstance(m, lora.LoRALinear) for m in model.modules())
+    merged = ft.predict_click_proba(model, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    np.testing.assert_allclose(merged, trained, atol=1e-5)
+    loaded = ft.load_cross_encoder(str(ft.save_model(model, tokenizer, tmp_path / "merged")))
+    again = ft.predict_click_proba(loaded, tokenizer, pairs, USER_TEXT, ITEM_TEXT, device="cpu")
+    np.testing.assert_allclose(again, trained, atol=1e-5)
+
+
+def test_lora_rejects_bad_settings():
+    from recsys_lib import lora
+
+    with pytest.raises(ValueError, match="rank"):
+        lora.LoRALinear(torch.nn.Linear(4, 4), rank=5)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        lora.LoRALinear(torch.nn.Conv1d(4, 4, 1))
+    with pytest.raises(ValueError, match="n_layers"):
+        lora.add_lora(tiny_classifier(), n_layers=4)
+    with pytest.raises(ValueError, match="no nn.Linear named"):
+        lora.add_lora(tiny_classifier(), targets=("nonexistent",))
