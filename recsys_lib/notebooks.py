@@ -233,8 +233,21 @@ def format_check(rows: list[CheckRow]) -> str:
     return "\n".join([header, *body])
 
 
+#: Metric-name endings that mark timings: recorded in notebooks, never turned into bands
+#: (speed depends on the machine and its load; speed targets live in benchmarks/).
+TIMING_SUFFIXES = ("_s", "_seconds", "_per_second", "_ms")
+
+
+def is_timing_metric(name: str) -> bool:
+    """True for metric names that record a duration or a rate (see :data:`TIMING_SUFFIXES`)."""
+    return name.endswith(TIMING_SUFFIXES)
+
+
 def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -> dict:
-    """Rewrite the expected values from the current metrics, keeping each tolerance."""
+    """Rewrite the expected values from the current metrics, keeping each tolerance.
+
+    New numeric metrics get a band of ``default_rtol``, except timings (:func:`is_timing_metric`).
+    """
     updated = {}
     for notebook, bands in expected.items():
         current = metrics.get(notebook, {})
@@ -245,7 +258,7 @@ def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -
             else:
                 updated[notebook][name] = band
         for name, value in current.items():
-            if name not in updated[notebook] and _is_number(value):
+            if name not in updated[notebook] and _is_number(value) and not is_timing_metric(name):
                 updated[notebook][name] = {"value": value, "rtol": default_rtol}
     return updated
 
