@@ -177,23 +177,34 @@ class Recommender:
         return len(self.item_ids)
 
     # ----------------------------------------------------------------- lookups
-    def _user_row(self, user_id) -> int:
-        row = int(self.catalogue.user_index([_plain(user_id)], strict=False)[0])
-        if row < 0:
+    def _user_rows(self, user_ids) -> np.ndarray:
+        """Rows of raw user ids, one catalogue lookup for the whole batch."""
+        ids = np.atleast_1d(np.asarray(user_ids, dtype=object)).tolist()
+        rows = self.catalogue.user_index(ids, strict=False)
+        if (rows < 0).any():
             raise UnknownIdError(
-                f"user id {user_id!r} not in the training catalogue ({self.n_users} users); "
-                "unknown users need a cold-start path (e.g. popularity or a text profile)."
+                f"user id {ids[int(np.argmax(rows < 0))]!r} not in the training catalogue "
+                f"({self.n_users} users); unknown users need a cold-start path (e.g. popularity "
+                "or a text profile)."
             )
-        return row
+        return rows
+
+    def _item_rows(self, item_ids) -> np.ndarray:
+        """Columns of raw item ids, one catalogue lookup for the whole batch."""
+        ids = np.atleast_1d(np.asarray(item_ids, dtype=object)).tolist()
+        rows = self.catalogue.item_index(ids, strict=False)
+        if (rows < 0).any():
+            raise UnknownIdError(
+                f"item id {ids[int(np.argmax(rows < 0))]!r} not in the training catalogue "
+                f"({self.n_items} items); rebuild the recommender after adding it to train."
+            )
+        return rows
+
+    def _user_row(self, user_id) -> int:
+        return int(self._user_rows([_plain(user_id)])[0])
 
     def _item_row(self, item_id) -> int:
-        row = int(self.catalogue.item_index([_plain(item_id)], strict=False)[0])
-        if row < 0:
-            raise UnknownIdError(
-                f"item id {item_id!r} not in the training catalogue ({self.n_items} items); "
-                "rebuild the recommender after adding it to train."
-            )
-        return row
+        return int(self._item_rows([_plain(item_id)])[0])
 
     def _check_k(self, k) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -223,8 +234,7 @@ class Recommender:
         than k unseen items. At most ``block_size`` rows of scores exist at a time.
         """
         k = self._check_k(k)
-        rows = np.fromiter((self._user_row(u) for u in np.atleast_1d(user_ids).tolist()),
-                           dtype=np.int64)  # fmt: skip
+        rows = self._user_rows(user_ids)
         pad = "" if self.item_ids.dtype.kind == "U" else -1
         out = np.full((len(rows), k), pad, dtype=self.item_ids.dtype)
         for start in range(0, len(rows), block_size):
@@ -282,8 +292,7 @@ class Recommender:
         history), similarity (cosine in ``space``) and a "because you liked ..." sentence.
         """
         row = self._user_row(user_id)
-        cols = np.array([self._item_row(i) for i in np.atleast_1d(item_ids).tolist()],
-                        dtype=np.int64)  # fmt: skip
+        cols = self._item_rows(item_ids)
         hist = self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
         if hist.size == 0:
             raise ValueError(
