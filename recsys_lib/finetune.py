@@ -448,21 +448,12 @@ class PairTrunkCache:
                              "n < the number of layers before caching the trunk.")  # fmt: skip
         enc = tokenize_pairs(tokenizer, list(user_texts), list(item_texts), max_length)
         self.right_padded = getattr(tokenizer, "padding_side", "right") == "right"
-        embeddings, layers = _encoder_layers(model)
         model.to(self.device)
         parts = []
-        with torch.inference_mode():
-            embeddings.eval()
-            for start in tqdm(range(0, len(user_texts), batch_size), desc="caching trunk",
-                              disable=not progress):  # fmt: skip
-                batch = {k: v[start : start + batch_size].to(self.device) for k, v in enc.items()}
-                hidden = embeddings(input_ids=batch["input_ids"],
-                                    token_type_ids=batch.get("token_type_ids"))  # fmt: skip
-                mask4 = _bidirectional_mask(model.config, hidden, batch["attention_mask"])
-                for layer in layers[: self.n_frozen]:
-                    layer.eval()
-                    hidden = _call_layer(layer, hidden, mask4)
-                parts.append(hidden.clone())
+        for start in tqdm(range(0, len(user_texts), batch_size), desc="caching trunk",
+                          disable=not progress):  # fmt: skip
+            batch = {k: v[start : start + batch_size].to(self.device) for k, v in enc.items()}
+            parts.append(_frozen_trunk(model, batch, self.n_frozen))
         self.hidden = torch.cat(parts) if parts else torch.empty(0)
         self.mask = enc["attention_mask"].to(self.device)
 
@@ -478,10 +469,7 @@ class PairTrunkCache:
         if self.right_padded:  # dynamic padding: trim to the longest pair of this batch
             width = int(mask.sum(1).max())
             hidden, mask = hidden[:, :width], mask[:, :width]
-        _, layers = _encoder_layers(model)
-        mask4 = _bidirectional_mask(model.config, hidden, mask)
-        for layer in layers[self.n_frozen :]:
-            hidden = _call_layer(layer, hidden, mask4)
+        hidden = _upper_layers(model, hidden, mask, self.n_frozen)
         pooler = getattr(model.base_model, "pooler", None)
         pooled = pooler(hidden) if pooler is not None else hidden[:, 0]
         return model.classifier(model.dropout(pooled))
@@ -498,6 +486,31 @@ class PairTrunkCache:
                 logits = self.logits(model, rows).float()
                 out[rows] = torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
         return out
+
+
+def _frozen_trunk(model, enc, n_frozen: int):
+    """Embeddings + the lowest ``n_frozen`` layers of a BERT-style model, in eval mode and
+    without gradients: hidden states (B, L, H) for a tokenised batch ``enc``."""
+    import torch
+
+    embeddings, layers = _encoder_layers(model)
+    with torch.no_grad():
+        embeddings.eval()
+        hidden = embeddings(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
+        mask4 = _bidirectional_mask(model.config, hidden, enc["attention_mask"])
+        for layer in layers[:n_frozen]:
+            layer.eval()
+            hidden = _call_layer(layer, hidden, mask4)
+    return hidden
+
+
+def _upper_layers(model, hidden, attention_mask, n_frozen: int):
+    """The layers above the frozen ``n_frozen`` (with gradients): hidden states (B, L, H)."""
+    _, layers = _encoder_layers(model)
+    mask4 = _bidirectional_mask(model.config, hidden, attention_mask)
+    for layer in layers[n_frozen:]:
+        hidden = _call_layer(layer, hidden, mask4)
+    return hidden
 
 
 def _bidirectional_mask(config, hidden, attention_mask):
@@ -667,31 +680,13 @@ class TwoTower:
 
     def _trunk(self, enc):
         """Embeddings + frozen layers: (hidden (B, L, H), attention_mask (B, L))."""
-        import torch
-
-        embeddings, layers = _encoder_layers(self.encoder)
-        with torch.no_grad():
-            embeddings.eval()
-            hidden = embeddings(
-                input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids")
-            )
-            mask4 = self._layer_mask(hidden, enc["attention_mask"])
-            for layer in layers[: self.n_frozen]:
-                layer.eval()
-                hidden = _call_layer(layer, hidden, mask4)
-        return hidden, enc["attention_mask"]
-
-    def _layer_mask(self, hidden, attention_mask):
-        return _bidirectional_mask(self.encoder.config, hidden, attention_mask)
+        return _frozen_trunk(self.encoder, enc, self.n_frozen), enc["attention_mask"]
 
     def _top(self, hidden, attention_mask):
         """Trainable layers + pooling + normalisation: (B, H)."""
         from recsys_lib.embeddings import l2_normalize, pool
 
-        _, layers = _encoder_layers(self.encoder)
-        mask4 = self._layer_mask(hidden, attention_mask)
-        for layer in layers[self.n_frozen :]:
-            hidden = _call_layer(layer, hidden, mask4)
+        hidden = _upper_layers(self.encoder, hidden, attention_mask, self.n_frozen)
         return l2_normalize(pool(hidden, attention_mask, self.pooling))
 
     def cache(self, name: str, texts: list[str], batch_size: int = 128) -> None:

@@ -60,12 +60,6 @@ class LoRALinear(nn.Module):
         return out
 
 
-def _layers(model):
-    from recsys_lib.finetune import _encoder_layers
-
-    return _encoder_layers(model)
-
-
 def add_lora(
     model,
     rank: int = 8,
@@ -81,9 +75,9 @@ def add_lora(
     :func:`recsys_lib.finetune.freeze_lower_layers`. Returns
     :func:`recsys_lib.finetune.count_parameters` after wrapping.
     """
-    from recsys_lib.finetune import count_parameters
+    from recsys_lib.finetune import _encoder_layers, count_parameters
 
-    embeddings, layers = _layers(model)
+    embeddings, layers = _encoder_layers(model)
     if n_layers is not None and not 1 <= n_layers <= len(layers):
         raise ValueError(f"n_layers must be between 1 and {len(layers)}, got {n_layers}.")
     for p in [*embeddings.parameters(), *layers.parameters()]:
