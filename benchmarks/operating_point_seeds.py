@@ -38,27 +38,15 @@ def run(args) -> pd.DataFrame:
         model = business.fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases,
                                        shop.catalog, shop.n_users, epochs=args.epochs, lr=args.lr,
                                        seed=args.seed, device="cpu")  # fmt: skip
-        truth = {}
-        for name, rq in visits.items():
-            pctr, pcvr = business.predict_ctr_cvr(model, rq.users, rq.candidates, shop.catalog)
-            price = shop.price[rq.candidates]
-            truth[name] = {
-                w: business.evaluate_slates(shop, rq.users, business.tradeoff_slates(
-                    pctr, pcvr, price, rq.candidates, args.k, w), features)
-                for w in weights
-            }  # fmt: skip
-        tune, ab = truth["tune"], truth["ab"]
-        allowed = [
-            w for w in weights if tune[w]["ctr"] >= (1 - args.max_ctr_drop) * tune[0.0]["ctr"]
-        ]
-        chosen = max(allowed, key=lambda w: tune[w]["revenue_per_impression"])
+        chosen = business.value_weight_tradeoff(shop, model, visits["tune"], visits["ab"], args.k,
+                                                weights, args.max_ctr_drop, features)  # fmt: skip
         rows.append({
             "log seed": log_s if log_s != log_seed else f"{log_s} (chapter)",
-            "value weight": chosen,
-            "tune revenue lift": tune[chosen]["revenue_per_impression"] / tune[0.0]["revenue_per_impression"] - 1,
-            "tune CTR change": tune[chosen]["ctr"] / tune[0.0]["ctr"] - 1,
-            "A/B revenue lift (truth)": ab[chosen]["revenue_per_impression"] / ab[0.0]["revenue_per_impression"] - 1,
-            "A/B CTR change (truth)": ab[chosen]["ctr"] / ab[0.0]["ctr"] - 1,
+            "value weight": chosen["value_weight"],
+            "tune revenue lift": chosen["tune_revenue_lift"],
+            "tune CTR change": chosen["tune_ctr_change"],
+            "A/B revenue lift (truth)": chosen["test_revenue_lift"],
+            "A/B CTR change (truth)": chosen["test_ctr_change"],
         })  # fmt: skip
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
     return pd.DataFrame(rows)

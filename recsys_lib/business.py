@@ -476,3 +476,49 @@ def choose_operating_point(
             f"{baseline[ctr_col]:.4f}; relax max_ctr_drop or widen the grid"
         )
     return ok.loc[ok[objective].idxmax()]
+
+
+def value_weight_tradeoff(
+    shop: Any,
+    model: MultiTaskModel,
+    tune: Any,
+    test: Any,
+    k: int,
+    weights: Iterable[float],
+    max_ctr_drop: float,
+    item_features: np.ndarray,
+) -> dict[str, float]:
+    """Choose the value weight on ``tune`` visits, then measure that choice on ``test`` visits.
+
+    For each weight in ``weights`` (which must include 0, the CTR-optimal ranking), slates
+    come from :func:`tradeoff_slates` with the model's pCTR/pCVR and the shop's prices, and are
+    judged by the simulator's truth (:func:`evaluate_slates`). The chosen weight has the most
+    tuning revenue among those losing at most ``max_ctr_drop`` (relative) of tuning CTR.
+    tune / test: :class:`recsys_lib.shop.Requests`. Returns the weight and, for "tune" and
+    "test", the revenue lift and CTR change relative to weight 0.
+    """
+    weights = [float(w) for w in weights]
+    if 0.0 not in weights:
+        raise ValueError("weights must include 0 (the CTR-optimal baseline)")
+    truth = {}
+    for tag, visits in (("tune", tune), ("test", test)):
+        pctr, pcvr = predict_ctr_cvr(model, visits.users, visits.candidates, shop.catalog)
+        price = shop.price[visits.candidates]
+        truth[tag] = {
+            w: evaluate_slates(
+                shop, visits.users,
+                tradeoff_slates(pctr, pcvr, price, visits.candidates, k, w), item_features,
+            )
+            for w in weights
+        }  # fmt: skip
+    tuning = truth["tune"]
+    allowed = [w for w in weights if tuning[w]["ctr"] >= (1 - max_ctr_drop) * tuning[0.0]["ctr"]]
+    chosen = max(allowed, key=lambda w: tuning[w]["revenue_per_impression"])
+    out = {"value_weight": chosen}
+    for tag, curve in truth.items():
+        base, point = curve[0.0], curve[chosen]
+        out[f"{tag}_revenue_lift"] = (
+            point["revenue_per_impression"] / base["revenue_per_impression"] - 1
+        )
+        out[f"{tag}_ctr_change"] = point["ctr"] / base["ctr"] - 1
+    return out

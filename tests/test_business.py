@@ -24,8 +24,10 @@ from recsys_lib.business import (
     rank_top_k,
     revenue_per_impression,
     scalarise,
+    tradeoff_slates,
+    value_weight_tradeoff,
 )
-from recsys_lib.shop import ShopConfig, click_prob, make_shop, simulate_logs
+from recsys_lib.shop import ShopConfig, click_prob, make_shop, sample_requests, simulate_logs
 
 SLATES = np.array([[0, 1, 2], [2, 3, 4]])
 CLICKS = np.array([[1, 0, 1], [0, 0, 1]], dtype=bool)
@@ -192,3 +194,34 @@ def test_value_weighted_training_favours_expensive_items(shop_and_log):
     with pytest.raises(ValueError, match="non-negative"):
         fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users,
                       click_weight=-w)  # fmt: skip
+
+
+def test_value_weight_tradeoff_chooses_on_tune_and_measures_on_test(shop_and_log):
+    from recsys_lib.business import evaluate_slates
+
+    shop, log = shop_and_log
+    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
+                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    tune, test = sample_requests(shop, 400, seed=5), sample_requests(shop, 400, seed=6)
+    feats = one_hot(shop.category)
+    weights = [0.0, 0.2, 0.5, 1.0]
+    out = value_weight_tradeoff(shop, model, tune, test, 5, weights, 0.05, feats)
+    # brute force on the tuning visits: the most revenue within the CTR budget
+    pc, pv = predict_ctr_cvr(model, tune.users, tune.candidates, shop.catalog)
+    price = shop.price[tune.candidates]
+    truth = {w: evaluate_slates(shop, tune.users, tradeoff_slates(pc, pv, price, tune.candidates,
+                                                                  5, w), feats)
+             for w in weights}  # fmt: skip
+    ok = [w for w in weights if truth[w]["ctr"] >= 0.95 * truth[0.0]["ctr"]]
+    best = max(ok, key=lambda w: truth[w]["revenue_per_impression"])
+    assert out["value_weight"] == best
+    lift = truth[best]["revenue_per_impression"] / truth[0.0]["revenue_per_impression"] - 1
+    assert out["tune_revenue_lift"] == pytest.approx(lift)
+    assert out["tune_ctr_change"] >= -0.05
+    assert set(out) == {"value_weight", "tune_revenue_lift", "tune_ctr_change",
+                        "test_revenue_lift", "test_ctr_change"}  # fmt: skip
+    # no CTR budget and only the baseline: nothing changes
+    zero = value_weight_tradeoff(shop, model, tune, test, 5, [0.0], 0.0, feats)
+    assert zero["value_weight"] == 0.0 and zero["test_revenue_lift"] == 0.0
+    with pytest.raises(ValueError, match="include 0"):
+        value_weight_tradeoff(shop, model, tune, test, 5, [0.5], 0.03, feats)
