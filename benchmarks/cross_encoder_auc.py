@@ -64,16 +64,9 @@ def run(args) -> pd.DataFrame:
     train_df, test_df = splits.recommenders_stratified_split(ml.ratings, seed=args.seed)
     fit_df, val_df = splits.stratified_split(train_df, 0.8, by="user_id", seed=args.seed)
     item_ids = np.sort(ml.ratings["item_id"].unique())
-    options = dict(ratio=1, how="uniform")
-    train_pairs = pr.shuffle_pairs(
-        pr.build_pairs(fit_df, fit_df, item_ids, seed=args.seed, **options), args.seed
-    )
-    known_val = pd.concat([fit_df, val_df])
-    val = pr.build_pairs(val_df, known_val, item_ids, seed=args.seed + 1, **options)
-    val = pr.shuffle_pairs(val, args.seed).iloc[: args.val_pairs]
-    known_test = pd.concat([train_df, test_df])
-    test = pr.build_pairs(test_df, known_test, item_ids, seed=args.seed + 2, **options)
-    test = pr.shuffle_pairs(test, args.seed).iloc[: args.test_pairs]
+    pair_sets = pr.click_pair_sets(fit_df, val_df, train_df, test_df, item_ids, seed=args.seed,
+                                   sizes=(None, args.val_pairs, args.test_pairs))  # fmt: skip
+    train_pairs, val, test = pair_sets.train, pair_sets.val, pair_sets.test
     labels = test["label"].to_numpy()
     baseline = pr.LogisticBaseline(l2=1e-3).fit(pr.pair_features(val, fit_df, items), val["label"])
     base_probs = baseline.predict_proba(pr.pair_features(test, train_df, items))

@@ -223,6 +223,50 @@ def shuffle_pairs(pairs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pairs.iloc[order].reset_index(drop=True)
 
 
+@dataclass
+class ClickPairSets:
+    """Labelled pairs for a click model: ``train`` / ``val`` / ``test`` (shuffled, truncated
+    to the requested sizes) and ``train_all`` (every training pair, before truncation)."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    train_all: pd.DataFrame
+
+
+def click_pair_sets(
+    fit: pd.DataFrame,
+    val: pd.DataFrame,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    item_ids: np.ndarray,
+    *,
+    sizes: tuple[int | None, int | None, int | None] = (None, None, None),
+    min_rating: float = CLICK_MIN_RATING,
+    ratio: int = 1,
+    how: str = "uniform",
+    seed: int = 0,
+) -> ClickPairSets:
+    """Training, validation and test pairs with chapter 5's leakage rules.
+
+    fit / val: the training split divided for validation; train / test: the benchmark split
+    (``train`` = fit + val). Training pairs come from ``fit`` and avoid only ``fit``;
+    validation pairs avoid fit + val; test pairs avoid train + test. Popularity negatives use
+    counts of the part the sampler may know (``fit`` for train and validation, ``train`` for
+    test). Each set is shuffled with ``seed`` and cut to ``sizes`` (None or 0: keep all).
+    """
+    fit_weights = popularity_weights(fit, item_ids)
+    options = dict(min_rating=min_rating, ratio=ratio, how=how)
+    train_all = build_pairs(fit, fit, item_ids, seed=seed, weights=fit_weights, **options)
+    val_pairs = build_pairs(val, pd.concat([fit, val]), item_ids, seed=seed + 1,
+                            weights=fit_weights, **options)  # fmt: skip
+    test_pairs = build_pairs(test, pd.concat([train, test]), item_ids, seed=seed + 2,
+                             weights=popularity_weights(train, item_ids), **options)  # fmt: skip
+    cut = [shuffle_pairs(p, seed).iloc[: n or len(p)].reset_index(drop=True)
+           for p, n in zip((train_all, val_pairs, test_pairs), sizes, strict=True)]  # fmt: skip
+    return ClickPairSets(train=cut[0], val=cut[1], test=cut[2], train_all=train_all)
+
+
 def pair_features(
     pairs: pd.DataFrame, train_ratings: pd.DataFrame, items: pd.DataFrame
 ) -> np.ndarray:

@@ -583,3 +583,26 @@ def test_lora_rejects_bad_settings():
         lora.add_lora(tiny_classifier(), n_layers=4)
     with pytest.raises(ValueError, match="no nn.Linear named"):
         lora.add_lora(tiny_classifier(), targets=("nonexistent",))
+
+
+def test_click_pair_sets_follow_the_leakage_rules_and_sizes(log):
+    train, test = log
+    val = train.iloc[[0, 3]]  # two ratings held out of train for validation
+    fit = train.drop(index=val.index)
+    sets = pr.click_pair_sets(fit, val, train, test, ITEMS, sizes=(4, None, 0), seed=3)
+
+    def keys(frame):
+        return set(zip(frame["user_id"], frame["item_id"], strict=True))
+
+    def negatives(frame):
+        return keys(frame[frame["label"] == 0])
+
+    assert not negatives(sets.train_all) & keys(fit)
+    assert not negatives(sets.val) & keys(pd.concat([fit, val]))
+    assert not negatives(sets.test) & keys(pd.concat([train, test]))
+    assert keys(sets.val[sets.val["label"] == 1]) == keys(val)
+    assert len(sets.train) == 4 and len(sets.train_all) == 2 * len(fit)
+    assert len(sets.val) == 2 * len(val) and len(sets.test) == 2 * len(test)  # None / 0: all
+    # the same pairs as building and shuffling each set by hand
+    by_hand = pr.shuffle_pairs(pr.build_pairs(fit, fit, ITEMS, seed=3), 3).iloc[:4]
+    pd.testing.assert_frame_equal(sets.train, by_hand.reset_index(drop=True))
