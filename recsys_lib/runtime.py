@@ -1,9 +1,10 @@
-"""Seeding and device selection: the only process-wide state the library touches."""
+"""Seeding, device selection and the project folder: the only process-wide state the library reads."""
 
 from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +17,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     """
     random.seed(seed)
     np.random.seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    # PYTHONHASHSEED only acts at interpreter start-up; the Makefile sets it for every run.
     try:
         import torch
 
@@ -46,3 +47,21 @@ def resolve_device(device: str | None = "auto") -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}.")
     return device
+
+
+def project_home() -> Path:
+    """The folder that holds ``data/``, ``build/`` and ``notebooks/`` for this run.
+
+    ``$RECSYS_HOME`` when set; otherwise the nearest folder, from the working directory up,
+    that holds both ``notebooks/`` and ``pyproject.toml`` (a checkout, also when a kernel runs
+    inside ``notebooks/``); otherwise the working directory itself (an installed wheel used
+    from a team's own folder). Never the installed package's location.
+    """
+    env = os.environ.get("RECSYS_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    return cwd

@@ -1,0 +1,140 @@
+"""Regression bands: kinds, checks, reasons, and bands measured over seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recsys_lib import bands
+
+
+def test_value_band_uses_the_larger_of_rtol_and_atol():
+    spec = {"kind": "deterministic", "value": 2.0, "rtol": 0.1, "atol": 0.05}
+    assert bands.check_one("m", spec, 2.19, {}).verdict == "ok"  # |0.19| <= 0.2
+    assert bands.check_one("m", spec, 2.21, {}).verdict == "REGRESSION"
+    assert bands.check_one("m", {**spec, "value": 0.0}, 0.04, {}).verdict == "ok"
+    assert bands.check_one("m", {**spec, "value": 0.0}, 0.06, {}).verdict == "REGRESSION"
+
+
+def test_property_bounds_and_missing_values():
+    spec = {"kind": "property", "max": 0.05, "min": 0.0}
+    assert bands.check_one("p", spec, 0.01, {}).verdict == "ok"
+    row = bands.check_one("p", spec, 0.2, {})
+    assert row.verdict == "REGRESSION" and "above max 0.05" in row.detail
+    assert bands.check_one("p", spec, -0.1, {}).verdict == "REGRESSION"
+    assert bands.check_one("p", spec, None, {}).verdict == "MISSING"
+    assert bands.check_one("p", spec, float("nan"), {}).verdict == "REGRESSION"
+
+
+def test_relative_band_compares_within_the_same_run():
+    spec = {"kind": "hardware", "relative_to": "ndcg_fp32", "atol": 0.02}
+    assert bands.check_one("q", spec, 0.138, {"ndcg_fp32": 0.130}).verdict == "ok"
+    row = bands.check_one("q", spec, 0.16, {"ndcg_fp32": 0.130})
+    assert row.verdict == "REGRESSION" and row.change == pytest.approx(0.03)
+    assert bands.check_one("q", spec, 0.13, {}).verdict == "REGRESSION"  # reference missing
+
+
+def test_strings_and_bools_must_match():
+    assert bands.check_one("s", {"value": "ship"}, "ship", {}).verdict == "ok"
+    assert bands.check_one("s", {"value": "ship"}, "hold", {}).verdict == "CHANGED"
+    assert bands.check_one("b", {"value": True}, False, {}).verdict == "CHANGED"
+
+
+def test_check_metrics_and_format_name_every_metric():
+    expected = {"nb": {"a": {"value": 1.0, "rtol": 0.1}, "b": {"max": 1.0, "kind": "property"}}}
+    rows = bands.check_metrics(expected, {"nb": {"a": 1.5, "b": 0.5}})
+    assert [(r.metric, r.verdict) for r in rows] == [("nb/a", "REGRESSION"), ("nb/b", "ok")]
+    table = bands.format_check(rows)
+    assert "nb/a" in table and "+50.0%" in table and "property" in table
+
+
+def test_spec_from_seeds_classifies_what_moves():
+    count = bands.spec_from_seeds([943, 943, 943], 943, 3)
+    assert count["kind"] == "deterministic" and count["rtol"] == 0.0
+    fixed_float = bands.spec_from_seeds([0.7, 0.7], 0.7, 2)
+    assert fixed_float["kind"] == "deterministic" and fixed_float["rtol"] == 0.01
+    moving = bands.spec_from_seeds([0.30, 0.40, 0.46], 0.40, 3)
+    assert moving["kind"] == "stochastic"
+    # widest distance from the reference (0.10 down to 0.30) times the margin
+    assert moving["atol"] == pytest.approx(0.10 * bands.SPREAD_MARGIN, rel=1e-3)
+    assert moving["spread"]["seeds"] == 3 and moving["spread"]["min"] == 0.30
+    assert bands.band_covers_spread(moving)
+
+
+def test_band_tighter_than_its_spread_is_refused():
+    spec = {
+        "kind": "stochastic", "value": 0.4, "atol": 0.05, "reason": "hand-set",
+        "spread": {"seeds": 20, "min": 0.3, "max": 0.45, "std": 0.03, "median": 0.4},
+    }  # fmt: skip
+    assert not bands.band_covers_spread(spec)
+    problems = bands.validate_expected({"nb": {"ab_lift": spec}})
+    assert problems == ["nb/ab_lift: band is tighter than the measured seed spread"]
+    assert bands.validate_expected({"nb": {"ab_lift": {**spec, "atol": 0.1}}}) == []
+
+
+def test_validate_expected_requires_kind_reason_check_and_no_timings():
+    problems = bands.validate_expected(
+        {
+            "nb": {
+                "a": {"value": 1.0, "rtol": 0.1},
+                "b": {"kind": "stochastic", "value": 1.0, "rtol": 0.1, "reason": "guess"},
+                "fit_s": {"kind": "deterministic", "value": 1.0, "reason": "x"},
+                "c": {"kind": "hardware", "relative_to": "a", "reason": "x"},
+                "d": {"kind": "property", "reason": "x"},
+            }
+        }
+    )
+    text = "\n".join(problems)
+    assert "nb/a: kind None" in text and "nb/a: no reason" in text
+    assert "nb/b: a stochastic value band needs a measured spread" in text
+    assert "nb/fit_s: timings are recorded, never banded" in text
+    assert "nb/c: relative_to needs an atol or rtol" in text
+    assert "nb/d: no check" in text
+
+
+def test_merge_measured_keeps_properties_and_wider_hand_bands():
+    specs = {
+        "p_value": {"kind": "property", "max": 0.05, "reason": "must detect"},
+        "lift": {"kind": "stochastic", "value": 0.2, "atol": 0.5, "reason": "hand"},
+    }
+    runs = [{"p_value": 0.01, "lift": 0.2, "n": 5, "fit_s": 1.0},
+            {"p_value": 0.02, "lift": 0.25, "n": 5, "fit_s": 2.0}]  # fmt: skip
+    merged = bands.merge_measured(specs, runs, runs[0], seeds=2)
+    assert merged["p_value"]["max"] == 0.05 and merged["p_value"]["spread"]["max"] == 0.02
+    assert (
+        merged["lift"]["atol"] == 0.5 and "wider hand-set band was kept" in merged["lift"]["reason"]
+    )
+    assert merged["n"]["kind"] == "deterministic"
+    assert "fit_s" not in merged  # timings never become bands
+
+
+def test_measure_bands_runs_every_seed_and_needs_the_reference():
+    seen = []
+
+    def run_seed(seed):
+        seen.append(seed)
+        return {"metric": seed / 100, "count": 7}
+
+    out = bands.measure_bands(run_seed, {}, [42, 43, 44], reference_seed=42)
+    assert seen == [42, 43, 44]
+    assert out["metric"]["value"] == 0.42 and out["metric"]["spread"]["max"] == 0.44
+    assert out["count"] == {"kind": "deterministic", "value": 7, "rtol": 0.0,
+                            "reason": "identical integer over 3 seeds"}  # fmt: skip
+    with pytest.raises(ValueError, match="reference seed 1"):
+        bands.measure_bands(run_seed, {}, [42], reference_seed=1)
+
+
+def test_read_expected_explains_bad_files(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        bands.read_expected(bad)
+    bad.write_text(json.dumps({"nb": 3}))
+    with pytest.raises(ValueError, match="notebook -> metric -> spec"):
+        bands.read_expected(bad)
+
+
+def test_is_timing_metric():
+    assert bands.is_timing_metric("als_fit_s") and bands.is_timing_metric("latency_ms")
+    assert not bands.is_timing_metric("ndcg@10") and not bands.is_timing_metric("n_users")
