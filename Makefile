@@ -34,10 +34,13 @@ smoke: $(STAMP)
 	$(PY) -m recsys_lib.notebooks run --smoke --build-dir build/smoke
 
 ## make test: lint, format check, unit tests and every notebook in smoke mode
+# Tests run on TEST_WORKERS pytest-xdist workers (notebook kernels wait on I/O and start-up,
+# so 2 workers shorten the run even on 2 cores); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check recsys_lib tests benchmarks
 	$(VENV)/bin/ruff format --check recsys_lib tests benchmarks
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check recsys_lib tests benchmarks

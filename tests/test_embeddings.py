@@ -362,3 +362,36 @@ def test_cuda_path_matches_cpu(tiny_model_dir, tmp_path):
             TEXTS, show_progress=False
         )
         assert ((ref * got).sum(axis=1)).min() > 0.999
+
+
+def _fill_cache(root: str, worker: int, rounds: int, start) -> None:
+    """One writer process: put ``rounds`` shards of 3 distinct texts each."""
+    cache = embeddings.EmbeddingCache(root, {"model": "race"}, dim=4)
+    start.wait()  # both writers begin together
+    for r in range(rounds):
+        hashes = [embeddings.text_hash(f"w{worker}-r{r}-t{t}") for t in range(3)]
+        cache.put(hashes, np.full((3, 4), worker + r / 100, dtype=np.float32))
+
+
+def test_cache_keeps_every_entry_with_two_writers_at_once(tmp_path):
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs the fork start method (Linux, macOS)")
+    context = mp.get_context("fork")
+    start = context.Barrier(2)
+    workers = [
+        context.Process(target=_fill_cache, args=(str(tmp_path), w, 60, start)) for w in (0, 1)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+        assert process.exitcode == 0
+    cache = embeddings.EmbeddingCache(tmp_path, {"model": "race"}, dim=4)
+    wanted = [
+        embeddings.text_hash(f"w{w}-r{r}-t{t}") for w in (0, 1) for r in range(60) for t in range(3)
+    ]
+    found = cache.get(wanted)
+    assert len(found) == len(wanted)  # without the lock, read-modify-write loses entries
+    assert found[embeddings.text_hash("w1-r59-t2")][0] == pytest.approx(1.59)

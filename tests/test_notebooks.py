@@ -1,26 +1,42 @@
 """Every course notebook runs in smoke mode and its recorded metrics stay inside their bands.
 
-A notebook is covered by adding ``tests/expected/<notebook stem>.json`` (create it with
-``python -m recsys_lib.notebooks check tests/expected/<stem>.json --update`` after a smoke
-run): the same mechanism teams use on full runs.
+A notebook is covered by adding ``tests/expected/<notebook stem>.json`` (measure it with
+``python -m recsys_lib.notebooks bands <stem> --seeds 20``): the same mechanism teams use on
+full runs. Every band states its kind and where its tolerance came from (recsys_lib.bands).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from recsys_lib.notebooks import (
-    check_metrics,
-    execute_notebook,
-    format_check,
-    list_notebooks,
-)
+from recsys_lib.bands import check_metrics, format_check, read_expected, validate_expected
+from recsys_lib.notebooks import execute_notebook, list_notebooks
 
 EXPECTED_DIR = Path(__file__).parent / "expected"
 NOTEBOOKS = list_notebooks()
+#: The one fast notebook run twice to measure determinism (no torch training, no Spark).
+DETERMINISM_NOTEBOOK = "00_data_and_evaluation"
+
+
+def needs_spark(notebook: Path) -> bool:
+    """True for notebooks that start a Spark session (they need Java 17)."""
+    return "recsys_lib.spark" in notebook.read_text(encoding="utf-8")
+
+
+def spark_skip_reason(notebook: Path) -> str | None:
+    """Why ``notebook`` cannot run here (no Java 17 or pyspark), or None."""
+    if not needs_spark(notebook):
+        return None
+    from recsys_lib.spark import spark_unavailable_reason
+
+    reason = spark_unavailable_reason()
+    if reason and os.environ.get("RECSYS_REQUIRE_SPARK") == "1":
+        pytest.fail(f"RECSYS_REQUIRE_SPARK=1 but {notebook.stem} cannot run: {reason}")
+    return reason and f"{notebook.stem} needs Spark: {reason}"
 
 
 def test_every_notebook_has_expected_metrics():
@@ -28,18 +44,66 @@ def test_every_notebook_has_expected_metrics():
     assert not missing, f"add tests/expected/<stem>.json for {missing}"
 
 
+@pytest.mark.parametrize("path", sorted(EXPECTED_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_every_band_has_a_kind_a_check_and_a_reason(path):
+    expected = read_expected(path)
+    assert list(expected) == [path.stem], f"{path.name} must hold the bands of {path.stem} only"
+    problems = validate_expected(expected)
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_smoke_run(notebook, tmp_path):
+    reason = spark_skip_reason(notebook)
+    if reason:
+        pytest.skip(reason)
     expected_file = EXPECTED_DIR / f"{notebook.stem}.json"
     if not expected_file.exists():
         pytest.fail(f"no {expected_file.name}: add expected smoke metrics for {notebook.stem}")
     result = execute_notebook(notebook, tmp_path / notebook.name, smoke=True)
     assert result.error is None, f"{notebook.stem} failed in {result.error}"
-    rows = check_metrics(json.loads(expected_file.read_text()), {notebook.stem: result.metrics})
+    rows = check_metrics(read_expected(expected_file), {notebook.stem: result.metrics})
     assert rows, f"{expected_file.name} lists no metrics"
     bad = [r for r in rows if r.verdict != "ok"]
     assert not bad, "\n" + format_check(rows)
+
+
+@pytest.mark.notebook
+def test_same_seed_gives_the_same_metrics_twice(tmp_path):
+    """Two runs of one notebook on this machine agree to 4 decimals (timings excluded)."""
+    from recsys_lib.bands import is_timing_metric
+
+    [notebook] = list_notebooks(only=DETERMINISM_NOTEBOOK)
+    runs = []
+    for attempt in (1, 2):
+        result = execute_notebook(notebook, tmp_path / f"run{attempt}.ipynb", smoke=True)
+        assert result.error is None, result.error
+        runs.append({k: v for k, v in result.metrics.items() if not is_timing_metric(k)})
+    first, second = runs
+    assert first.keys() == second.keys() and first
+    differ = {
+        k: (first[k], second[k])
+        for k in first
+        if (
+            round(first[k], 4) != round(second[k], 4)
+            if isinstance(first[k], float)
+            else first[k] != second[k]
+        )
+    }
+    assert not differ, f"metrics changed between two identical runs: {differ}"
+
+
+def test_spark_notebooks_skip_with_install_advice_without_java(monkeypatch):
+    from recsys_lib import spark
+
+    monkeypatch.delenv("RECSYS_REQUIRE_SPARK", raising=False)
+    monkeypatch.setattr(spark, "java_version", lambda: None)
+    spark_notebooks = [p for p in NOTEBOOKS if needs_spark(p)]
+    assert spark_notebooks, "the Spark chapter should be detected"
+    reason = spark_skip_reason(spark_notebooks[0])
+    assert reason and "openjdk-17-jre-headless" in reason and "java -version" in reason
+    assert all(spark_skip_reason(p) is None for p in NOTEBOOKS if not needs_spark(p))
 
 
 def test_notebooks_are_committed_without_outputs():
