@@ -138,3 +138,15 @@ def test_read_expected_explains_bad_files(tmp_path):
 def test_is_timing_metric():
     assert bands.is_timing_metric("als_fit_s") and bands.is_timing_metric("latency_ms")
     assert not bands.is_timing_metric("ndcg@10") and not bands.is_timing_metric("n_users")
+
+
+def test_update_recentres_and_never_narrows_below_the_spread():
+    spread = {"seeds": 5, "min": 0.30, "max": 0.40, "std": 0.03, "median": 0.35}
+    expected = {"nb": {"lift": {"kind": "stochastic", "value": 0.35, "atol": 0.0625,
+                                "reason": "measured", "spread": spread}}}  # fmt: skip
+    moved = bands.update_expected(expected, {"nb": {"lift": 0.41}})["nb"]["lift"]
+    assert moved["value"] == 0.41 and bands.band_covers_spread(moved)
+    assert moved["atol"] == pytest.approx(0.11 * bands.SPREAD_MARGIN, rel=1e-3)
+    assert "widened" in moved["reason"]
+    kept = bands.update_expected(expected, {"nb": {"lift": 0.36}})["nb"]["lift"]
+    assert kept["atol"] == 0.0625 and kept["reason"] == "measured"
