@@ -1,4 +1,4 @@
-"""Does chapter 6's chosen operating point hold up when the training log is drawn again?
+"""Does chapter 8's chosen operating point hold up when the training log is drawn again?
 
     python benchmarks/operating_point_seeds.py            # 5 log seeds, about 10 minutes on 2 cores
 

@@ -1,4 +1,4 @@
-"""A deterministic, seeded shop simulator: the embedded default data set of chapter 6.
+"""A deterministic, seeded shop simulator: the embedded default data set of chapter 8.
 
 The world has a catalogue (category, brand, attributes, a text description, price, margin,
 a "new item" flag and a latent embedding) and users with latent tastes and a personal price
@@ -48,7 +48,7 @@ ATTRIBUTE_VOCAB = (
 class ShopConfig:
     """Documented default parameters of the shop simulator.
 
-    These defaults were fixed before any policy was tuned; chapter 6 varies
+    These defaults were fixed before any policy was tuned; chapter 8 varies
     ``price_sensitivity`` to show how the CTR/revenue trade-off depends on it.
     """
 

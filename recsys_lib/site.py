@@ -46,14 +46,14 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "frozen_MiniLM_ndcg@10", "fine_tuned_two_tower_ndcg@10", "two_tower_ndcg_lift",
         "cross_encoder_auc", "logistic_auc",
     ),
-    "06_business_objectives": (
+    "08_business_objectives": (
         "ab_truth_revenue_lift", "ab_truth_ctr_change", "ab_revenue_p_value",
     ),
-    "07_production_and_responsibility": (
+    "09_production_and_responsibility": (
         "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "unique_share_all_fields",
         "dp_ndcg@10_eps1",
     ),
-    "08_scaling_out_with_spark": ("implicit_ndcg@10", "spark_ndcg@10", "distributed_metric_max_abs_diff"),
+    "10_scaling_out_with_spark": ("implicit_ndcg@10", "spark_ndcg@10", "distributed_metric_max_abs_diff"),
 }  # fmt: skip
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
