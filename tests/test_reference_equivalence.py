@@ -16,13 +16,14 @@ from recsys_lib.splits import recommenders_stratified_split
 
 
 def pandas_split(ratings, ratio=0.75, seed=42):
+    """Upstream's current rule (recommenders >= July 2022): rank <= round(ratio * count)."""
     df = ratings.copy()
     np.random.seed(seed)
     df["random"] = np.random.rand(len(df))
     df = df.sort_values(["item_id", "random"])
     groups = df.groupby("item_id")
-    df["rank"] = (groups.cumcount() + 1) / groups["item_id"].transform("count")
-    return df[df["rank"] <= ratio].drop(columns=["random", "rank"]), df[df["rank"] > ratio]
+    keep = groups.cumcount() + 1 <= round(ratio * groups["item_id"].transform("count"))
+    return df[keep].drop(columns=["random"]), df[~keep].drop(columns=["random"])
 
 
 def pandas_metrics(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float]:

@@ -5,20 +5,32 @@ import pytest
 from recsys_lib import splits
 
 
-def reference_stratified(frame, ratio=0.75, by="item_id", seed=42):
-    """An independent pandas re-implementation of recommenders' python_stratified_split."""
+def upstream_stratified(frame, ratio=0.75, by="item_id", seed=42):
+    """recommenders' python_stratified_split rule as written upstream today.
+
+    Checked by reading recommenders-team/recommenders at b02c95e2 (2025):
+    recommenders/datasets/python_splitters.py, ``_do_stratification``: global seed, one draw
+    per row, sort by (group, random), then ``rank <= round(threshold * count)`` on pandas
+    Series (numpy round, half to even), with thresholds ``np.cumsum([ratio, 1 - ratio])``.
+    """
     df = frame.copy()
     np.random.seed(seed)
     df["random"] = np.random.rand(len(df))
     df = df.sort_values([by, "random"])
-    grouped = df.groupby(by)
-    df["rank"] = (grouped.cumcount() + 1) / grouped[by].transform("count")
-    return df[df["rank"] <= ratio].drop(columns=["random", "rank"]), df[df["rank"] > ratio].drop(
-        columns=["random", "rank"]
-    )
+    groups = df.groupby(by)
+    df["count"] = groups[by].transform("count")
+    df["rank"] = groups.cumcount() + 1
+    parts, previous = [], None
+    for threshold in np.cumsum([ratio, 1 - ratio]):
+        keep = df["rank"] <= round(threshold * df["count"])
+        if previous is not None:
+            keep &= df["rank"] > round(previous * df["count"])
+        parts.append(df[keep].drop(columns=["random", "rank", "count"]))
+        previous = threshold
+    return parts[0], parts[1]
 
 
-def test_recommenders_split_reproduces_reference_on_small_frame():
+def test_recommenders_split_reproduces_upstream_on_small_frame():
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(
         {
@@ -29,20 +41,38 @@ def test_recommenders_split_reproduces_reference_on_small_frame():
         }
     )
     train, test = splits.recommenders_stratified_split(frame)
-    ref_train, ref_test = reference_stratified(frame)
-    assert sorted(train.index) == sorted(ref_train.index)
-    assert sorted(test.index) == sorted(ref_test.index)
+    ref_train, ref_test = upstream_stratified(frame)
+    assert train.index.tolist() == ref_train.index.tolist()  # same rows, same order
+    assert test.index.tolist() == ref_test.index.tolist()
+
+
+def test_recommenders_split_per_item_counts_by_hand():
+    # Items with 1, 2, 4, 6 and 10 ratings: round(0.75 n) half to even = 1, 2, 3, 4, 8.
+    sizes = {1: 1, 2: 2, 3: 4, 4: 6, 5: 10}
+    frame = pd.DataFrame(
+        {"user_id": np.arange(23), "item_id": np.repeat(list(sizes), list(sizes.values()))}
+    )
+    train, test = splits.recommenders_stratified_split(frame, seed=0)
+    kept = train.groupby("item_id").size().reindex(list(sizes), fill_value=0)
+    assert kept.tolist() == [1, 2, 3, 4, 8]
+    assert len(test) == 23 - 18
 
 
 def test_recommenders_split_on_movielens(movielens):
     train, test = splits.recommenders_stratified_split(movielens.ratings)
-    ref_train, _ = reference_stratified(movielens.ratings)
+    # Upstream's split of ML-100K (recommenders >= July 2022, seed 42, filter_by="item").
+    assert (len(train), len(test)) == (75_066, 24_934)
+    ref_train, _ = upstream_stratified(movielens.ratings)
     assert set(train.index) == set(ref_train.index)
-    assert len(train) + len(test) == 100_000
-    # floor(0.75 * n) per item: an item with 2 ratings keeps 1 in train.
-    counts = movielens.ratings.groupby("item_id").size()
-    kept = train.groupby("item_id").size().reindex(counts.index, fill_value=0)
-    assert (kept == np.floor(0.75 * counts + 1e-9)).all()
+
+
+def test_recommenders_split_leaves_global_generator_alone():
+    frame = pd.DataFrame({"user_id": np.arange(50), "item_id": np.arange(50) % 7})
+    np.random.seed(123)
+    expected = np.random.rand(3)
+    np.random.seed(123)
+    splits.recommenders_stratified_split(frame, seed=42)
+    assert np.array_equal(np.random.rand(3), expected)
 
 
 def test_recommenders_split_arguments():
