@@ -134,15 +134,23 @@ def welch_test(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if min(a.size, b.size) < 2:
         raise ValueError(f"each arm needs >= 2 units, got {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("welch_test: the samples hold NaN or infinite values; drop or fix them.")
     ma, mb = a.mean(), b.mean()
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
+    if se == 0.0:
+        raise ValueError(
+            f"welch_test: both arms are constant (a = {ma:g} in all {a.size} units, b = {mb:g} "
+            f"in all {b.size}), so there is no variance to test against; the t statistic is "
+            "undefined. Compare the values directly, or collect more varied units."
+        )
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     t = (mb - ma) / se
     p = float(2 * stats.t.sf(abs(t), df))
     q = stats.t.ppf(1 - alpha / 2, df)
     diff = mb - ma
-    ratio = mb / ma
+    ratio = mb / ma if ma else float("nan")
     se_ratio = ratio * math.sqrt(va / ma**2 + vb / mb**2) if ma and mb else float("nan")
     return TestResult(
         float(t), p, float(diff), diff - q * se, diff + q * se,

@@ -39,6 +39,32 @@ def _single_threaded_blas():
     return threadpool_limits(1, "blas")
 
 
+def _check_hyper(
+    owner: str,
+    *,
+    ints: dict | None = None,
+    non_negative: dict | None = None,
+    positive: dict | None = None,
+) -> None:
+    """Reject hyper-parameters that would fail deep inside BLAS or silently do nothing.
+
+    ints: names -> values that must be integers >= 1; non_negative / positive: names -> values
+    that must be finite reals >= 0 / > 0. Messages name the value and the fix.
+    """
+    for name, value in (ints or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
+    for name, value in (non_negative or {}).items():
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{owner}: {name} must be a finite number >= 0, got {value!r}; a negative "
+                "penalty rewards large weights instead of shrinking them."
+            )
+    for name, value in (positive or {}).items():
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
+
+
 def _to_numpy(factors) -> np.ndarray:
     return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
 
@@ -62,6 +88,7 @@ class PureSVD(FactorScorer):
             raise ValueError(f"scaling must be 'sqrt' or 'full', got {scaling!r}.")
         if normalize not in (None, "item"):
             raise ValueError(f"normalize must be None or 'item', got {normalize!r}.")
+        _check_hyper("PureSVD", ints={"factors": factors})
         self.factors, self.scaling, self.normalize, self.seed = factors, scaling, normalize, seed
 
     def _fit(self, train: Interactions) -> None:
@@ -106,6 +133,11 @@ class ALS(FactorScorer):
         use_cg: bool = True,
     ) -> None:
         super().__init__()
+        _check_hyper(
+            "ALS",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization, "alpha": alpha},
+        )
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.seed, self.use_gpu = iterations, seed, use_gpu
         self.binary, self.use_cg = binary, use_cg
@@ -187,6 +219,12 @@ class BPR(FactorScorer):
         use_gpu: bool | str = "auto",
     ) -> None:
         super().__init__()
+        _check_hyper(
+            "BPR",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization},
+            positive={"learning_rate": learning_rate},
+        )
         self.factors, self.learning_rate = factors, learning_rate
         self.regularization, self.iterations = regularization, iterations
         self.seed, self.use_gpu = seed, use_gpu
@@ -231,6 +269,9 @@ class EASE(Model):
         self, regularization: float = 250.0, dtype=np.float32, memory_fraction: float = 0.5
     ) -> None:
         super().__init__()
+        _check_hyper("EASE", non_negative={"regularization": regularization})
+        if not 0 < memory_fraction <= 1:
+            raise ValueError(f"EASE: memory_fraction must be in (0, 1], got {memory_fraction!r}.")
         self.regularization, self.dtype, self.memory_fraction = (
             regularization,
             dtype,

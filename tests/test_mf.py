@@ -143,3 +143,26 @@ def test_als_gpu_path_matches_cpu_quality():
     assert gpu.user_factors.shape == (12, 2)
     users = np.flatnonzero(np.diff(test.matrix.indptr))
     assert (gpu.recommend(users, k=1)[:, 0] // 6 == users // 6).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ALS(factors=0), "factors must be an integer >= 1, got 0"),
+        (lambda: ALS(factors=2.5), "factors must be an integer >= 1, got 2.5"),
+        (lambda: ALS(regularization=-1.0), "regularization must be a finite number >= 0, got -1.0"),
+        (lambda: ALS(alpha=float("nan")), "alpha must be a finite number >= 0, got nan"),
+        (lambda: ALS(iterations=0), "iterations must be an integer >= 1, got 0"),
+        (lambda: BPR(factors=0), "BPR: factors must be an integer >= 1, got 0"),
+        (lambda: BPR(learning_rate=0.0), "learning_rate must be a finite number > 0, got 0.0"),
+        (lambda: BPR(regularization=-0.01), "regularization must be a finite number >= 0"),
+        (lambda: EASE(regularization=-5.0), "EASE: regularization must be a finite number >= 0"),
+        (lambda: EASE(memory_fraction=0.0), "memory_fraction must be in"),
+        (lambda: PureSVD(factors=0), "PureSVD: factors must be an integer >= 1, got 0"),
+    ],
+)
+def test_invalid_hyper_parameters_are_refused_with_the_value(make, message):
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
