@@ -64,6 +64,8 @@ def _discounts(k: int) -> np.ndarray:
 
 def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Every ranking metric per user, from the hit matrix of the top k and |relevant|."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}.")
     disc = _discounts(k)[: hits.shape[1]]
     ideal = np.concatenate([[0.0], np.cumsum(_discounts(k))])[np.minimum(n_rel, k).astype(int)]
     dcg = (hits * disc).sum(1)

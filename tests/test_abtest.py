@@ -144,3 +144,12 @@ def test_welch_refuses_constant_arms_and_nan():
         welch_test(np.array([1.0, np.nan, 2.0]), np.ones(3))
     # one constant arm is fine: the other's variance carries the test
     assert np.isfinite(welch_test(np.zeros(10), np.arange(10.0)).p_value)
+
+
+def test_bootstrap_and_noninferiority_refuse_constant_arms():
+    with pytest.raises(ValueError, match="constant"):
+        bootstrap_test(np.ones(10), np.ones(10))
+    with pytest.raises(ValueError, match="constant"):
+        noninferiority_test(np.ones(10), np.ones(10), 0.05)
+    with pytest.raises(ValueError, match="NaN"):
+        noninferiority_test(np.ones(10), np.r_[np.ones(9), np.inf], 0.05)

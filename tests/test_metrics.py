@@ -163,3 +163,8 @@ def test_paired_bootstrap_errors():
         m.paired_bootstrap(np.array([1.0, np.nan]), np.ones(2))
     with pytest.raises(ValueError, match="at least 2"):
         m.paired_bootstrap(np.ones(1), np.ones(1))
+
+
+def test_k_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        m.ndcg_at_k(RECOMMENDED, REL, 0)
