@@ -11,7 +11,8 @@ to ``build/choices.json``::
 Later chapters call :func:`validated`, which reads that entry, or, when the file or the entry
 is absent (a chapter run on its own), runs the same search with chapter 3's grid
 (:data:`GRIDS`) and writes it, so every chapter still runs alone. Smoke and full runs, and
-different split seeds, keep separate entries. ``RECSYS_CHOICES`` overrides the file's path.
+different split seeds, keep separate entries. ``RECSYS_CHOICES`` overrides the file's path;
+otherwise it lives under ``$RECSYS_HOME/build`` when that is set (see :func:`choices_path`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,13 @@ MODELS: dict[str, Callable[..., Model]] = {
 
 
 def choices_path(path: str | os.PathLike | None = None) -> Path:
-    """``path`` if given, else ``$RECSYS_CHOICES``, else ``build/choices.json`` in the repo."""
-    return Path(path or os.environ.get(CHOICES_ENV) or DEFAULT_PATH)
+    """``path`` if given, else ``$RECSYS_CHOICES``, else ``$RECSYS_HOME/build/choices.json``
+    (the project home the notebook runner gives its kernels), else ``build/choices.json`` in
+    the checkout that holds this package."""
+    if path or os.environ.get(CHOICES_ENV):
+        return Path(path or os.environ[CHOICES_ENV])
+    home = os.environ.get("RECSYS_HOME")
+    return Path(home) / "build" / "choices.json" if home else DEFAULT_PATH
 
 
 def _key(smoke: bool, seed: int) -> str:
@@ -157,7 +163,7 @@ def choose(
 
 def validated(
     name: str,
-    data: BenchmarkData,
+    data: BenchmarkData | Callable[[], BenchmarkData],
     *,
     smoke: bool,
     seed: int,
@@ -168,6 +174,7 @@ def validated(
 
     Read from the choices file; when absent, chapter 3's search (grid from :data:`GRIDS`) is
     run on ``data`` and written, so the caller gets the same value chapter 3 would have.
+    ``data`` may be a function returning the :class:`BenchmarkData`, called only then.
     """
     stored = read_choice(name, smoke=smoke, seed=seed, path=path)
     if stored is not None:
@@ -181,7 +188,7 @@ def validated(
     logger.info("choice %r absent from %s: running chapter 3's search", name, choices_path(path))
     best, _ = choose(
         name,
-        data,
+        data() if callable(data) else data,
         grids[name],
         chapter="03_matrix_factorization",
         smoke=smoke,

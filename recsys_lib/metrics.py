@@ -296,6 +296,19 @@ def paired_bootstrap(
     }
 
 
+def interval_verdict(result: dict[str, float]) -> str:
+    """Plain words for a :func:`paired_bootstrap` result: which side of zero its interval is on.
+
+    "a real gain" when ci_low > 0, "a real loss" when ci_high < 0, otherwise
+    "not distinguishable from zero" (the interval covers 0 at its confidence level).
+    """
+    if result["ci_low"] > 0:
+        return "a real gain"
+    if result["ci_high"] < 0:
+        return "a real loss"
+    return "not distinguishable from zero"
+
+
 def report_table(reports: dict[str, dict[str, float]]) -> pd.DataFrame:
     """A model -> metrics mapping as a DataFrame (one row a model)."""
     return pd.DataFrame.from_dict(reports, orient="index")

@@ -172,6 +172,37 @@ class ALS(FactorScorer):
         self.item_factors = _to_numpy(model.item_factors)
 
 
+def explain_als(model: ALS, user_row: int, item_cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Implicit ALS's exact decomposition of scores into the user's history items.
+
+    Given the item factors Y, ALS's user vector is the ridge solution
+    x_u = W_u Y^T C_u p_u with W_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1, and p_u is 1 on the
+    history H_u and 0 elsewhere, so x_u = sum_{j in H_u} c_uj W_u y_j and
+
+        score(u, i) = y_i . x_u = sum_{j in H_u} c_uj (y_i^T W_u y_j),
+
+    one term per history item j (Hu, Koren & Volinsky 2008, section 5; ``implicit``'s
+    ``AlternatingLeastSquares.explain`` computes the same). x_u is recomputed from Y, so the
+    scores can differ slightly from ``model.score`` (whose last update was the items').
+
+    user_row: the user's row in the train catalogue; item_cols: (n,) item columns.
+    Returns (history_cols (h,), contributions (n, h), scores (n,)), scores = row sums.
+    """
+    train = model._require_fitted()
+    confidence = model.confidence(train)
+    if not 0 <= user_row < confidence.shape[0]:
+        raise IndexError(f"user row {user_row} out of range for {confidence.shape[0]} users.")
+    start, stop = confidence.indptr[user_row], confidence.indptr[user_row + 1]
+    history, conf = confidence.indices[start:stop], confidence.data[start:stop].astype(np.float64)
+    y = model.item_factors.astype(np.float64)
+    y_h = y[history]
+    a = y.T @ y + y_h.T @ ((conf - 1.0)[:, None] * y_h) + model.regularization * np.eye(y.shape[1])
+    weighted = np.linalg.solve(a, (conf[:, None] * y_h).T)  # (f, h): c_uj W_u y_j per column
+    items = np.atleast_1d(np.asarray(item_cols, dtype=np.int64))
+    contributions = y[items] @ weighted
+    return history, contributions, contributions.sum(1)
+
+
 def numpy_als(
     confidence: sp.csr_matrix,
     user_init: np.ndarray,

@@ -38,9 +38,13 @@ def test_write_then_read_keeps_modes_and_seeds_apart(tmp_path):
     assert sorted(json.loads(path.read_text())) == ["full/seed42", "smoke/seed42"]
 
 
-def test_environment_variable_moves_the_file(tmp_path, monkeypatch):
+def test_environment_variables_move_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(choices.CHOICES_ENV, raising=False)
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    assert choices.choices_path() == tmp_path / "build" / "choices.json"
     monkeypatch.setenv(choices.CHOICES_ENV, str(tmp_path / "x.json"))
     assert choices.choices_path() == tmp_path / "x.json"
+    assert choices.choices_path(tmp_path / "y.json") == tmp_path / "y.json"
 
 
 def test_corrupt_file_gives_a_clear_error(tmp_path):
@@ -61,12 +65,14 @@ def test_choose_writes_the_validation_winner_and_validated_reads_it(small_data, 
     assert stored["validation"] == pytest.approx(table["ndcg@10"].iloc[0])
     assert stored["grid"] == grid
     assert choices.validated("ease", small_data, smoke=False, seed=1, path=path) == best
+    never = lambda: pytest.fail("the data is built only when the choice is absent")  # noqa: E731
+    assert choices.validated("ease", never, smoke=False, seed=1, path=path) == best
 
 
 def test_validated_runs_chapter_3_search_when_absent(small_data, tmp_path, monkeypatch):
     path = tmp_path / "choices.json"
     monkeypatch.setitem(choices.GRIDS["smoke"], "als", {"factors": [2], "regularization": [0.1]})
-    got = choices.validated("als", small_data, smoke=True, seed=1, path=path)
+    got = choices.validated("als", lambda: small_data, smoke=True, seed=1, path=path)
     assert got == {"factors": 2, "regularization": 0.1}
     assert choices.read_choice("als", smoke=True, seed=1, path=path)["value"] == got
     with pytest.raises(KeyError, match="run chapter 3 first"):

@@ -168,3 +168,9 @@ def test_paired_bootstrap_errors():
 def test_k_must_be_a_positive_integer():
     with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
         m.ndcg_at_k(RECOMMENDED, REL, 0)
+
+
+def test_interval_verdict_reads_the_side_of_zero():
+    assert m.interval_verdict({"ci_low": 0.01, "ci_high": 0.02}) == "a real gain"
+    assert m.interval_verdict({"ci_low": -0.02, "ci_high": -0.001}) == "a real loss"
+    assert m.interval_verdict({"ci_low": -0.01, "ci_high": 0.02}) == "not distinguishable from zero"
