@@ -46,6 +46,16 @@ def _check_alpha_power(alpha: float, power: float | None = None) -> None:
         raise ValueError(f"power={power} must be in (0, 1)")
 
 
+def _finite_arms(name: str, a, b, min_units: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Both arms as float arrays; refuses NaN/inf and arms with fewer than ``min_units``."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if min(a.size, b.size) < min_units:
+        raise ValueError(f"{name}: each arm needs >= {min_units} units, got {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"{name}: the samples hold NaN or infinite values; drop or fix them.")
+    return a, b
+
+
 def sample_size_proportions(
     p_baseline: float,
     mde: float,
@@ -131,18 +141,22 @@ def welch_test(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult:
     the delta method for ``mean_b / mean_a - 1``.
     """
     _check_alpha_power(alpha)
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if min(a.size, b.size) < 2:
-        raise ValueError(f"each arm needs >= 2 units, got {a.size} and {b.size}")
+    a, b = _finite_arms("welch_test", a, b)
     ma, mb = a.mean(), b.mean()
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
+    if se == 0.0:
+        raise ValueError(
+            f"welch_test: both arms are constant (a = {ma:g} in all {a.size} units, b = {mb:g} "
+            f"in all {b.size}), so there is no variance to test against; the t statistic is "
+            "undefined. Compare the values directly, or collect more varied units."
+        )
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     t = (mb - ma) / se
     p = float(2 * stats.t.sf(abs(t), df))
     q = stats.t.ppf(1 - alpha / 2, df)
     diff = mb - ma
-    ratio = mb / ma
+    ratio = mb / ma if ma else float("nan")
     se_ratio = ratio * math.sqrt(va / ma**2 + vb / mb**2) if ma and mb else float("nan")
     return TestResult(
         float(t), p, float(diff), diff - q * se, diff + q * se,
@@ -160,10 +174,14 @@ def bootstrap_test(
     bootstrap standard error.
     """
     _check_alpha_power(alpha)
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if min(a.size, b.size) < 2 or n_boot < 100:
-        raise ValueError(f"need >= 2 units per arm and n_boot >= 100; got {a.size}, {b.size}, "
-                         f"{n_boot}")  # fmt: skip
+    a, b = _finite_arms("bootstrap_test", a, b)
+    if n_boot < 100:
+        raise ValueError(f"bootstrap_test: n_boot={n_boot} must be >= 100.")
+    if a.min() == a.max() and b.min() == b.max():
+        raise ValueError(
+            f"bootstrap_test: both arms are constant ({a[0]:g} and {b[0]:g}); every resample "
+            "gives the same difference, so there is nothing to test."
+        )
     rng = np.random.default_rng(seed)
     ma = np.empty(n_boot)
     mb = np.empty(n_boot)
@@ -188,11 +206,16 @@ def noninferiority_test(
     """One-sided test of H0: mean_b <= (1 - max_relative_drop) * mean_a (treatment is worse
     than allowed) vs H1: it is not. Returns (z, p_value); small p = guardrail holds."""
     _check_alpha_power(alpha)
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = _finite_arms("noninferiority_test", a, b)
     if not 0 <= max_relative_drop < 1:
         raise ValueError(f"max_relative_drop={max_relative_drop} must be in [0, 1)")
     c = 1 - max_relative_drop
     se = math.sqrt(b.var(ddof=1) / b.size + c**2 * a.var(ddof=1) / a.size)
+    if se == 0.0:
+        raise ValueError(
+            "noninferiority_test: both arms are constant, so the z statistic is undefined; "
+            "compare the values directly."
+        )
     z = (b.mean() - c * a.mean()) / se
     return float(z), float(stats.norm.sf(z))
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys_lib import metrics as _metrics
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -48,24 +50,10 @@ def margin_per_impression(purchases: np.ndarray, slates: np.ndarray, margin: np.
     return revenue_per_impression(purchases, slates, margin)
 
 
-def catalog_coverage(slates: np.ndarray, n_items: int) -> float:
-    """Share of the catalogue shown at least once; slates (n, K)."""
-    if n_items < 1:
-        raise ValueError(f"n_items={n_items} must be >= 1")
-    return float(np.unique(slates).size / n_items)
-
-
-def novelty(slates: np.ndarray, item_popularity: np.ndarray) -> float:
-    """Mean self-information ``-log2 p_i`` of shown items, p_i = popularity share.
-
-    item_popularity: (n_items,) non-negative counts (e.g. clicks in the logs); zero counts are
-    smoothed by +1 so unseen items are maximally novel rather than infinite.
-    """
-    pop = np.asarray(item_popularity, dtype=float)
-    if (pop < 0).any():
-        raise ValueError("item_popularity must be non-negative counts")
-    p = (pop + 1.0) / (pop + 1.0).sum()
-    return float(-np.log2(p[slates]).mean())
+# One definition each, shared with the ranking chapters (see recsys_lib.metrics for sources):
+# coverage = distinct shown items / n_items; novelty = mean -log2(share of users with the item).
+catalog_coverage = _metrics.catalogue_coverage
+novelty = _metrics.novelty
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

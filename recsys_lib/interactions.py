@@ -81,6 +81,14 @@ class Interactions:
                 f"matrix must be a users x items CSR of shape {shape}, got "
                 f"{type(self.matrix).__name__} {self.matrix.shape}. Use Interactions.from_frame."
             )
+        bad = ~np.isfinite(self.matrix.data)
+        if bad.any():
+            row = int(np.searchsorted(self.matrix.indptr, np.flatnonzero(bad)[0], side="right") - 1)
+            raise ValueError(
+                f"the interaction matrix holds {int(bad.sum())} NaN or infinite value(s) (first "
+                f"in the row of user id {self.catalogue.user_ids[row].item()!r}); models would rank "
+                "nothing for those users. Drop or fill those rows (ratings.dropna()) first."
+            )
 
     @classmethod
     def from_frame(

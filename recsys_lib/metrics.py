@@ -64,6 +64,8 @@ def _discounts(k: int) -> np.ndarray:
 
 def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Every ranking metric per user, from the hit matrix of the top k and |relevant|."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}.")
     disc = _discounts(k)[: hits.shape[1]]
     ideal = np.concatenate([[0.0], np.cumsum(_discounts(k))])[np.minimum(n_rel, k).astype(int)]
     dcg = (hits * disc).sum(1)
@@ -129,18 +131,35 @@ def mrr_at_k(recommended, relevant, k: int = 10) -> float:
 
 
 def catalogue_coverage(recommended, n_items: int) -> float:
-    """Share of the catalogue that appears in at least one user's list."""
+    """Share of the catalogue that appears in at least one list (``-1`` padding ignored).
+
+    The library's one definition of coverage ("catalogue coverage", Ge, Delgado-Battenfeld &
+    Jannach 2010): distinct recommended items / n_items. ``business.catalog_coverage`` is
+    this function.
+    """
+    if n_items < 1:
+        raise ValueError(f"n_items={n_items} must be >= 1.")
     rec = np.asarray(recommended)
     return float(np.unique(rec[rec >= 0]).size / n_items)
 
 
 def novelty(recommended, item_popularity: np.ndarray) -> float:
-    """Mean self-information -log2(p(i)) of recommended items, p(i) = share of users who
-    interacted with i in train. Unseen items (p = 0) are clipped to one interaction."""
+    """Mean self-information -log2 p(i) of recommended items (``-1`` padding ignored).
+
+    The library's one definition of novelty (Zhou et al. 2010, PNAS, "novelty" as mean
+    self-information; Vargas & Castells 2011, popularity-based novelty): p(i) = share of
+    users who interacted with i in train, so ``item_popularity`` is (n_items,) shares in
+    [0, 1], e.g. ``train counts / n_users``. Items never seen (p = 0) are clipped to the
+    rarest seen item's share, so they count as the most novel rather than infinite.
+    ``business.novelty`` is this function.
+    """
     rec = np.asarray(recommended)
     pop = np.asarray(item_popularity, dtype=np.float64)
-    if pop.max() > 1.0:
-        raise ValueError("item_popularity must be shares in [0, 1], e.g. train counts / n_users.")
+    if pop.size == 0 or not np.isfinite(pop).all() or pop.min() < 0 or pop.max() > 1.0:
+        raise ValueError(
+            "item_popularity must be shares in [0, 1] (the share of users who interacted with "
+            "each item, e.g. train counts / n_users), not raw counts."
+        )
     floor = pop[pop > 0].min() if (pop > 0).any() else 1.0
     info = -np.log2(np.maximum(pop, floor))
     valid = rec >= 0
@@ -188,6 +207,106 @@ def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
     return {
         name.replace("@k", f"@{k}"): _average(per_user[name], n_rel) for name in RANKING_METRICS
     }
+
+
+def per_user_metrics(recommended, relevant, k: int = 10) -> pd.DataFrame:
+    """Every ranking metric at k for each user with at least one relevant item.
+
+    recommended: (n_users, >= k) item columns; relevant: users x items CSR, rows aligned.
+    Returns a frame with one row per evaluated user (index = row position in ``relevant``)
+    and one column per metric (names as in :func:`ranking_report`); its column means are
+    exactly :func:`ranking_report`'s values. Feed two models' columns to
+    :func:`paired_bootstrap`.
+    """
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    n_rel = _n_relevant(relevant)
+    keep = n_rel > 0
+    per_user = _per_user(hits, n_rel, k)
+    return pd.DataFrame(
+        {name.replace("@k", f"@{k}"): per_user[name][keep] for name in RANKING_METRICS},
+        index=pd.Index(np.flatnonzero(keep), name="row"),
+    )
+
+
+def paired_bootstrap(
+    per_user_a,
+    per_user_b,
+    *,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """mean(a) - mean(b) of a per-user metric, with a paired bootstrap interval over users.
+
+    per_user_a, per_user_b: (n_users,) the same users in the same order (e.g. two models'
+    ``per_user_metrics(...)["ndcg@10"]``). Users are resampled with replacement ``n_boot``
+    times, the same users for both models, so what the users share (how easy their test items
+    are) cancels; the interval holds the ``alpha/2`` and ``1 - alpha/2`` quantiles of the
+    resampled differences (percentile bootstrap, Efron & Tibshirani 1993, ch. 13). The
+    relative difference ``mean(a) / mean(b) - 1`` gets its interval from the same resamples.
+    ``p_value`` is the two-sided bootstrap share of resampled differences on the other side
+    of zero (0 when none is), a rough guide; the interval is the result to report.
+
+    Returns {"difference", "ci_low", "ci_high", "relative", "relative_low", "relative_high",
+    "mean_a", "mean_b", "p_value", "n_users"}.
+    """
+    a = np.asarray(per_user_a, dtype=np.float64).ravel()
+    b = np.asarray(per_user_b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(
+            f"per_user_a has {a.size} users but per_user_b has {b.size}; pass both models' "
+            "values for the same users in the same order."
+        )
+    if a.size < 2:
+        raise ValueError(f"need at least 2 users to bootstrap, got {a.size}.")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("per-user values hold NaN or infinity; evaluate on the same users.")
+    if not 0 < alpha < 1 or n_boot < 1:
+        raise ValueError(f"need 0 < alpha < 1 and n_boot >= 1; got alpha={alpha}, n_boot={n_boot}.")
+    rng = np.random.default_rng(seed)
+    sums_a, sums_b = np.empty(n_boot), np.empty(n_boot)
+    chunk = max(1, 2_000_000 // a.size)  # bounded memory: chunk x n_users indices at a time
+    for start in range(0, n_boot, chunk):
+        rows = rng.integers(0, a.size, (min(chunk, n_boot - start), a.size))
+        sums_a[start : start + len(rows)] = a[rows].sum(1)
+        sums_b[start : start + len(rows)] = b[rows].sum(1)
+    diffs = (sums_a - sums_b) / a.size
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = sums_a / sums_b - 1.0
+        relative = mean_a / mean_b - 1.0 if mean_b else float("nan")
+    rel_low, rel_high = (
+        np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+        if np.isfinite(ratios).all()
+        else (np.nan,) * 2
+    )
+    side = min((diffs <= 0).mean(), (diffs >= 0).mean())
+    return {
+        "difference": mean_a - mean_b,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "relative": float(relative),
+        "relative_low": float(rel_low),
+        "relative_high": float(rel_high),
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "p_value": float(min(1.0, 2 * side)),
+        "n_users": int(a.size),
+    }
+
+
+def interval_verdict(result: dict[str, float]) -> str:
+    """Plain words for a :func:`paired_bootstrap` result: which side of zero its interval is on.
+
+    "a real gain" when ci_low > 0, "a real loss" when ci_high < 0, otherwise
+    "not distinguishable from zero" (the interval covers 0 at its confidence level).
+    """
+    if result["ci_low"] > 0:
+        return "a real gain"
+    if result["ci_high"] < 0:
+        return "a real loss"
+    return "not distinguishable from zero"
 
 
 def report_table(reports: dict[str, dict[str, float]]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ the closed form of Steck (2019).
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.models import FactorScorer, Model, evaluate
+
+logger = logging.getLogger(__name__)
 
 
 def _implicit_gpu(use_gpu: bool | str) -> bool:
@@ -37,6 +40,32 @@ def _single_threaded_blas():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, "blas")
+
+
+def _check_hyper(
+    owner: str,
+    *,
+    ints: dict | None = None,
+    non_negative: dict | None = None,
+    positive: dict | None = None,
+) -> None:
+    """Reject hyper-parameters that would fail deep inside BLAS or silently do nothing.
+
+    ints: names -> values that must be integers >= 1; non_negative / positive: names -> values
+    that must be finite reals >= 0 / > 0. Messages name the value and the fix.
+    """
+    for name, value in (ints or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
+    for name, value in (non_negative or {}).items():
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{owner}: {name} must be a finite number >= 0, got {value!r}; a negative "
+                "penalty rewards large weights instead of shrinking them."
+            )
+    for name, value in (positive or {}).items():
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
 
 
 def _to_numpy(factors) -> np.ndarray:
@@ -62,6 +91,7 @@ class PureSVD(FactorScorer):
             raise ValueError(f"scaling must be 'sqrt' or 'full', got {scaling!r}.")
         if normalize not in (None, "item"):
             raise ValueError(f"normalize must be None or 'item', got {normalize!r}.")
+        _check_hyper("PureSVD", ints={"factors": factors})
         self.factors, self.scaling, self.normalize, self.seed = factors, scaling, normalize, seed
 
     def _fit(self, train: Interactions) -> None:
@@ -106,6 +136,11 @@ class ALS(FactorScorer):
         use_cg: bool = True,
     ) -> None:
         super().__init__()
+        _check_hyper(
+            "ALS",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization, "alpha": alpha},
+        )
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.seed, self.use_gpu = iterations, seed, use_gpu
         self.binary, self.use_cg = binary, use_cg
@@ -135,6 +170,37 @@ class ALS(FactorScorer):
             model.fit(self.confidence(train), show_progress=False)
         self.user_factors = _to_numpy(model.user_factors)
         self.item_factors = _to_numpy(model.item_factors)
+
+
+def explain_als(model: ALS, user_row: int, item_cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Implicit ALS's exact decomposition of scores into the user's history items.
+
+    Given the item factors Y, ALS's user vector is the ridge solution
+    x_u = W_u Y^T C_u p_u with W_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1, and p_u is 1 on the
+    history H_u and 0 elsewhere, so x_u = sum_{j in H_u} c_uj W_u y_j and
+
+        score(u, i) = y_i . x_u = sum_{j in H_u} c_uj (y_i^T W_u y_j),
+
+    one term per history item j (Hu, Koren & Volinsky 2008, section 5; ``implicit``'s
+    ``AlternatingLeastSquares.explain`` computes the same). x_u is recomputed from Y, so the
+    scores can differ slightly from ``model.score`` (whose last update was the items').
+
+    user_row: the user's row in the train catalogue; item_cols: (n,) item columns.
+    Returns (history_cols (h,), contributions (n, h), scores (n,)), scores = row sums.
+    """
+    train = model._require_fitted()
+    confidence = model.confidence(train)
+    if not 0 <= user_row < confidence.shape[0]:
+        raise IndexError(f"user row {user_row} out of range for {confidence.shape[0]} users.")
+    start, stop = confidence.indptr[user_row], confidence.indptr[user_row + 1]
+    history, conf = confidence.indices[start:stop], confidence.data[start:stop].astype(np.float64)
+    y = model.item_factors.astype(np.float64)
+    y_h = y[history]
+    a = y.T @ y + y_h.T @ ((conf - 1.0)[:, None] * y_h) + model.regularization * np.eye(y.shape[1])
+    weighted = np.linalg.solve(a, (conf[:, None] * y_h).T)  # (f, h): c_uj W_u y_j per column
+    items = np.atleast_1d(np.asarray(item_cols, dtype=np.int64))
+    contributions = y[items] @ weighted
+    return history, contributions, contributions.sum(1)
 
 
 def numpy_als(
@@ -171,6 +237,63 @@ def numpy_als(
     return x, y
 
 
+class ExplicitALS(FactorScorer):
+    """Rating regression by ALS with weighted-lambda regularisation (Zhou et al. 2008), the
+    objective of Spark's ``ALS(implicitPrefs=False)`` (recommenders' published "ALS" row):
+
+        min_{X, Y} sum_{(u,i) observed} (r_ui - x_u.y_i)^2
+                   + reg (sum_u n_u |x_u|^2 + sum_i n_i |y_i|^2),
+
+    n_u / n_i = ratings of user u / item i. Only observed cells enter the loss, so it predicts
+    *ratings*; ranking by predicted rating is what the published row does. Fit on an
+    :class:`Interactions` holding ratings (``value_col="rating"``). Each half-step solves every
+    row's ridge system at once (``np.linalg.solve`` on a stack of f x f matrices).
+    """
+
+    name = "explicit_als"
+
+    def __init__(
+        self, factors: int = 10, regularization: float = 0.05, iterations: int = 20, seed: int = 0
+    ) -> None:
+        super().__init__()
+        _check_hyper(
+            "ExplicitALS",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization},
+        )
+        self.factors, self.regularization = factors, regularization
+        self.iterations, self.seed = iterations, seed
+
+    @staticmethod
+    def _half_step(r: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarray:
+        """Solve (sum_{i in row} y_i y_i^T + reg n_row I) x_row = sum_i r_i y_i for every row."""
+        n, f = r.shape[0], fixed.shape[1]
+        counts = np.diff(r.indptr)
+        pattern = sp.csr_matrix((np.ones_like(r.data), r.indices, r.indptr), shape=r.shape)
+        outer = (fixed[:, :, None] * fixed[:, None, :]).reshape(len(fixed), f * f)
+        a = np.asarray(pattern @ outer).reshape(n, f, f)
+        a += reg * np.maximum(counts, 1)[:, None, None] * np.eye(f)
+        b = np.asarray(r @ fixed)
+        return np.linalg.solve(a, b[..., None])[..., 0]
+
+    def _fit(self, train: Interactions) -> None:
+        r = train.matrix.astype(np.float64).tocsr()
+        if r.nnz and r.data.min() == r.data.max():
+            logger.warning(
+                "ExplicitALS got a matrix whose values are all %s: pass ratings "
+                "(Interactions.from_frame(..., value_col='rating')), not binary interactions.",
+                r.data[0],
+            )
+        rng = np.random.default_rng(self.seed)
+        y = rng.normal(0.0, 0.1, (r.shape[1], self.factors))
+        rt = r.T.tocsr()
+        for _ in range(self.iterations):
+            x = self._half_step(r, y, self.regularization)
+            y = self._half_step(rt, x, self.regularization)
+        self.user_factors = x.astype(np.float32)
+        self.item_factors = y.astype(np.float32)
+
+
 class BPR(FactorScorer):
     """Bayesian Personalised Ranking (Rendle et al. 2009) through ``implicit``: maximises
     sum ln sigma(x_u.y_i - x_u.y_j) over (user, seen i, unseen j) triples, minus L2."""
@@ -187,6 +310,12 @@ class BPR(FactorScorer):
         use_gpu: bool | str = "auto",
     ) -> None:
         super().__init__()
+        _check_hyper(
+            "BPR",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization},
+            positive={"learning_rate": learning_rate},
+        )
         self.factors, self.learning_rate = factors, learning_rate
         self.regularization, self.iterations = regularization, iterations
         self.seed, self.use_gpu = seed, use_gpu
@@ -231,6 +360,9 @@ class EASE(Model):
         self, regularization: float = 250.0, dtype=np.float32, memory_fraction: float = 0.5
     ) -> None:
         super().__init__()
+        _check_hyper("EASE", non_negative={"regularization": regularization})
+        if not 0 < memory_fraction <= 1:
+            raise ValueError(f"EASE: memory_fraction must be in (0, 1], got {memory_fraction!r}.")
         self.regularization, self.dtype, self.memory_fraction = (
             regularization,
             dtype,

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
-from recsys_lib.metrics import ranking_report
+from recsys_lib.metrics import per_user_metrics, ranking_report
 from recsys_lib.retrieval import top_k
 
 
@@ -185,14 +185,8 @@ def evaluation_users(test: Interactions) -> np.ndarray:
     return np.flatnonzero(np.diff(test.matrix.indptr) > 0)
 
 
-def evaluate(
-    model: Model, test: Interactions, k: int = 10, candidates: np.ndarray | None = None
-) -> dict[str, float]:
-    """Ranking metrics at k of a fitted model on the test users (seen items excluded).
-
-    With ``candidates`` (item columns) both the ranking and the relevant test items are
-    restricted to those items (e.g. cold items only); users with no relevant candidate drop out.
-    """
+def _ranked_for_test(model: Model, test: Interactions, k: int, candidates):
+    """(users, their top-k, their relevant rows) for :func:`evaluate` and its per-user twin."""
     train = model._require_fitted()
     if test.catalogue is not train.catalogue and (
         not np.array_equal(test.catalogue.user_ids, train.catalogue.user_ids)
@@ -209,8 +203,33 @@ def evaluate(
         relevant = (relevant @ sp.diags(keep)).tocsr()
         relevant.eliminate_zeros()
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    recommended = model.recommend(users, k, candidates=candidates)
-    return ranking_report(recommended, relevant[users], k)
+    return users, model.recommend(users, k, candidates=candidates), relevant[users]
+
+
+def evaluate(
+    model: Model, test: Interactions, k: int = 10, candidates: np.ndarray | None = None
+) -> dict[str, float]:
+    """Ranking metrics at k of a fitted model on the test users (seen items excluded).
+
+    With ``candidates`` (item columns) both the ranking and the relevant test items are
+    restricted to those items (e.g. cold items only); users with no relevant candidate drop out.
+    """
+    _, recommended, relevant = _ranked_for_test(model, test, k, candidates)
+    return ranking_report(recommended, relevant, k)
+
+
+def evaluate_per_user(
+    model: Model, test: Interactions, k: int = 10, candidates: np.ndarray | None = None
+) -> pd.DataFrame:
+    """:func:`evaluate`, one row per test user (index: raw user id), one column per metric.
+
+    Column means equal :func:`evaluate`'s values. Two models' columns, on the same users, go
+    to :func:`recsys_lib.metrics.paired_bootstrap` for an interval on their difference.
+    """
+    users, recommended, relevant = _ranked_for_test(model, test, k, candidates)
+    table = per_user_metrics(recommended, relevant, k)
+    table.index = pd.Index(test.catalogue.user_ids[users[table.index]], name="user_id")
+    return table
 
 
 def evaluate_models(

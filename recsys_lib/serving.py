@@ -384,8 +384,14 @@ class Recommender:
                 f"{folder} holds no saved recommender (expected {MANIFEST_FILE} and "
                 f"{ARRAYS_FILE}); write one with Recommender.save(dir)."
             )
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != FORMAT_NAME:
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ArtefactError(
+                f"{manifest_path} is not valid JSON ({error}); the save was damaged or the file "
+                "was edited. Re-save the recommender with Recommender.save(dir)."
+            ) from error
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise ArtefactError(f"{manifest_path} is not a {FORMAT_NAME} manifest.")
         version = manifest.get("format_version")
         if version != FORMAT_VERSION:

@@ -135,3 +135,21 @@ def test_peeking_inflates_false_positives():
     assert out["fpr_peeking"] > out["fpr_fixed_horizon"] + 0.05
     one = simulate_peeking(n_experiments=3_000, n_per_arm=5_000, n_looks=1, p=0.1, seed=0)
     assert one["fpr_peeking"] == one["fpr_fixed_horizon"]
+
+
+def test_welch_refuses_constant_arms_and_nan():
+    with pytest.raises(ValueError, match="both arms are constant"):
+        welch_test(np.zeros(10), np.zeros(12))
+    with pytest.raises(ValueError, match="NaN"):
+        welch_test(np.array([1.0, np.nan, 2.0]), np.ones(3))
+    # one constant arm is fine: the other's variance carries the test
+    assert np.isfinite(welch_test(np.zeros(10), np.arange(10.0)).p_value)
+
+
+def test_bootstrap_and_noninferiority_refuse_constant_arms():
+    with pytest.raises(ValueError, match="constant"):
+        bootstrap_test(np.ones(10), np.ones(10))
+    with pytest.raises(ValueError, match="constant"):
+        noninferiority_test(np.ones(10), np.ones(10), 0.05)
+    with pytest.raises(ValueError, match="NaN"):
+        noninferiority_test(np.ones(10), np.r_[np.ones(9), np.inf], 0.05)

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from recsys_lib import metrics
 from recsys_lib.business import (
     catalog_coverage,
     ctr,
@@ -49,9 +50,13 @@ def test_rate_metrics_by_hand():
 
 def test_coverage_novelty_diversity_exposure():
     assert catalog_coverage(SLATES, 10) == pytest.approx(5 / 10)
-    pop = np.array([7.0, 1, 0, 0, 0, 0])  # smoothed: 8,2,1,1,1,1 / 14
-    p = np.array([8, 2, 1, 1, 1, 1]) / 14
+    # One definition with metrics.novelty: shares of users; unseen items clipped to the rarest.
+    pop = np.array([0.5, 0.25, 0.0, 0.0, 0.0, 0.0])
+    p = np.array([0.5, 0.25, 0.25, 0.25, 0.25, 0.25])
     assert novelty(SLATES, pop) == pytest.approx(-np.log2(p[SLATES]).mean())
+    assert novelty is metrics.novelty and catalog_coverage is metrics.catalogue_coverage
+    with pytest.raises(ValueError, match="shares"):
+        novelty(SLATES, np.array([7.0, 1, 0, 0, 0, 0]))  # raw counts are refused
     cats = one_hot(np.array([0, 0, 1, 1, 2, 2]))
     # slate 0: cats 0,0,1 -> 1 of 3 pairs same -> dissimilarity 2/3; slate 1: 1,1,2 -> 2/3
     assert intra_list_diversity(SLATES, cats) == pytest.approx(2 / 3)

@@ -103,3 +103,74 @@ def test_intra_list_diversity_by_hand():
     rec = np.array([[0, 1], [0, 2], [1, -1]])
     expected = (1.0 + (1 - 1 / np.sqrt(2))) / 2  # the single-item list is skipped
     assert m.intra_list_diversity(rec, vectors) == pytest.approx(expected)
+
+
+def test_coverage_rejects_empty_catalogue():
+    with pytest.raises(ValueError, match="n_items"):
+        m.catalogue_coverage(RECOMMENDED, n_items=0)
+
+
+def test_per_user_metrics_by_hand():
+    table = m.per_user_metrics(RECOMMENDED, REL, 3)
+    assert table.index.tolist() == [0, 2]  # user 1 has nothing relevant
+    assert table["ndcg@3"].tolist() == pytest.approx([DCG0 / IDCG0, 1.0])
+    assert table["precision@3"].tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert table["recall@3"].tolist() == pytest.approx([2 / 4, 1.0])
+    report = m.ranking_report(RECOMMENDED, REL, 3)
+    for name in table:
+        assert table[name].mean() == pytest.approx(report[name])
+
+
+def test_paired_bootstrap_by_hand():
+    a = np.array([0.5, 0.2, 0.9, 0.4])
+    b = a - 0.1  # a constant per-user gap: every resample differs by exactly 0.1
+    out = m.paired_bootstrap(a, b, n_boot=200, seed=1)
+    assert out["difference"] == pytest.approx(0.1)
+    assert out["ci_low"] == pytest.approx(0.1) and out["ci_high"] == pytest.approx(0.1)
+    assert out["mean_a"] == pytest.approx(0.5) and out["mean_b"] == pytest.approx(0.4)
+    assert out["relative"] == pytest.approx(0.5 / 0.4 - 1)
+    assert out["p_value"] == 0.0 and out["n_users"] == 4
+    same = m.paired_bootstrap(a, a, n_boot=50)
+    assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0
+    assert same["p_value"] == 1.0
+
+
+def test_paired_bootstrap_matches_a_hand_resampling():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(30), rng.random(30)
+    out = m.paired_bootstrap(a, b, n_boot=500, seed=3, alpha=0.1)
+    rows = np.random.default_rng(3).integers(0, 30, (500, 30))
+    diffs = a[rows].mean(1) - b[rows].mean(1)
+    assert out["ci_low"] == pytest.approx(np.quantile(diffs, 0.05))
+    assert out["ci_high"] == pytest.approx(np.quantile(diffs, 0.95))
+    ratios = a[rows].mean(1) / b[rows].mean(1) - 1
+    assert out["relative_high"] == pytest.approx(np.quantile(ratios, 0.95))
+
+
+def test_paired_bootstrap_pairing_narrows_the_interval():
+    rng = np.random.default_rng(0)
+    difficulty = rng.random(400)  # shared by both models: pairing cancels it
+    a, b = difficulty + 0.02, difficulty + rng.normal(0, 0.01, 400)
+    out = m.paired_bootstrap(a, b, seed=0)
+    assert out["ci_low"] > 0  # a real gap of 0.02 is found despite spread 0.29 across users
+    assert out["ci_high"] - out["ci_low"] < 0.01
+
+
+def test_paired_bootstrap_errors():
+    with pytest.raises(ValueError, match="same users"):
+        m.paired_bootstrap(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="NaN"):
+        m.paired_bootstrap(np.array([1.0, np.nan]), np.ones(2))
+    with pytest.raises(ValueError, match="at least 2"):
+        m.paired_bootstrap(np.ones(1), np.ones(1))
+
+
+def test_k_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        m.ndcg_at_k(RECOMMENDED, REL, 0)
+
+
+def test_interval_verdict_reads_the_side_of_zero():
+    assert m.interval_verdict({"ci_low": 0.01, "ci_high": 0.02}) == "a real gain"
+    assert m.interval_verdict({"ci_low": -0.02, "ci_high": -0.001}) == "a real loss"
+    assert m.interval_verdict({"ci_low": -0.01, "ci_high": 0.02}) == "not distinguishable from zero"

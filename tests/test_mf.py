@@ -143,3 +143,93 @@ def test_als_gpu_path_matches_cpu_quality():
     assert gpu.user_factors.shape == (12, 2)
     users = np.flatnonzero(np.diff(test.matrix.indptr))
     assert (gpu.recommend(users, k=1)[:, 0] // 6 == users // 6).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ALS(factors=0), "factors must be an integer >= 1, got 0"),
+        (lambda: ALS(factors=2.5), "factors must be an integer >= 1, got 2.5"),
+        (lambda: ALS(regularization=-1.0), "regularization must be a finite number >= 0, got -1.0"),
+        (lambda: ALS(alpha=float("nan")), "alpha must be a finite number >= 0, got nan"),
+        (lambda: ALS(iterations=0), "iterations must be an integer >= 1, got 0"),
+        (lambda: BPR(factors=0), "BPR: factors must be an integer >= 1, got 0"),
+        (lambda: BPR(learning_rate=0.0), "learning_rate must be a finite number > 0, got 0.0"),
+        (lambda: BPR(regularization=-0.01), "regularization must be a finite number >= 0"),
+        (lambda: EASE(regularization=-5.0), "EASE: regularization must be a finite number >= 0"),
+        (lambda: EASE(memory_fraction=0.0), "memory_fraction must be in"),
+        (lambda: PureSVD(factors=0), "PureSVD: factors must be an integer >= 1, got 0"),
+    ],
+)
+def test_invalid_hyper_parameters_are_refused_with_the_value(make, message):
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_explain_als_matches_implicit_explain():
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from recsys_lib.mf import explain_als
+
+    train, _ = block_interactions()
+    model = ALS(factors=3, regularization=0.5, alpha=2.0, iterations=5, use_gpu=False).fit(train)
+    history, contributions, scores = explain_als(model, 2, [0, 7, 11])
+    assert history.tolist() == train.matrix[2].indices.tolist()
+    assert np.allclose(contributions.sum(1), scores)
+    # The decomposition is exact: the recomputed user vector gives the same scores.
+    reference = AlternatingLeastSquares(factors=3, regularization=0.5, alpha=1.0)
+    reference.user_factors = model.user_factors.copy()
+    reference.item_factors = model.item_factors.copy()
+    confidence = model.confidence(train)
+    for col, score, row in zip([0, 7, 11], scores, contributions, strict=True):
+        total, top, _ = reference.explain(2, confidence, col, N=len(history))
+        assert score == pytest.approx(total, rel=1e-4, abs=1e-6)
+        assert dict(top) == pytest.approx(
+            dict(zip(history.tolist(), row, strict=True)), rel=1e-4, abs=1e-6
+        )
+    # ... and close to the model's own scores (its last update was the items').
+    assert np.allclose(scores, model.score([2])[0, [0, 7, 11]], atol=0.05)
+    with pytest.raises(IndexError, match="out of range"):
+        explain_als(model, 99, [0])
+
+
+def test_explicit_als_recovers_a_low_rank_rating_matrix():
+    from recsys_lib.interactions import Interactions
+    from recsys_lib.mf import ExplicitALS
+
+    rng = np.random.default_rng(0)
+    truth = 1 + 4 * rng.random((10, 2)) @ rng.random((2, 8))  # ratings of rank 3 at most
+    mask = rng.random(truth.shape) < 0.8
+    users, items = np.nonzero(mask)
+    frame = pd.DataFrame({"user_id": users, "item_id": items, "rating": truth[users, items]})
+    train = Interactions.from_frame(frame, value_col="rating")
+    model = ExplicitALS(factors=3, regularization=1e-6, iterations=2000, seed=0).fit(train)
+    fitted = model.user_factors @ model.item_factors.T
+    rmse = np.sqrt(((fitted[users, items] - truth[users, items]) ** 2).mean())
+    assert rmse < 0.01 * truth.std()
+
+
+def test_explicit_als_half_step_is_the_weighted_ridge_solution():
+    import scipy.sparse as sp
+
+    from recsys_lib.mf import ExplicitALS
+
+    rng = np.random.default_rng(1)
+    r = sp.random(5, 7, density=0.5, random_state=1, format="csr") * 5
+    y = rng.normal(size=(7, 3))
+    x = ExplicitALS._half_step(r, y, 0.3)
+    for u in range(5):
+        cols = r[u].indices
+        a = y[cols].T @ y[cols] + 0.3 * max(len(cols), 1) * np.eye(3)
+        assert np.allclose(x[u], np.linalg.solve(a, y[cols].T @ r[u].data))
+
+
+def test_explicit_als_warns_on_binary_input(caplog):
+    from recsys_lib.mf import ExplicitALS
+
+    train, _ = block_interactions()
+    with caplog.at_level("WARNING"):
+        ExplicitALS(factors=2, iterations=1).fit(train)
+    assert "pass ratings" in caplog.text

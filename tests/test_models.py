@@ -135,3 +135,23 @@ def test_resolve_device_and_seeding():
     a = seed_everything(3).random(3)
     b = seed_everything(3).random(3)
     assert np.array_equal(a, b)
+
+
+def test_evaluate_per_user_means_equal_evaluate(toy):
+    from recsys_lib.models import evaluate_per_user
+
+    train, test = toy
+    model = Popularity().fit(train)
+    table = evaluate_per_user(model, test, k=2)
+    assert table.index.tolist() == [1, 2]  # raw user ids with test items
+    idcg = 1 + 1 / np.log2(3)
+    assert table["ndcg@2"].tolist() == pytest.approx([1.0, 1 / idcg])
+    report = evaluate(model, test, k=2)
+    for name in table:
+        assert table[name].mean() == pytest.approx(report[name])
+
+
+def test_interactions_refuse_nan_values():
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [5, 6], "rating": [4.0, np.nan]})
+    with pytest.raises(ValueError, match="NaN.*user id 2"):
+        Interactions.from_frame(frame, value_col="rating")

@@ -1,5 +1,6 @@
 import numpy as np
 
+from recsys_lib import choices
 from recsys_lib.pipeline import build_quickstart
 
 
@@ -11,8 +12,13 @@ class FakeEncoder:
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_quickstart_fits_every_model_and_explains_from_history(movielens):
+def test_quickstart_fits_every_model_and_explains_from_history(movielens, tmp_path, monkeypatch):
+    # ALS settings come from chapter 3's choices file (here a stand-in written for the test).
+    monkeypatch.setenv(choices.CHOICES_ENV, str(tmp_path / "choices.json"))
+    als = {"factors": 16, "regularization": 10.0, "alpha": 2.0}
+    choices.write_choice("als", als, chapter="03", smoke=False, seed=42)
     qs = build_quickstart(movielens, encoder=FakeEncoder(), weights=(0.0, 0.5))
+    assert qs.models["ALS"].factors == 16
     assert set(qs.models) == {"popularity", "text", "ALS", "hybrid"}
     assert qs.text_weight in (0.0, 0.5) and len(qs.weight_curve) == 2
     table = qs.metrics()
@@ -24,3 +30,10 @@ def test_quickstart_fits_every_model_and_explains_from_history(movielens):
     liked = {r.removeprefix("because you liked ") for r in recs["reason"]}
     assert liked <= set(titles.loc[list(history)])
     assert not set(recs["title"]) & set(titles.loc[list(history)])
+    lift = qs.lift("ALS", "popularity")
+    assert lift["ci_low"] > 0 and lift["ci_low"] <= lift["difference"] <= lift["ci_high"]
+    assert lift["difference"] == table.loc["ALS", "ndcg@10"] - table.loc["popularity", "ndcg@10"]
+    why = qs.explanations(196, k=5)
+    assert why["title"].tolist() == recs["title"].tolist()
+    assert set(why["top ALS contributor"]) <= set(titles.loc[list(history)])
+    assert (why["agree"] == (why["nearest in text"] == why["top ALS contributor"])).all()

@@ -188,3 +188,14 @@ def test_duplicate_ids_are_refused(small):
     with pytest.raises(ValueError, match="duplicates"):
         Recommender([10, 10, 30], rec.item_ids, rec.user_factors, rec.item_factors, train.matrix)
     assert rec.catalogue.user_index([30]).tolist() == [2]  # the shared id map is exposed
+
+
+def test_load_rejects_a_manifest_that_is_not_json(small, tmp_path):
+    rec, _ = small
+    path = rec.save(tmp_path / "rec")
+    (path / "manifest.json").write_text('{"format": "recsys')  # truncated write
+    with pytest.raises(ArtefactError, match="not valid JSON"):
+        Recommender.load(path)
+    (path / "manifest.json").write_text("[1, 2]")  # valid JSON, wrong shape
+    with pytest.raises(ArtefactError, match="manifest"):
+        Recommender.load(path)

@@ -1,0 +1,122 @@
+import ast
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_lib import choices
+from recsys_lib.notebooks import list_notebooks
+from recsys_lib.splits import benchmark_data
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.fixture
+def small_data():
+    """Two taste groups of 20 users x 15 items, dense enough for the benchmark split."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (u, i) for u in range(40) for i in range(30) if (u < 20) == (i < 15) and rng.random() < 0.6
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"]).assign(rating=4.0, timestamp=0)
+    return benchmark_data(frame, seed=1)
+
+
+def test_write_then_read_keeps_modes_and_seeds_apart(tmp_path):
+    path = tmp_path / "choices.json"
+    assert choices.read_choice("als", smoke=False, seed=42, path=path) is None
+    choices.write_choice("als", {"factors": 8}, chapter="03", smoke=False, seed=42, path=path,
+                         evidence={"validation": 0.5})  # fmt: skip
+    choices.write_choice("als", {"factors": 2}, chapter="03", smoke=True, seed=42, path=path)
+    full = choices.read_choice("als", smoke=False, seed=42, path=path)
+    assert full == {"value": {"factors": 8}, "chapter": "03", "validation": 0.5}
+    assert choices.read_choice("als", smoke=True, seed=42, path=path)["value"] == {"factors": 2}
+    assert choices.read_choice("als", smoke=False, seed=7, path=path) is None
+    assert sorted(json.loads(path.read_text())) == ["full/seed42", "smoke/seed42"]
+
+
+def test_environment_variables_move_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(choices.CHOICES_ENV, raising=False)
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    assert choices.choices_path() == tmp_path / "build" / "choices.json"
+    monkeypatch.setenv(choices.CHOICES_ENV, str(tmp_path / "x.json"))
+    assert choices.choices_path() == tmp_path / "x.json"
+    assert choices.choices_path(tmp_path / "y.json") == tmp_path / "y.json"
+
+
+def test_corrupt_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "choices.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        choices.read_choice("als", smoke=False, seed=42, path=path)
+
+
+def test_choose_writes_the_validation_winner_and_validated_reads_it(small_data, tmp_path):
+    path = tmp_path / "choices.json"
+    grid = {"regularization": [1.0, 50.0]}
+    best, table = choices.choose("ease", small_data, grid, chapter="03", smoke=False, seed=1,
+                                 path=path)  # fmt: skip
+    assert best == {"regularization": float(table["regularization"].iloc[0])}
+    assert table["ndcg@10"].iloc[0] >= table["ndcg@10"].iloc[1]  # best first
+    stored = choices.read_choice("ease", smoke=False, seed=1, path=path)
+    assert stored["validation"] == pytest.approx(table["ndcg@10"].iloc[0])
+    assert stored["grid"] == grid
+    assert choices.validated("ease", small_data, smoke=False, seed=1, path=path) == best
+    never = lambda: pytest.fail("the data is built only when the choice is absent")  # noqa: E731
+    assert choices.validated("ease", never, smoke=False, seed=1, path=path) == best
+
+
+def test_validated_runs_chapter_3_search_when_absent(small_data, tmp_path, monkeypatch):
+    path = tmp_path / "choices.json"
+    monkeypatch.setitem(choices.GRIDS["smoke"], "als", {"factors": [2], "regularization": [0.1]})
+    got = choices.validated("als", lambda: small_data, smoke=True, seed=1, path=path)
+    assert got == {"factors": 2, "regularization": 0.1}
+    assert choices.read_choice("als", smoke=True, seed=1, path=path)["value"] == got
+    with pytest.raises(KeyError, match="run chapter 3 first"):
+        choices.validated("bpr", small_data, smoke=True, seed=1, path=path)
+
+
+def _parameters(notebook: Path) -> dict:
+    cells = json.loads(notebook.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    values = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        if isinstance(node, ast.Assign):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def test_chapter_3_grids_are_the_library_grids():
+    params = _parameters(NOTEBOOKS / "03_matrix_factorization.ipynb")
+    full = choices.GRIDS["full"]
+    assert params["ALS_FACTORS"] == full["als"]["factors"]
+    assert params["ALS_REGULARIZATION"] == full["als"]["regularization"]
+    assert params["ALS_ALPHA"] == full["als"]["alpha"]
+    assert params["EASE_REGULARIZATION"] == full["ease"]["regularization"]
+
+
+# A literal assignment whose comment says it was chosen in (or by) another chapter.
+HARD_CODED = re.compile(r"^\s*[A-Za-z_]\w*\s*=\s*[-\d\[{(\"'].*#.*chosen.*chapter", re.IGNORECASE)
+
+
+def hard_coded_choices(source: str) -> list[str]:
+    return [line for line in source.splitlines() if HARD_CODED.search(line)]
+
+
+def test_the_hard_coded_choice_detector_catches_what_it_should():
+    assert hard_coded_choices('ALS = {"factors": 32}  # chosen on validation in chapter 3')
+    assert hard_coded_choices("EASE_LAMBDA = 800.0  # chosen on validation in chapter 3")
+    assert not hard_coded_choices('ALS = choices.validated("als", data)  # chosen in chapter 3')
+    assert not hard_coded_choices("GRID = [1, 2]  # search grid")
+
+
+@pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda p: p.stem)
+def test_no_notebook_hard_codes_a_value_chosen_in_a_chapter(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    found = hard_coded_choices(code)
+    assert not found, f"{notebook.name} types a chosen value by hand; read it with " \
+        f"recsys_lib.choices.validated instead: {found}"  # fmt: skip
