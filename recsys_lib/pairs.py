@@ -139,7 +139,8 @@ def sample_negatives(
     rejection-sampled, so the distribution over the allowed items is exactly the requested one.
 
     Returns (user_id, item_id, label=0) with ``ratio`` rows per row of ``pos``, users in the
-    order of ``pos``. Raises if a user has interacted with every candidate.
+    order of ``pos``. Raises if a user has interacted with every candidate, or if every item
+    a user may get has weight 0 (the rejection sampler could never finish).
     """
     _check_columns(pos, "user_id", name="pos")
     _check_columns(known, "user_id", "item_id", name="known")
@@ -179,6 +180,20 @@ def sample_negatives(
             "items, so they have no negatives; drop them or widen item_ids."
         )
 
+    if probs is not None:
+        if (probs < 0).any() or not np.isfinite(probs).all():
+            raise ValueError("popularity weights must be finite and non-negative; "
+                             "use popularity_weights() (it smooths zero counts).")  # fmt: skip
+        allowed_mass = probs.sum() - np.bincount(
+            known_keys // n_items, weights=probs[known_keys % n_items], minlength=len(uniq_users)
+        )
+        stuck = np.flatnonzero(allowed_mass <= 1e-12)
+        if stuck.size:
+            raise ValueError(
+                f"user(s) {uniq_users[stuck[:5]].tolist()} have weight 0 on every item they have "
+                "not interacted with, so no negative can be drawn; give unseen items a positive "
+                "weight (popularity_weights(smoothing > 0)) or use how='uniform'."
+            )
     rng = np.random.default_rng(seed)
     owner = np.repeat(user_code, int(ratio)).astype(np.int64)
     drawn = np.empty(len(owner), dtype=np.int64)
