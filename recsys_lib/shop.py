@@ -322,6 +322,11 @@ class ImpressionLog:
     def n_impressions(self) -> int:
         return int(self.slates.size)
 
+    @property
+    def explored(self) -> np.ndarray:
+        """(n,) bool: visits that got the random exploration slate instead of production's."""
+        return (self.slates != self.production).any(axis=1)
+
     def to_frame(self, shop: Shop) -> pd.DataFrame:
         """One row per impression: request, user_id, item_id, position, propensity, click,
         purchase, price, revenue, margin."""
