@@ -106,7 +106,7 @@ def round_up_sample_size(n: float, grid: tuple[float, ...] = SAMPLE_SIZE_GRID) -
     e = 10 ** math.floor(math.log10(n))
     for m in (*g, 10.0):
         if m * e >= n - 1e-9 * e:
-            return int(round(m * e))
+            return int(math.ceil(m * e - 1e-9 * e))
     raise AssertionError("unreachable: 10 * e >= n")  # pragma: no cover
 
 

@@ -135,3 +135,18 @@ def test_peeking_inflates_false_positives():
     assert out["fpr_peeking"] > out["fpr_fixed_horizon"] + 0.05
     one = simulate_peeking(n_experiments=3_000, n_per_arm=5_000, n_looks=1, p=0.1, seed=0)
     assert one["fpr_peeking"] == one["fpr_fixed_horizon"]
+
+
+def test_round_up_sample_size_grid():
+    from recsys_lib.abtest import round_up_sample_size
+
+    assert round_up_sample_size(1796) == round_up_sample_size(1938) == 2000
+    assert [round_up_sample_size(n) for n in (1, 7, 11, 150, 151, 2001, 7501, 53_400)] == [
+        1, 8, 15, 150, 200, 3000, 10_000, 75_000,
+    ]  # fmt: skip
+    assert round_up_sample_size(1796, grid=(1, 2, 5)) == 2000
+    assert round_up_sample_size(2001, grid=(1, 2, 5)) == 5000
+    with pytest.raises(ValueError, match="grid"):
+        round_up_sample_size(10, grid=(2, 5))
+    with pytest.raises(ValueError, match="n=0"):
+        round_up_sample_size(0)

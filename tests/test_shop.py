@@ -146,3 +146,12 @@ def test_true_policy_value_matches_simulation(shop):
     assert abs(c.mean() - truth["ctr"]) < 4 * np.sqrt(truth["ctr"] / c.size)
     assert abs(rev - truth["revenue_per_impression"]) < 0.05 * truth["revenue_per_impression"]
     assert 0 < truth["cvr"] < 1
+
+
+def test_explored_visits_follow_epsilon(shop):
+    log = simulate_logs(shop, 200_000, seed=3)
+    explored = log.explored
+    assert explored.shape == (len(log.requests),)
+    assert abs(explored.mean() - shop.config.logging_epsilon) < 0.02
+    # production visits show the production slate, explored ones a different one
+    assert (log.slates[~explored] == log.production[~explored]).all()
