@@ -261,18 +261,29 @@ def click_pair_sets(
     ratio: int = 1,
     how: str = "uniform",
     seed: int = 0,
+    train_targets: pd.DataFrame | None = None,
 ) -> ClickPairSets:
     """Training, validation and test pairs with chapter 5's leakage rules.
 
     fit / val: the training split divided for validation; train / test: the benchmark split
-    (``train`` = fit + val). Training pairs come from ``fit`` and avoid only ``fit``;
-    validation pairs avoid fit + val; test pairs avoid train + test. Popularity negatives use
-    counts of the part the sampler may know (``fit`` for train and validation, ``train`` for
-    test). Each set is shuffled with ``seed`` and cut to ``sizes`` (None or 0: keep all).
+    (``train`` = fit + val). Training positives come from ``train_targets`` (default ``fit``;
+    pass the *target* part of a profile/target split of ``fit`` when the user text is built
+    from the profile part, so no training pair's user text names its own target) and
+    training negatives avoid all of ``fit``; validation pairs avoid fit + val; test pairs avoid
+    train + test. Popularity negatives use counts of the part the sampler may know (``fit`` for
+    train and validation, ``train`` for test). Each set is shuffled with ``seed`` and cut to
+    ``sizes`` (None or 0: keep all).
     """
     fit_weights = popularity_weights(fit, item_ids)
     options = dict(min_rating=min_rating, ratio=ratio, how=how)
-    train_all = build_pairs(fit, fit, item_ids, seed=seed, weights=fit_weights, **options)
+    targets = fit if train_targets is None else train_targets
+    outside = targets.merge(fit[["user_id", "item_id"]], how="left", indicator=True)
+    if (outside["_merge"] == "left_only").any():
+        raise ValueError(
+            f"{int((outside['_merge'] == 'left_only').sum())} train_targets rows are not in fit; "
+            "train_targets must be a part of fit (e.g. the target half of a profile/target split)"
+        )
+    train_all = build_pairs(targets, fit, item_ids, seed=seed, weights=fit_weights, **options)
     val_pairs = build_pairs(val, pd.concat([fit, val]), item_ids, seed=seed + 1,
                             weights=fit_weights, **options)  # fmt: skip
     test_pairs = build_pairs(test, pd.concat([train, test]), item_ids, seed=seed + 2,

@@ -622,3 +622,11 @@ def test_click_pair_sets_follow_the_leakage_rules_and_sizes(log):
     # the same pairs as building and shuffling each set by hand
     by_hand = pr.shuffle_pairs(pr.build_pairs(fit, fit, ITEMS, seed=3), 3).iloc[:4]
     pd.testing.assert_frame_equal(sets.train, by_hand.reset_index(drop=True))
+    # a profile/target split: training positives are the targets only, negatives avoid all of fit
+    targets = fit.iloc[::2]
+    split = pr.click_pair_sets(fit, val, train, test, ITEMS, seed=3, train_targets=targets)
+    assert keys(split.train_all[split.train_all["label"] == 1]) == keys(targets)
+    assert not negatives(split.train_all) & keys(fit)
+    assert len(split.train_all) == 2 * len(targets)
+    with pytest.raises(ValueError, match="not in fit"):
+        pr.click_pair_sets(fit, val, train, test, ITEMS, train_targets=val)
