@@ -155,3 +155,16 @@ def test_explored_visits_follow_epsilon(shop):
     assert abs(explored.mean() - shop.config.logging_epsilon) < 0.02
     # production visits show the production slate, explored ones a different one
     assert (log.slates[~explored] == log.production[~explored]).all()
+
+
+def test_stage_seeds_are_independent_of_other_stages():
+    from recsys_lib.shop import stage_seeds
+
+    a = stage_seeds(42, ["world", "log", "pilot"])
+    b = stage_seeds(42, ["world", "log", "pilot", "extra"])
+    assert a == {k: b[k] for k in a}  # appending a stage keeps the others
+    assert len(set(a.values())) == 3 and stage_seeds(43, ["world"])["world"] != a["world"]
+    seq = np.random.SeedSequence(42).spawn(2)[1]
+    assert a["log"] == int(seq.generate_state(1)[0])
+    with pytest.raises(ValueError, match="distinct"):
+        stage_seeds(0, ["a", "a"])
