@@ -97,6 +97,29 @@ def sample_size_means(
     return int(math.ceil(2 * (za + zb) ** 2 * sd**2 / mde**2))
 
 
+SAMPLE_SIZE_GRID = (1.0, 1.5, 2.0, 3.0, 5.0, 7.5)  # planned sizes: these times a power of 10
+
+
+def round_up_sample_size(n: float, grid: tuple[float, ...] = SAMPLE_SIZE_GRID) -> int:
+    """Round a planned sample size *up* to the next value ``m * 10^e`` with ``m`` in ``grid``.
+
+    The default grid 1, 1.5, 2, 3, 5, 7.5 (x 10^e) over-provisions by at most 50%. A planned
+    size comes from a pilot's noisy standard deviation; rounding to a coarse grid makes the
+    plan (and every random draw that depends on it) stable when the pilot changes slightly,
+    e.g. 1,796 and 1,938 both give 2,000. ``grid`` must hold increasing values in [1, 10).
+    """
+    g = tuple(float(m) for m in grid)
+    if not g or g[0] != 1.0 or bool((np.diff(g) <= 0).any()) or g[-1] >= 10:
+        raise ValueError(f"grid={grid} must start at 1 and increase strictly below 10")
+    if not n >= 1:
+        raise ValueError(f"n={n} must be >= 1 (a planned number of units per arm)")
+    e = 10 ** math.floor(math.log10(n))
+    for m in (*g, 10.0):
+        if m * e >= n - 1e-9 * e:
+            return int(math.ceil(m * e - 1e-9 * e))
+    raise AssertionError("unreachable: 10 * e >= n")  # pragma: no cover
+
+
 def minimum_detectable_effect(
     sd: float, n_per_arm: int, alpha: float = 0.05, power: float = 0.8
 ) -> float:

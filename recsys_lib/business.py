@@ -272,6 +272,59 @@ def expected_value(pctr: np.ndarray, pcvr: np.ndarray, value: np.ndarray) -> np.
     return np.asarray(pctr) * np.asarray(pcvr) * np.asarray(value)
 
 
+def slate_predictions(
+    model: MultiTaskModel, users: np.ndarray, slates: np.ndarray, catalog: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """The model's expected click and revenue of each shown item *at the top slot*, the direct
+    method of :func:`offline_estimates`: users (n,), slates (n, K) -> {"ctr": pCTR,
+    "revenue_per_impression": pCTR * pCVR * price}, each (n, K)."""
+    pctr, pcvr = predict_ctr_cvr(model, users, slates, catalog)
+    return {
+        "ctr": pctr,
+        "revenue_per_impression": pctr * pcvr * catalog["price"].to_numpy()[slates],
+    }
+
+
+def offline_estimates(
+    log: Any,
+    target_slates: np.ndarray,
+    price: np.ndarray,
+    position_bias: np.ndarray,
+    predicted_logged: Mapping[str, np.ndarray],
+    predicted_target: Mapping[str, np.ndarray],
+    alpha: float = 0.05,
+) -> dict[str, dict[str, Any]]:
+    """Off-policy estimates of a deterministic slate policy's CTR and revenue per impression
+    from logged data: what a team can compute before any A/B test (no simulator truth).
+
+    log: :class:`recsys_lib.shop.ImpressionLog` of the logging policy (n visits, K slots);
+    target_slates (n, K): what the policy would show on those visits; price (n_items,);
+    position_bias (K,): examination probability per slot relative to the top, e.g.
+    :func:`recsys_lib.ope.position_bias_from_exploration`. predicted_logged / predicted_target:
+    the reward model's top-slot predictions (n, K) per metric for the logged and the target
+    slates, from :func:`slate_predictions` (at slot k they are scaled by ``position_bias[k]``).
+    Returns ``{metric: {"IPS", "SNIPS", "DR", "PBM-DR": ope.Estimate}}``: item-position IPS,
+    self-normalised IPS, item-position doubly robust, and the position-based doubly robust
+    estimate (:func:`recsys_lib.ope.pbm_estimate`, the lowest variance of the four).
+    """
+    from recsys_lib import ope
+
+    b = np.asarray(position_bias, dtype=float)
+    match = ope.item_position_match(target_slates, log.slates)
+    rewards = {"ctr": log.clicks, "revenue_per_impression": log.purchases * price[log.slates]}
+    out = {}
+    for metric, y in rewards.items():
+        q_log, q_tgt = predicted_logged[metric], predicted_target[metric]
+        out[metric] = {
+            "IPS": ope.ips_estimate(y, match, log.propensity, alpha),
+            "SNIPS": ope.snips_estimate(y, match, log.propensity, alpha),
+            "DR": ope.dr_estimate(y, match, log.propensity, b * q_log, b * q_tgt, alpha),
+            "PBM-DR": ope.pbm_estimate(y, log.slates, target_slates, log.propensity, b, q_log,
+                                       q_tgt, alpha),
+        }  # fmt: skip
+    return out
+
+
 # ----------------------------------------------------------------------------- re-ranking
 
 
@@ -476,29 +529,42 @@ def value_weight_tradeoff(
     max_ctr_drop: float,
     item_features: np.ndarray,
 ) -> dict[str, float]:
-    """Choose the value weight on ``tune`` visits, then measure that choice on ``test`` visits.
+    """Choose the value weight on ``tune`` data, then measure that choice on ``test`` visits.
 
     For each weight in ``weights`` (which must include 0, the CTR-optimal ranking), slates
-    come from :func:`tradeoff_slates` with the model's pCTR/pCVR and the shop's prices, and are
-    judged by the simulator's truth (:func:`evaluate_slates`). The chosen weight has the most
-    tuning revenue among those losing at most ``max_ctr_drop`` (relative) of tuning CTR.
-    tune / test: :class:`recsys_lib.shop.Requests`. Returns the weight and, for "tune" and
-    "test", the revenue lift and CTR change relative to weight 0.
+    come from :func:`tradeoff_slates` with the model's pCTR/pCVR and the shop's prices. The
+    chosen weight has the most tuning revenue among those losing at most ``max_ctr_drop``
+    (relative) of tuning CTR. ``tune`` is either a logged :class:`recsys_lib.shop.ImpressionLog`
+    (then tuning CTR and revenue are position-based doubly robust off-policy estimates,
+    what a team has) or
+    :class:`recsys_lib.shop.Requests` (then the simulator's truth judges them, an oracle).
+    ``test``: Requests judged by the simulator's truth (:func:`evaluate_slates`). Returns the
+    weight and, for "tune" and "test", the revenue lift and CTR change relative to weight 0.
     """
+    from recsys_lib.ope import position_bias_from_exploration
+    from recsys_lib.shop import ImpressionLog
+
     weights = [float(w) for w in weights]
     if 0.0 not in weights:
         raise ValueError("weights must include 0 (the CTR-optimal baseline)")
     truth = {}
-    for tag, visits in (("tune", tune), ("test", test)):
+    for tag, data in (("tune", tune), ("test", test)):
+        logged = isinstance(data, ImpressionLog)
+        visits = data.requests if logged else data
         pctr, pcvr = predict_ctr_cvr(model, visits.users, visits.candidates, shop.catalog)
         price = shop.price[visits.candidates]
-        truth[tag] = {
-            w: evaluate_slates(
-                shop, visits.users,
-                tradeoff_slates(pctr, pcvr, price, visits.candidates, k, w), item_features,
-            )
-            for w in weights
-        }  # fmt: skip
+        if logged:
+            q_log = slate_predictions(model, visits.users, data.slates, shop.catalog)
+            bias = position_bias_from_exploration(data.clicks, data.explored)
+        truth[tag] = {}
+        for w in weights:
+            slates = tradeoff_slates(pctr, pcvr, price, visits.candidates, k, w)
+            if logged:
+                q_tgt = slate_predictions(model, visits.users, slates, shop.catalog)
+                est = offline_estimates(data, slates, shop.price, bias, q_log, q_tgt)
+                truth[tag][w] = {m: e["PBM-DR"].value for m, e in est.items()}
+            else:
+                truth[tag][w] = evaluate_slates(shop, visits.users, slates, item_features)
     tuning = truth["tune"]
     allowed = [w for w in weights if tuning[w]["ctr"] >= (1 - max_ctr_drop) * tuning[0.0]["ctr"]]
     chosen = max(allowed, key=lambda w: tuning[w]["revenue_per_impression"])

@@ -252,6 +252,12 @@ def _train_loop(
     import torch
     from tqdm.auto import tqdm
 
+    if n_batches_per_epoch < config.grad_accum:
+        raise ValueError(
+            f"an epoch has {n_batches_per_epoch} batch(es) but grad_accum={config.grad_accum} "
+            "forward passes are needed per update, so training would never take a step; "
+            "give more examples, a smaller batch_size or a smaller grad_accum."
+        )
     device = resolve_device(config.device)
     history = TrainHistory(device=device)
     steps_per_epoch = max(1, n_batches_per_epoch // config.grad_accum)
@@ -293,7 +299,7 @@ def _train_loop(
     done = False
     while not done:
         model.train()
-        pending, pending_loss = 0, 0.0
+        pending, pending_loss, steps_before_epoch = 0, 0.0, step
         for batch in batches(rng):
             with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
                 loss, n = loss_fn(batch)
@@ -331,6 +337,12 @@ def _train_loop(
                 done = True
                 break
         optimizer.zero_grad(set_to_none=True)  # drop a trailing partial accumulation
+        if not done and step == steps_before_epoch:
+            raise RuntimeError(
+                f"an epoch yielded fewer than grad_accum={config.grad_accum} batches, so no "
+                "update was made; the batch iterator returned less than n_batches_per_epoch="
+                f"{n_batches_per_epoch} promised."
+            )
     history.seconds = time.perf_counter() - start
     bar.close()
     if evaluate is not None and history.evals[-1]["step"] != step:

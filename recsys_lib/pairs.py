@@ -139,7 +139,8 @@ def sample_negatives(
     rejection-sampled, so the distribution over the allowed items is exactly the requested one.
 
     Returns (user_id, item_id, label=0) with ``ratio`` rows per row of ``pos``, users in the
-    order of ``pos``. Raises if a user has interacted with every candidate.
+    order of ``pos``. Raises if a user has interacted with every candidate, or if every item
+    a user may get has weight 0 (the rejection sampler could never finish).
     """
     _check_columns(pos, "user_id", name="pos")
     _check_columns(known, "user_id", "item_id", name="known")
@@ -179,6 +180,20 @@ def sample_negatives(
             "items, so they have no negatives; drop them or widen item_ids."
         )
 
+    if probs is not None:
+        if (probs < 0).any() or not np.isfinite(probs).all():
+            raise ValueError("popularity weights must be finite and non-negative; "
+                             "use popularity_weights() (it smooths zero counts).")  # fmt: skip
+        allowed_mass = probs.sum() - np.bincount(
+            known_keys // n_items, weights=probs[known_keys % n_items], minlength=len(uniq_users)
+        )
+        stuck = np.flatnonzero(allowed_mass <= 1e-12)
+        if stuck.size:
+            raise ValueError(
+                f"user(s) {uniq_users[stuck[:5]].tolist()} have weight 0 on every item they have "
+                "not interacted with, so no negative can be drawn; give unseen items a positive "
+                "weight (popularity_weights(smoothing > 0)) or use how='uniform'."
+            )
     rng = np.random.default_rng(seed)
     owner = np.repeat(user_code, int(ratio)).astype(np.int64)
     drawn = np.empty(len(owner), dtype=np.int64)
@@ -246,18 +261,29 @@ def click_pair_sets(
     ratio: int = 1,
     how: str = "uniform",
     seed: int = 0,
+    train_targets: pd.DataFrame | None = None,
 ) -> ClickPairSets:
     """Training, validation and test pairs with chapter 5's leakage rules.
 
     fit / val: the training split divided for validation; train / test: the benchmark split
-    (``train`` = fit + val). Training pairs come from ``fit`` and avoid only ``fit``;
-    validation pairs avoid fit + val; test pairs avoid train + test. Popularity negatives use
-    counts of the part the sampler may know (``fit`` for train and validation, ``train`` for
-    test). Each set is shuffled with ``seed`` and cut to ``sizes`` (None or 0: keep all).
+    (``train`` = fit + val). Training positives come from ``train_targets`` (default ``fit``;
+    pass the *target* part of a profile/target split of ``fit`` when the user text is built
+    from the profile part, so no training pair's user text names its own target) and
+    training negatives avoid all of ``fit``; validation pairs avoid fit + val; test pairs avoid
+    train + test. Popularity negatives use counts of the part the sampler may know (``fit`` for
+    train and validation, ``train`` for test). Each set is shuffled with ``seed`` and cut to
+    ``sizes`` (None or 0: keep all).
     """
     fit_weights = popularity_weights(fit, item_ids)
     options = dict(min_rating=min_rating, ratio=ratio, how=how)
-    train_all = build_pairs(fit, fit, item_ids, seed=seed, weights=fit_weights, **options)
+    targets = fit if train_targets is None else train_targets
+    outside = targets.merge(fit[["user_id", "item_id"]], how="left", indicator=True)
+    if (outside["_merge"] == "left_only").any():
+        raise ValueError(
+            f"{int((outside['_merge'] == 'left_only').sum())} train_targets rows are not in fit; "
+            "train_targets must be a part of fit (e.g. the target half of a profile/target split)"
+        )
+    train_all = build_pairs(targets, fit, item_ids, seed=seed, weights=fit_weights, **options)
     val_pairs = build_pairs(val, pd.concat([fit, val]), item_ids, seed=seed + 1,
                             weights=fit_weights, **options)  # fmt: skip
     test_pairs = build_pairs(test, pd.concat([train, test]), item_ids, seed=seed + 2,

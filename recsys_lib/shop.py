@@ -201,6 +201,22 @@ def make_shop(config: ShopConfig | None = None, seed: int = 0) -> Shop:
     )
 
 
+def stage_seeds(seed: int, stages: list[str] | tuple[str, ...]) -> dict[str, int]:
+    """One independent integer seed per named stage, spawned from ``seed``.
+
+    ``np.random.SeedSequence(seed).spawn(len(stages))`` gives statistically independent
+    streams, so a change in one stage (say, a pilot that plans another sample size and so
+    draws more visits) cannot reshuffle any other stage's draws. The seed of a stage depends on
+    its position in ``stages``: append new stages at the end to keep the others.
+    """
+    if len(set(stages)) != len(stages) or not stages:
+        raise ValueError(f"stages must be distinct names, got {list(stages)}")
+    children = np.random.SeedSequence(seed).spawn(len(stages))
+    return {
+        name: int(child.generate_state(1)[0]) for name, child in zip(stages, children, strict=True)
+    }
+
+
 def position_bias(n_positions: int) -> np.ndarray:
     """Examination probability per 0-based position, shape (n_positions,): 1/log2(k+2)."""
     return 1.0 / np.log2(np.arange(n_positions) + 2.0)
@@ -321,6 +337,11 @@ class ImpressionLog:
     @property
     def n_impressions(self) -> int:
         return int(self.slates.size)
+
+    @property
+    def explored(self) -> np.ndarray:
+        """(n,) bool: visits that got the random exploration slate instead of production's."""
+        return (self.slates != self.production).any(axis=1)
 
     def to_frame(self, shop: Shop) -> pd.DataFrame:
         """One row per impression: request, user_id, item_id, position, propensity, click,

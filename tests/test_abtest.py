@@ -153,3 +153,18 @@ def test_bootstrap_and_noninferiority_refuse_constant_arms():
         noninferiority_test(np.ones(10), np.ones(10), 0.05)
     with pytest.raises(ValueError, match="NaN"):
         noninferiority_test(np.ones(10), np.r_[np.ones(9), np.inf], 0.05)
+
+
+def test_round_up_sample_size_grid():
+    from recsys_lib.abtest import round_up_sample_size
+
+    assert round_up_sample_size(1796) == round_up_sample_size(1938) == 2000
+    assert [round_up_sample_size(n) for n in (1, 7, 11, 150, 151, 2001, 7501, 53_400)] == [
+        1, 8, 15, 150, 200, 3000, 10_000, 75_000,
+    ]  # fmt: skip
+    assert round_up_sample_size(1796, grid=(1, 2, 5)) == 2000
+    assert round_up_sample_size(2001, grid=(1, 2, 5)) == 5000
+    with pytest.raises(ValueError, match="grid"):
+        round_up_sample_size(10, grid=(2, 5))
+    with pytest.raises(ValueError, match="n=0"):
+        round_up_sample_size(0)

@@ -230,3 +230,61 @@ def test_value_weight_tradeoff_chooses_on_tune_and_measures_on_test(shop_and_log
     assert zero["value_weight"] == 0.0 and zero["test_revenue_lift"] == 0.0
     with pytest.raises(ValueError, match="include 0"):
         value_weight_tradeoff(shop, model, tune, test, 5, [0.5], 0.03, feats)
+
+
+def test_offline_estimates_cover_the_truth_and_pbm_is_tightest(shop_and_log):
+    from recsys_lib import ope
+    from recsys_lib.business import offline_estimates, slate_predictions
+    from recsys_lib.shop import true_policy_value
+
+    shop, log = shop_and_log
+    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
+                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    held = simulate_logs(shop, 60_000, seed=7)
+    users, cands = held.requests.users, held.requests.candidates
+    pc, pv = predict_ctr_cvr(model, users, cands, shop.catalog)
+    target = tradeoff_slates(pc, pv, shop.price[cands], cands, 10, 0.3)
+    q_log = slate_predictions(model, users, held.slates, shop.catalog)
+    q_tgt = slate_predictions(model, users, target, shop.catalog)
+    np.testing.assert_allclose(q_tgt["revenue_per_impression"],
+                               predict_ctr_cvr(model, users, target, shop.catalog)[0]
+                               * predict_ctr_cvr(model, users, target, shop.catalog)[1]
+                               * shop.price[target], rtol=1e-6)  # fmt: skip
+    b = ope.position_bias_from_exploration(held.clicks, held.explored)
+    est = offline_estimates(held, target, shop.price, b, q_log, q_tgt)
+    truth = true_policy_value(shop, users, target)
+    for metric in ("ctr", "revenue_per_impression"):
+        assert set(est[metric]) == {"IPS", "SNIPS", "DR", "PBM-DR"}
+        for name, e in est[metric].items():
+            assert abs(e.value - truth[metric]) < 4 * e.se, (metric, name)
+        assert est[metric]["PBM-DR"].se < 0.7 * est[metric]["IPS"].se
+    by_hand = ope.dr_estimate(held.clicks, ope.item_position_match(target, held.slates),
+                              held.propensity, b * q_log["ctr"], b * q_tgt["ctr"])  # fmt: skip
+    assert est["ctr"]["DR"].value == pytest.approx(by_hand.value)
+
+
+def test_value_weight_tradeoff_on_logged_data_uses_the_estimates(shop_and_log):
+    from recsys_lib import ope
+    from recsys_lib.business import offline_estimates, slate_predictions
+
+    shop, log = shop_and_log
+    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
+                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    held, test = simulate_logs(shop, 20_000, seed=8), sample_requests(shop, 300, seed=6)
+    weights = [0.0, 0.3, 1.0]
+    out = value_weight_tradeoff(shop, model, held, test, 10, weights, 0.1, one_hot(shop.category))
+    users, cands = held.requests.users, held.requests.candidates
+    pc, pv = predict_ctr_cvr(model, users, cands, shop.catalog)
+    b = ope.position_bias_from_exploration(held.clicks, held.explored)
+    q_log = slate_predictions(model, users, held.slates, shop.catalog)
+    est = {}
+    for w in weights:
+        sl = tradeoff_slates(pc, pv, shop.price[cands], cands, 10, w)
+        e = offline_estimates(
+            held, sl, shop.price, b, q_log, slate_predictions(model, users, sl, shop.catalog)
+        )
+        est[w] = {m: e[m]["PBM-DR"].value for m in e}
+    ok = [w for w in weights if est[w]["ctr"] >= 0.9 * est[0.0]["ctr"]]
+    best = max(ok, key=lambda w: est[w]["revenue_per_impression"])
+    assert out["value_weight"] == best
+    assert out["tune_ctr_change"] == pytest.approx(est[best]["ctr"] / est[0.0]["ctr"] - 1)

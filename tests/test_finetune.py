@@ -136,6 +136,18 @@ def test_popularity_weights_and_sampling_errors(log):
     with pytest.raises(ValueError, match="no negatives"):
         pr.sample_negatives(everything, everything, ITEMS)
 
+    # items 10 and 11 have weight 0 and item 12 is known: user 9 could never get a negative
+    known = pd.DataFrame({"user_id": [9], "item_id": [12]})
+    zero = np.array([0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"\[9\] have weight 0"):
+        pr.sample_negatives(known, known, np.array([10, 11, 12]), how="popularity", weights=zero)
+    neg = pr.sample_negatives(known, known, np.array([10, 11, 12]), how="popularity",
+                              weights=np.array([0.0, 1.0, 1.0]), seed=0)  # fmt: skip
+    assert neg["item_id"].tolist() == [11]  # the one allowed item with weight
+    with pytest.raises(ValueError, match="non-negative"):
+        pr.sample_negatives(known, known, np.array([10, 11, 12]), how="popularity",
+                            weights=np.array([-1.0, 1.0, 1.0]))  # fmt: skip
+
 
 # ------------------------------------------------------------------ metrics and baseline
 
@@ -319,6 +331,10 @@ def test_gradient_accumulation_and_early_stopping(tokenizer):
                          progress=False)  # fmt: skip
     hist = ft.train_cross_encoder(tiny_classifier(), tokenizer, pairs, USER_TEXT, ITEM_TEXT, cfg)
     assert hist.steps == [1, 2] and hist.examples == 4 and hist.evals == []
+    # fewer batches per epoch than grad_accum (or none): a clear error, not an endless loop
+    for few, message in ((pairs.iloc[:1], "1 batch.*grad_accum=2"), (pairs.iloc[:0], "empty")):
+        with pytest.raises(ValueError, match=message):
+            ft.train_cross_encoder(tiny_classifier(), tokenizer, few, USER_TEXT, ITEM_TEXT, cfg)
     # validation every update; a model that cannot improve (lr 0) stops after `patience` evals
     cfg = ft.TrainConfig(epochs=50, batch_size=4, lr=0.0, eval_every=1, patience=2,
                          max_length=32, device="cpu", progress=False)  # fmt: skip
@@ -606,3 +622,11 @@ def test_click_pair_sets_follow_the_leakage_rules_and_sizes(log):
     # the same pairs as building and shuffling each set by hand
     by_hand = pr.shuffle_pairs(pr.build_pairs(fit, fit, ITEMS, seed=3), 3).iloc[:4]
     pd.testing.assert_frame_equal(sets.train, by_hand.reset_index(drop=True))
+    # a profile/target split: training positives are the targets only, negatives avoid all of fit
+    targets = fit.iloc[::2]
+    split = pr.click_pair_sets(fit, val, train, test, ITEMS, seed=3, train_targets=targets)
+    assert keys(split.train_all[split.train_all["label"] == 1]) == keys(targets)
+    assert not negatives(split.train_all) & keys(fit)
+    assert len(split.train_all) == 2 * len(targets)
+    with pytest.raises(ValueError, match="not in fit"):
+        pr.click_pair_sets(fit, val, train, test, ITEMS, train_targets=val)

@@ -146,3 +146,25 @@ def test_true_policy_value_matches_simulation(shop):
     assert abs(c.mean() - truth["ctr"]) < 4 * np.sqrt(truth["ctr"] / c.size)
     assert abs(rev - truth["revenue_per_impression"]) < 0.05 * truth["revenue_per_impression"]
     assert 0 < truth["cvr"] < 1
+
+
+def test_explored_visits_follow_epsilon(shop):
+    log = simulate_logs(shop, 200_000, seed=3)
+    explored = log.explored
+    assert explored.shape == (len(log.requests),)
+    assert abs(explored.mean() - shop.config.logging_epsilon) < 0.02
+    # production visits show the production slate, explored ones a different one
+    assert (log.slates[~explored] == log.production[~explored]).all()
+
+
+def test_stage_seeds_are_independent_of_other_stages():
+    from recsys_lib.shop import stage_seeds
+
+    a = stage_seeds(42, ["world", "log", "pilot"])
+    b = stage_seeds(42, ["world", "log", "pilot", "extra"])
+    assert a == {k: b[k] for k in a}  # appending a stage keeps the others
+    assert len(set(a.values())) == 3 and stage_seeds(43, ["world"])["world"] != a["world"]
+    seq = np.random.SeedSequence(42).spawn(2)[1]
+    assert a["log"] == int(seq.generate_state(1)[0])
+    with pytest.raises(ValueError, match="distinct"):
+        stage_seeds(0, ["a", "a"])
