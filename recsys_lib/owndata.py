@@ -141,7 +141,7 @@ def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataF
         dup = table["item_id"].duplicated().to_numpy()
         if dup.any():
             raise DataError(
-                f"items lists item id {table['item_id'].iloc[int(np.argmax(dup))]!r} more than "
+                f"items lists item id {table['item_id'].tolist()[int(np.argmax(dup))]!r} more than "
                 "once; keep one row per item."
             )
         missing = np.setdiff1d(interacted, table["item_id"].to_numpy())
@@ -208,7 +208,7 @@ def load_interactions(
             row = int(np.argmax(dup))
             raise DataError(
                 f"{int(dup.sum())} rows repeat a (user, item) pair, the first (user "
-                f"{ratings['user_id'].iloc[row]!r}, item {ratings['item_id'].iloc[row]!r}) at row "
+                f"{ratings['user_id'].tolist()[row]!r}, item {ratings['item_id'].tolist()[row]!r}) at row "
                 f"{row}; aggregate them first, or pass duplicates='first' or 'last'."
             )
         order = ratings.sort_values("timestamp", kind="stable")
