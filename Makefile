@@ -14,7 +14,7 @@ ifneq ($(SHARED_MOVIELENS),)
 export RECSYS_DATA_DIR ?= $(abspath $(SHARED_MOVIELENS))
 endif
 
-.PHONY: run smoke test lint format bench docs results clean venv serve lab
+.PHONY: run smoke test lint format bench docs docs-check results clean venv serve lab
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
@@ -62,6 +62,16 @@ DATASET ?= movielens-100k
 serve: $(STAMP)
 	@test -f $(ARTEFACT)/manifest.json || $(PY) -m recsys_lib.service build-artefact $(ARTEFACT) --dataset $(DATASET)
 	$(PY) -m recsys_lib.service --artefact $(ARTEFACT) --port $(PORT)
+
+## make docs-check: open every page of build/site in headless Chromium (screenshots in build/site-check)
+docs-check: $(STAMP)
+	$(PY) -m recsys_lib.sitecheck build/site --screenshots build/site-check
+
+## make lab: JupyterLab on notebooks/ with this project's kernel registered as "Python (recsys-llm-notebooks)"
+KERNEL_NAME := recsys-llm-notebooks
+lab: $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python (recsys-llm-notebooks)"
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 ## make results: regenerate the results table in README.md from build/metrics.json
 results: $(STAMP)
