@@ -59,8 +59,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "ab_truth_revenue_lift", "ab_truth_ctr_change", "ab_revenue_p_value",
     ),
     "07_production_and_responsibility": (
-        "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "unique_share_all_fields",
-        "dp_ndcg@10_eps1",
+        "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "http_c8_p99_ms",
+        "http_c32_requests_per_second", "unique_share_all_fields", "dp_ndcg@10_eps1",
     ),
     "08_scaling_out_with_spark": ("implicit_ndcg@10", "spark_ndcg@10", "distributed_metric_max_abs_diff"),
 }  # fmt: skip

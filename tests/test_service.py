@@ -194,3 +194,27 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_cli_refuses_bad_artefacts_and_unset_keys(artefacts, tmp_path, monkeypatch, capsys):
+    from recsys_lib.service import create_app, main
+
+    assert main(["--artefact", str(artefacts / "tampered")]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert main(["--artefact", str(tmp_path / "none")]) == 2
+    assert "holds no saved recommender" in capsys.readouterr().err
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    assert main(["--artefact", str(artefacts / "v1"), "--api-key-env", "NO_SUCH_KEY_VAR"]) == 2
+    assert "NO_SUCH_KEY_VAR" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_batch"):
+        create_app(artefacts / "v1", max_batch=0)
+
+
+def test_request_paths_quote_ids():
+    from recsys_lib.loadtest import request_paths
+
+    assert request_paths(np.array([196, 7]), k=5) == [
+        "/recommend?user_id=196&k=5",
+        "/recommend?user_id=7&k=5",
+    ]
+    assert request_paths(["a b&c"]) == ["/recommend?user_id=a%20b%26c&k=10"]
