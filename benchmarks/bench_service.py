@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_service.py [--requests 5000] [--repeats 3] [--factors 64]
 
-Model: ALS (``--factors`` factors) fitted on the MovieLens 100K benchmark split's train set,
+Model: ALS (``--factors`` factors, bench_serving.fit_model) fitted on the MovieLens 100K benchmark split's train set,
 saved with ``Recommender.save`` and served by ``python -m recsys_lib.service`` (uvicorn, one
 process, one worker) in a child process on a free 127.0.0.1 port. The client
 (:func:`recsys_lib.loadtest.load_test`, aiohttp, closed loop) sends ``GET
@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table  # noqa: E402
+from bench_serving import fit_model  # noqa: E402
 
 TARGET_P99_MS_AT_8 = 10.0
 TARGET_RPS_AT_32 = 1_000.0
@@ -45,13 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from recsys_lib.data import load_movielens_100k
     from recsys_lib.loadtest import ServiceProcess, load_test_table, request_paths
-    from recsys_lib.mf import ALS
     from recsys_lib.serving import Recommender, latency_percentiles, time_requests
     from recsys_lib.splits import benchmark_data
 
     ml = load_movielens_100k()
     data = benchmark_data(ml.ratings, seed=args.seed)
-    als = ALS(factors=args.factors, regularization=30.0, alpha=2.0, seed=args.seed).fit(data.train)
+    als = fit_model(data.train, args.factors, args.seed)
     rec = Recommender.from_model(als, data.train, item_names=ml.items.set_index("item_id")["title"])
     users = np.random.default_rng(args.seed).choice(rec.user_ids, args.requests)
     in_process = latency_percentiles(time_requests(lambda u: rec.recommend(u, 10), users))
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"target >= {TARGET_RPS_AT_32:,.0f} requests/s at concurrency 32: "
           f"{at32['requests_per_second']:,.0f} -> "
-          f"{'met' if at32['requests_per_second'] >= TARGET_RPS_AT_32 else 'NOT met'}")  # fmt: skip
+          f"{'met' if at32['requests_per_second'] >= TARGET_RPS_AT_32 else 'NOT met'}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")  # fmt: skip
     return 0
 
 

@@ -94,18 +94,22 @@ def _ids(values: pd.Series) -> pd.Series:
     return values.astype(str)
 
 
+def _reject(bad: np.ndarray, raw: pd.Series, what: str, problem: str, hint: str) -> None:
+    """Raise DataError naming how many values of ``raw`` are bad and the first one."""
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(
+            f"{what} has {int(bad.sum())} {problem} value(s), the first {raw.iloc[row]!r} at "
+            f"row {row}; {hint}."
+        )
+
+
 def _ratings(frame: pd.DataFrame, col: str | None) -> np.ndarray:
     if col is None:
         return np.ones(len(frame), dtype=np.float32)
     values = pd.to_numeric(frame[col], errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(
-            f"rating column {col!r} has {int(bad.sum())} non-numeric or empty value(s), the "
-            f"first {frame[col].iloc[row]!r} at row {row}; ratings must be numbers (or pass "
-            "rating_col=None for implicit feedback)."
-        )
+    _reject(values.isna().to_numpy(), frame[col], f"rating column {col!r}", "non-numeric or empty",
+            "ratings must be numbers (or pass rating_col=None for implicit feedback)")  # fmt: skip
     return values.to_numpy(dtype=np.float32)
 
 
@@ -117,15 +121,19 @@ def _timestamps(frame: pd.DataFrame, col: str | None) -> np.ndarray:
         parsed = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
     else:
         parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(
-            f"time column {col!r} has {int(bad.sum())} unparseable value(s), the first "
-            f"{raw.iloc[row]!r} at row {row}; use unix seconds or ISO 8601 such as "
-            "'2024-03-01T12:00:00'."
-        )
+    _reject(parsed.isna().to_numpy(), raw, f"time column {col!r}", "unparseable",
+            "use unix seconds or ISO 8601 such as '2024-03-01T12:00:00'")  # fmt: skip
     return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+
+
+def _side_table(source, id_col: str, kind: str) -> pd.DataFrame:
+    """An items or users table: read, checked, its id column renamed to ``<kind>_id``."""
+    table = _read(source, f"{kind}s")
+    _require(table, [id_col], f"{kind}s")
+    _no_nulls(table, [id_col], f"{kind}s")
+    table = table.rename(columns={id_col: f"{kind}_id"})
+    table[f"{kind}_id"] = _ids(table[f"{kind}_id"])
+    return table
 
 
 def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataFrame, str]:
@@ -133,11 +141,7 @@ def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataF
     if items is None:
         table = pd.DataFrame({"item_id": interacted})
     else:
-        table = _read(items, "items")
-        _require(table, [item_col], "items")
-        _no_nulls(table, [item_col], "items")
-        table = table.rename(columns={item_col: "item_id"})
-        table["item_id"] = _ids(table["item_id"])
+        table = _side_table(items, item_col, "item")
         dup = table["item_id"].duplicated().to_numpy()
         if dup.any():
             raise DataError(
@@ -218,11 +222,7 @@ def load_interactions(
     if users is None:
         user_table = pd.DataFrame({"user_id": np.unique(ratings["user_id"])})
     else:
-        user_table = _read(users, "users")
-        _require(user_table, [user_col], "users")
-        _no_nulls(user_table, [user_col], "users")
-        user_table = user_table.rename(columns={user_col: "user_id"})
-        user_table["user_id"] = _ids(user_table["user_id"])
+        user_table = _side_table(users, user_col, "user")
     source = Path(path_or_frame) if not isinstance(path_or_frame, pd.DataFrame) else Path(".")
     data = OwnData(ratings=ratings, items=item_table, users=user_table, source=source,
                    item_template=template)  # fmt: skip
