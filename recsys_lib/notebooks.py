@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--smoke", action="store_true", help="small, fast configuration")
     run.add_argument("--only", help="run notebooks whose name contains this pattern")
     run.add_argument("--build-dir", type=Path, default=BUILD_DIR)
+    run.add_argument("--dataset", help="DATASET parameter: movielens-100k or your data's path")
     check = sub.add_parser("check", help="compare build/metrics.json with expected values")
     check.add_argument("expected", nargs="+", type=Path)
     check.add_argument("--metrics", type=Path, default=BUILD_DIR / "metrics.json")
@@ -277,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "run":
-        results = run_all(smoke=args.smoke, only=args.only, build_dir=args.build_dir)
+        params = None
+        if args.dataset:  # a path is made absolute: the kernels do not run in this folder
+            own = args.dataset != "movielens-100k"
+            params = {"DATASET": str(Path(args.dataset).resolve()) if own else args.dataset}
+        results = run_all(
+            smoke=args.smoke, only=args.only, build_dir=args.build_dir, parameters=params
+        )
         failed = [r for r in results if r.error]
         for r in failed:
             print(f"FAILED: {r.notebook} ({r.error})", file=sys.stderr)

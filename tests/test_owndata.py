@@ -156,15 +156,30 @@ def test_build_artefact_on_own_data(tmp_path):
 
 
 @pytest.mark.notebook
-def test_quickstart_runs_end_to_end_on_generated_data(tmp_path):
-    from recsys_lib.notebooks import NOTEBOOK_DIR, execute_notebook
+def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
+    """The README's command: python -m recsys_lib.notebooks run --only 00_quickstart --dataset DIR"""
+    import json
 
-    folder = write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
-    result = execute_notebook(NOTEBOOK_DIR / "00_quickstart.ipynb", tmp_path / "qs.ipynb",
-                              smoke=True, parameters={"DATASET": str(folder)})  # fmt: skip
-    assert result.error is None, result.error
-    m = result.metrics
+    from recsys_lib.notebooks import main
+
+    write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
+    monkeypatch.chdir(tmp_path)  # a relative path, as a reader would type it
+    build = tmp_path / "build"
+    args = [
+        "run",
+        "--smoke",
+        "--only",
+        "00_quickstart",
+        "--dataset",
+        "shop",
+        "--build-dir",
+        str(build),
+    ]
+    assert main(args) == 0
+    m = json.loads((build / "metrics.json").read_text())["00_quickstart"]
     for name in ("popularity", "text", "als", "hybrid"):
         assert 0.0 <= m[f"{name}_ndcg@10"] <= 1.0
     # the themes are in the item text, so the text recommender beats popularity here
     assert m["text_ndcg@10"] > m["popularity_ndcg@10"]
+    executed = (build / "notebooks" / "00_quickstart.ipynb").read_text()
+    assert "Everything for" in executed and "Toy Story" not in executed  # it ran on our data

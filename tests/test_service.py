@@ -218,3 +218,16 @@ def test_request_paths_quote_ids():
         "/recommend?user_id=7&k=5",
     ]
     assert request_paths(["a b&c"]) == ["/recommend?user_id=a%20b%26c&k=10"]
+
+
+def test_ids_are_parsed_as_the_catalogue_type():
+    from fastapi import HTTPException
+
+    from recsys_lib.service import _parse_id
+
+    assert _parse_id("196", "i", "user_id") == 196 and _parse_id(7, "i", "user_id") == 7
+    assert _parse_id(" 12 ", "u", "item_id") == 12
+    assert _parse_id("u-42", "U", "user_id") == "u-42" and _parse_id(42, "U", "user_id") == "42"
+    with pytest.raises(HTTPException) as err:
+        _parse_id("1.5", "i", "item_id")
+    assert err.value.status_code == 422 and "item_id must be an integer" in err.value.detail
