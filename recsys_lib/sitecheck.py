@@ -4,7 +4,8 @@
 
 For each ``*.html`` page (index first): load it from disk, take a screenshot, and check that
 every ``<img>`` loaded, the maths is typeset (``<math>`` elements drawn with a width, none
-holding TeX or an error, no ``$$`` or TeX commands left in the rendered Markdown), every internal link
+holding TeX or an error, no ``$$`` or TeX commands left in the rendered Markdown), no output
+shows a warning (e.g. tqdm's IProgress one), every internal link
 points at an existing page and anchor, nothing was requested from outside the site folder
 (external requests are blocked and counted), and the console logged no error.
 
@@ -38,6 +39,8 @@ _INSPECT = """() => {
     math_errors: document.querySelectorAll('merror, code.tex').length
       + maths.filter(m => m.getBoundingClientRect().width === 0 || m.textContent.includes('\\\\')).length,
     raw_tex: raw.slice(0, 5),
+    warnings: Array.from(document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]'))
+      .map(e => e.textContent).filter(t => /Warning/.test(t)).map(t => t.trim().slice(0, 120)),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
     ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
   };
@@ -121,6 +124,7 @@ def check_page(browser, page_path: Path, site: Path, screenshot_dir: Path | None
         problems.append(f"{found['math_errors']} formula(s) not typeset")
     if found["raw_tex"]:
         problems.append(f"untypeset TeX left in the text: {found['raw_tex']}")
+    problems += [f"warning in an output: {w}" for w in found["warnings"]]
     ids = set(found["ids"])
     problems += [
         p for h in found["links"] if (p := _internal_link_problems(h, page_path, site, ids))

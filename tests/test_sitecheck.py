@@ -140,6 +140,7 @@ def test_the_browser_check_catches_broken_pages(tmp_path):
         "<html><body><p>$$x^2$$</p><div class='jp-RenderedMarkdown'>$$\\frac{a}{b}$$</div>"
         "<img src='missing.png'><a href='nowhere.html'>x</a><a href='#nope'>y</a>"
         "<script src='https://example.com/x.js'></script>"
+        "<div data-mime-type='application/vnd.jupyter.stderr'>TqdmWarning: IProgress not found</div>"
         "<script>console.error('boom')</script></body></html>"
     )
     (report,) = check_site(tmp_path)
