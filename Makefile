@@ -14,13 +14,13 @@ ifneq ($(SHARED_MOVIELENS),)
 export RECSYS_DATA_DIR ?= $(abspath $(SHARED_MOVIELENS))
 endif
 
-.PHONY: run smoke test lint format bench docs results clean venv
+.PHONY: run smoke test lint format bench docs docs-check results clean venv serve lab
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet "pip>=23.2"
-	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	$(PY) -m pip install --quiet -e '.[dev,spark,serve]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -56,6 +56,25 @@ bench: $(STAMP)
 ## make docs: render build/notebooks/*.ipynb to a static site in build/site
 docs: $(STAMP)
 	$(PY) -m recsys_lib.site build/notebooks build/site
+
+## make serve: the HTTP recommendation service on 127.0.0.1:$(PORT) (docs at /docs); fits and
+## saves an ALS artefact from $(DATASET) first when $(ARTEFACT) holds none
+ARTEFACT ?= build/artefacts/als
+PORT ?= 8000
+DATASET ?= movielens-100k
+serve: $(STAMP)
+	@test -f $(ARTEFACT)/manifest.json || $(PY) -m recsys_lib.service build-artefact $(ARTEFACT) --dataset $(DATASET)
+	$(PY) -m recsys_lib.service --artefact $(ARTEFACT) --port $(PORT)
+
+## make docs-check: open every page of build/site in headless Chromium (screenshots in build/site-check)
+docs-check: $(STAMP)
+	$(PY) -m recsys_lib.sitecheck build/site --screenshots build/site-check
+
+## make lab: JupyterLab on notebooks/ with this project's kernel registered as "Python (recsys-llm-notebooks)"
+KERNEL_NAME := recsys-llm-notebooks
+lab: $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python (recsys-llm-notebooks)"
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 ## make results: regenerate the results table in README.md from build/metrics.json
 results: $(STAMP)

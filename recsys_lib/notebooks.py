@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--smoke", action="store_true", help="small, fast configuration")
     run.add_argument("--only", help="run notebooks whose name contains this pattern")
     run.add_argument("--build-dir", type=Path, default=None, help="default: build/ in the home")
+    run.add_argument("--dataset", help="DATASET parameter: movielens-100k or your data's path")
     run.add_argument("--cell-timeout", type=float, default=None,
                      help=f"seconds per cell (default {FULL_CELL_TIMEOUT} full, "
                      f"{SMOKE_CELL_TIMEOUT} smoke)")  # fmt: skip
@@ -406,8 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "run":
+        params = None
+        if args.dataset:  # a path is made absolute: the kernels do not run in this folder
+            own = args.dataset != "movielens-100k"
+            params = {"DATASET": str(Path(args.dataset).resolve()) if own else args.dataset}
         results = run_all(smoke=args.smoke, only=args.only, build_dir=args.build_dir,
-                          cell_timeout=args.cell_timeout)  # fmt: skip
+                          parameters=params, cell_timeout=args.cell_timeout)  # fmt: skip
         for r in results:
             if r.error:
                 print(f"FAILED: {r.notebook} ({r.error})", file=sys.stderr)

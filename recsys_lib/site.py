@@ -6,7 +6,15 @@
 ``build`` renders every executed notebook in the source folder (the course's run order, the
 quick start first, the template skipped) to ``<stem>.html`` with nbconvert's
 ``HTMLExporter`` (plots are embedded, so the folder is self-contained) and writes an
-``index.html`` that links each chapter under its title, the first heading of the notebook.
+``index.html`` that lists each chapter under its title (the notebook's first heading) with its
+one-line summary and headline figures. Every page gets a left navigation, previous/next links
+and a table of the metrics it recorded. The site works offline and needs no script: formulas
+are converted to MathML at build time (latex2mathml; browsers draw MathML natively, so no
+MathJax, no CDN, no require.js), and progress-bar widgets are dropped from the outputs (a
+static page has no widget state to show). We keep this small builder rather than Jupyter Book or
+mkdocs-jupyter: it renders the executed notebooks as they are, adds only what readers need to
+move through the course, and needs no extra toolchain. ``python -m recsys_lib.sitecheck``
+opens the result in headless Chromium.
 
 ``readme`` rewrites only the block between ``<!-- results:start -->`` and
 ``<!-- results:end -->`` in README.md with a table of headline metrics from
@@ -19,13 +27,14 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import logging
 import math
 import os
 import re
 import sys
 from pathlib import Path
 
-from recsys_lib.notebooks import list_notebooks
+from recsys_lib.notebooks import list_notebooks, read_records
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -50,11 +59,13 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "ab_truth_revenue_lift", "ab_truth_ctr_change", "ab_revenue_p_value",
     ),
     "09_production_and_responsibility": (
-        "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "unique_share_all_fields",
-        "dp_ndcg@10_eps1",
+        "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "http_c8_p99_ms",
+        "http_c32_requests_per_second", "unique_share_all_fields", "dp_ndcg@10_eps1",
     ),
     "10_scaling_out_with_spark": ("implicit_ndcg@10", "spark_ndcg@10", "distributed_metric_max_abs_diff"),
 }  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
@@ -80,26 +91,186 @@ def notebook_title(notebook: dict | str | os.PathLike, fallback: str | None = No
     return fallback if fallback is not None else "Untitled"
 
 
-def render_notebook(path: Path, out_dir: Path, exporter=None) -> Path:
-    """One notebook to ``out_dir/<stem>.html`` with nbconvert's HTMLExporter (lab template)."""
-    if exporter is None:
-        from nbconvert import HTMLExporter
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_VERBATIM_OPERATOR = re.compile(r"<mi>\\(arg|deg|det|dim|gcd|hom|ker|sgn|Pr)</mi>")
+_MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 
-        exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_filename(str(path))
+
+def tex_to_mathml(tex: str, display: bool = False) -> str:
+    """A TeX formula as MathML (latex2mathml), which browsers render natively: no script.
+
+    An unconvertible formula stays visible as TeX in a ``<code class="tex">`` and is logged.
+    """
+    from latex2mathml.converter import convert
+
+    try:
+        mathml = convert(tex.strip(), display="block" if display else "inline")
+        # operator names latex2mathml passes through verbatim ("<mi>\\arg</mi>"): set upright
+        return _VERBATIM_OPERATOR.sub(r'<mi mathvariant="normal">\1</mi>', mathml)
+    except Exception as err:  # latex2mathml raises many kinds; keep the page, say which
+        log.warning("formula not converted (%s): %s", err, tex[:80])
+        return f'<code class="tex">{html.escape(tex)}</code>'
+
+
+def _exporter():
+    """nbconvert's lab HTML exporter with Markdown maths pre-rendered to MathML."""
+    from jinja2 import pass_context
+    from nbconvert import HTMLExporter
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    class MathMLRenderer(IPythonRenderer):
+        def block_math(self, body: str) -> str:
+            return tex_to_mathml(body, display=True)
+
+        def inline_math(self, body: str) -> str:
+            return tex_to_mathml(body)
+
+        def latex_environment(self, name: str, body: str) -> str:
+            return tex_to_mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display=True)
+
+    class MathMLExporter(HTMLExporter):
+        @pass_context
+        def markdown2html(self, context, source):
+            cell = context.get("cell", {})
+            renderer = MathMLRenderer(
+                escape=False,
+                attachments=cell.get("attachments", {}),
+                embed_images=self.embed_images,
+                path=context.get("resources", {}).get("metadata", {}).get("path", ""),
+                anchor_link_text=self.anchor_link_text,
+                exclude_anchor_links=self.exclude_anchor_links,
+                **self.lexer_options,
+            )
+            return MarkdownWithMath(renderer=renderer).render(source)
+
+    return MathMLExporter(template_name="lab")
+
+
+def publishable(notebook: dict) -> dict:
+    """The notebook without widget state and widget outputs (progress bars), for a static page.
+
+    A widget output's text fallback is its first frame ("0%"), and rendering it would pull the
+    widget manager from a CDN; the page shows nothing in its place instead.
+    """
+    notebook = json.loads(json.dumps(notebook))
+    notebook.get("metadata", {}).pop("widgets", None)
+    for cell in notebook.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET_VIEW not in o.get("data", {})]
+    return notebook
+
+
+def render_notebook(
+    path: Path, out_dir: Path, exporter=None, chrome: tuple[str, str] = ("", "")
+) -> Path:
+    """One notebook to ``out_dir/<stem>.html`` (nbconvert's lab template, maths as MathML).
+
+    ``chrome``: HTML put right after ``<body>`` and right before ``</body>`` (navigation).
+    """
+    import nbformat
+
+    exporter = exporter or _exporter()
+    cleaned = publishable(json.loads(path.read_text(encoding="utf-8")))
+    notebook = nbformat.reads(json.dumps(cleaned), as_version=4)
+    body, _ = exporter.from_notebook_node(notebook)
+    # maths is MathML already and widgets are gone: drop the CDN scripts
+    body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")
+    body = _MATHJAX_BLOCK.sub("", body)
+    head, sep, rest = body.partition("<body")
+    if sep:
+        tag_end = rest.index(">") + 1
+        rest = rest[:tag_end] + chrome[0] + rest[tag_end:]
+        before, sep2, after = rest.rpartition("</body>")
+        rest = before + chrome[1] + sep2 + after if sep2 else rest
+        body = head + sep + rest
     out = out_dir / f"{path.stem}.html"
     out.write_text(body, encoding="utf-8")
     return out
 
 
-def index_html(
-    chapters: list[tuple[str, str]], title: str = "Recommender systems with LLMs"
-) -> str:
-    """The index page: (link target, chapter title) pairs as an ordered list."""
-    items = "\n".join(
-        f'    <li><a href="{html.escape(href, quote=True)}">{html.escape(name)}</a></li>'
-        for href, name in chapters
+def chapter_summary(notebook: dict | str | os.PathLike) -> str:
+    """The first sentence of the first paragraph after the title (the business sentence)."""
+    if not isinstance(notebook, dict):
+        notebook = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", source) if p.strip()]
+        for para in paragraphs:
+            if para.startswith("#"):
+                continue
+            text = " ".join(para.split())
+            match = re.match(r"(.+?[.!?])(\s|$)", text)
+            return match.group(1) if match else text
+    return ""
+
+
+def _metric_rows(values: dict) -> str:
+    cells = []
+    for name, value in values.items():
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        shown = _fmt(float(value)) if numeric else html.escape(str(value))
+        cells.append(f"<tr><td>{html.escape(name)}</td><td>{shown}</td></tr>")
+    return "\n".join(cells)
+
+
+SITE_CSS = """
+body { margin-left: 17rem !important; }
+nav.course-nav { position: fixed; top: 0; left: 0; bottom: 0; width: 15.5rem; overflow-y: auto;
+  padding: 1rem; background: #f6f6f4; border-right: 1px solid #ddd; font: 14px system-ui, sans-serif; }
+nav.course-nav ol { padding-left: 1.2rem; } nav.course-nav li { margin: 0.35rem 0; }
+nav.course-nav a.current { font-weight: 700; }
+.course-pager { display: flex; justify-content: space-between; margin: 2rem 1rem;
+  font: 15px system-ui, sans-serif; }
+.course-metrics { margin: 1rem; font: 14px system-ui, sans-serif; }
+.course-metrics td { padding: 0.1rem 0.8rem; border-bottom: 1px solid #eee; }
+"""
+
+
+def page_chrome(chapters: list[tuple[str, str]], current: int, metrics: dict) -> tuple[str, str]:
+    """(top, bottom) HTML of a chapter page: left navigation; pager and recorded metrics."""
+    current_attr = ' class="current" aria-current="page"'
+    links = "\n".join(
+        f'<li><a href="{html.escape(href, quote=True)}"{current_attr if i == current else ""}>'
+        f"{html.escape(name)}</a></li>"
+        for i, (href, name) in enumerate(chapters)
     )
+    top = (f"<style>{SITE_CSS}</style>\n<nav class=\"course-nav\"><a href=\"index.html\">Course "
+           f"index</a>\n<ol>\n{links}\n</ol></nav>\n")  # fmt: skip
+    prev = (f'<a rel="prev" href="{html.escape(chapters[current - 1][0], quote=True)}">&larr; '
+            f"{html.escape(chapters[current - 1][1])}</a>" if current > 0 else "<span></span>")  # fmt: skip
+    nxt = (f'<a rel="next" href="{html.escape(chapters[current + 1][0], quote=True)}">'
+           f"{html.escape(chapters[current + 1][1])} &rarr;</a>"
+           if current + 1 < len(chapters) else "<span></span>")  # fmt: skip
+    table = ""
+    if metrics:
+        table = (f'<details open class="course-metrics"><summary>Recorded metrics ({len(metrics)})'
+                 f"</summary><table>{_metric_rows(metrics)}</table></details>")  # fmt: skip
+    bottom = f'{table}\n<nav class="course-pager">{prev}{nxt}</nav>\n'
+    return top, bottom
+
+
+def index_html(
+    chapters: list[tuple[str, str]],
+    title: str = "Recommender systems with LLMs",
+    summaries: list[str] | None = None,
+    headlines: list[dict] | None = None,
+) -> str:
+    """The index page: each (link target, chapter title) with its summary and headline figures."""
+    summaries = summaries or [""] * len(chapters)
+    headlines = headlines or [{}] * len(chapters)
+    items = []
+    for (href, name), summary, figures in zip(chapters, summaries, headlines, strict=True):
+        shown = ", ".join(f"{html.escape(k)} = {_fmt(float(v))}" for k, v in figures.items())
+        items.append(
+            f'    <li><a href="{html.escape(href, quote=True)}">{html.escape(name)}</a>'
+            + (f'<p class="summary">{html.escape(summary)}</p>' if summary else "")
+            + (f'<p class="figures">{shown}</p>' if shown else "")
+            + "</li>"
+        )
+    items = "\n".join(items)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -108,12 +279,14 @@ def index_html(
   <style>
     body {{ font-family: system-ui, sans-serif; max-width: 46rem; margin: 3rem auto;
            line-height: 1.5; padding: 0 1rem; }}
-    li {{ margin: 0.4rem 0; }}
+    li {{ margin: 0.9rem 0; }}
+    p.summary {{ margin: 0.2rem 0; }}
+    p.figures {{ margin: 0.2rem 0; color: #555; font-size: 0.9em; }}
   </style>
 </head>
 <body>
   <h1>{html.escape(title)}</h1>
-  <p>The executed chapters of the course, in reading order.</p>
+  <p>The executed chapters of the course, in reading order, each with its headline results.</p>
   <ol>
 {items}
   </ol>
@@ -124,9 +297,6 @@ def index_html(
 
 def build_site(notebook_dir: str | os.PathLike, site_dir: str | os.PathLike) -> Path:
     """Render every notebook of ``notebook_dir`` and write ``site_dir/index.html``; returns it."""
-    from nbconvert import HTMLExporter
-    from tqdm.auto import tqdm
-
     notebook_dir, site_dir = Path(notebook_dir), Path(site_dir)
     notebooks = list_notebooks(notebook_dir)
     if not notebooks:
@@ -135,13 +305,21 @@ def build_site(notebook_dir: str | os.PathLike, site_dir: str | os.PathLike) -> 
             "writes build/notebooks/)."
         )
     site_dir.mkdir(parents=True, exist_ok=True)
-    chapters = []
-    exporter = HTMLExporter(template_name="lab")
-    for path in tqdm(notebooks, desc="rendering", unit="nb"):
-        page = render_notebook(path, site_dir, exporter)
-        chapters.append((page.name, notebook_title(path)))
+    chapters = [(f"{p.stem}.html", notebook_title(p)) for p in notebooks]
+    records = [read_records(p) for p in notebooks]
+    exporter = _exporter()
+    for i, path in enumerate(notebooks):
+        log.info("rendering %s", path.name)
+        render_notebook(path, site_dir, exporter, page_chrome(chapters, i, records[i]))
+    headlines = [
+        {name: value for _, name, value in headline_metrics({p.stem: r})}
+        for p, r in zip(notebooks, records, strict=True)
+    ]
     index = site_dir / "index.html"
-    index.write_text(index_html(chapters), encoding="utf-8")
+    summaries = [chapter_summary(p) for p in notebooks]
+    index.write_text(
+        index_html(chapters, summaries=summaries, headlines=headlines), encoding="utf-8"
+    )
     return index
 
 

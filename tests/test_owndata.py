@@ -1,0 +1,185 @@
+"""Own data: the loader's output shape, every validation error, the summary, the folder format,
+and the quick start notebook end to end on a generated dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_lib.data import DataError
+from recsys_lib.owndata import (
+    OwnData,
+    load_dataset,
+    load_interactions,
+    summarize,
+    write_example_dataset,
+)
+
+
+def clicks() -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer": ["a", "a", "b", "c"],
+        "sku": [10, 11, 10, 12],
+        "stars": [5, 3, 4, 1],
+        "ts": ["2024-01-01", "2024-01-03", "2024-01-02", "2024-01-11"],
+    })  # fmt: skip
+
+
+def test_loader_gives_movielens_shaped_frames():
+    data = load_interactions(clicks(), user_col="customer", item_col="sku", rating_col="stars",
+                             time_col="ts")  # fmt: skip
+    assert isinstance(data, OwnData)
+    r = data.ratings
+    assert list(r.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert r["user_id"].tolist() == ["a", "a", "b", "c"] and r["item_id"].dtype == np.int64
+    assert r["rating"].tolist() == [5.0, 3.0, 4.0, 1.0]
+    assert r["timestamp"].iloc[0] == 1_704_067_200  # 2024-01-01T00:00:00Z in unix seconds
+    assert data.items["title"].tolist() == ["10", "11", "12"]  # no item table: the id is the title
+    assert data.items["genres"].tolist() == [[], [], []]
+    assert data.users["user_id"].tolist() == ["a", "b", "c"]
+    assert data.item_template == "Item: {title}."
+
+
+def test_implicit_feedback_and_file_order_time():
+    data = load_interactions(clicks(), user_col="customer", item_col="sku")
+    assert (data.ratings["rating"] == 1.0).all()
+    assert data.ratings["timestamp"].tolist() == [0, 1, 2, 3]
+
+
+def test_item_text_and_user_attributes(tmp_path):
+    items = pd.DataFrame({"sku": [10, 11, 13], "title": ["Tent", None, "Stove"],
+                          "description": ["Sleeps two.", "", None], "tags": ["camp|outdoor", None, "cook"]})  # fmt: skip
+    items.to_parquet(tmp_path / "items.parquet")
+    users = pd.DataFrame({"customer": ["a", "b", "c"], "segment": ["new", "loyal", "new"]})
+    data = load_interactions(clicks(), user_col="customer", item_col="sku",
+                             items=tmp_path / "items.parquet", users=users)  # fmt: skip
+    items_out = data.items.set_index("item_id")
+    assert items_out.index.tolist() == [10, 11, 12, 13]  # 12 only interacted, 13 only listed
+    assert items_out["title"].tolist() == ["Tent", "11", "12", "Stove"]
+    assert items_out.loc[10, "genres"] == ["camp", "outdoor"] and items_out.loc[11, "genres"] == []
+    assert data.item_template == "Item: {title}. {description} Tags: {genres}."
+    assert data.users.set_index("user_id").loc["b", "segment"] == "loyal"
+
+
+def test_csv_round_trip(tmp_path):
+    clicks().to_csv(tmp_path / "c.csv", index=False)
+    data = load_interactions(tmp_path / "c.csv", user_col="customer", item_col="sku",
+                             rating_col="stars")  # fmt: skip
+    assert len(data.ratings) == 4 and data.ratings["rating"].sum() == 13.0
+
+
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "words"),
+    [
+        (clicks().iloc[:0], {}, "has no rows"),
+        (clicks(), {"item_col": "product"}, "no column(s) ['product']"),
+        (clicks().assign(customer=["a", None, "b", "c"]), {}, "'customer' is empty in 1 row"),
+        (clicks().assign(stars=[5, "five", 4, 1]), {"rating_col": "stars"}, "'five' at row 1"),
+        (clicks().assign(ts=["2024-01-01", "yesterday", "x", "2024-01-02"]), {"time_col": "ts"},
+         "2 unparseable value(s), the first 'yesterday'"),
+        (clicks().assign(sku=[10, 10, 10, 12]), {}, "(user 'a', item 10) at row 0"),
+    ],
+)  # fmt: skip
+def test_validation_errors_name_the_problem(frame, kwargs, words):
+    args = {"user_col": "customer", "item_col": "sku", **kwargs}
+    with pytest.raises(DataError) as err:
+        load_interactions(frame, **args)
+    assert words in str(err.value)
+
+
+def test_bad_files_and_options(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_interactions(tmp_path / "nope.csv")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(DataError, match=r"give a \.csv or \.parquet"):
+        load_interactions(tmp_path / "x.json")
+    with pytest.raises(ValueError, match="duplicates must be"):
+        load_interactions(clicks(), user_col="customer", item_col="sku", duplicates="sum")
+    dup_items = pd.DataFrame({"sku": [10, 10]})
+    with pytest.raises(DataError, match="item id 10 more than once"):
+        load_interactions(clicks(), user_col="customer", item_col="sku", items=dup_items)
+
+
+def test_duplicates_first_and_last_by_time():
+    frame = clicks().assign(sku=[10, 10, 10, 12], stars=[5, 2, 4, 1],
+                            ts=["2024-01-05", "2024-01-01", "2024-01-02", "2024-01-03"])  # fmt: skip
+    kw = {"user_col": "customer", "item_col": "sku", "rating_col": "stars", "time_col": "ts"}
+    last = load_interactions(frame, duplicates="last", **kw).ratings
+    first = load_interactions(frame, duplicates="first", **kw).ratings
+    pick = lambda r: r[(r.user_id == "a") & (r.item_id == 10)]["rating"].tolist()  # noqa: E731
+    assert pick(last) == [5.0] and pick(first) == [2.0] and len(last) == 3
+
+
+def test_summary_by_hand():
+    data = load_interactions(clicks(), user_col="customer", item_col="sku", rating_col="stars",
+                             time_col="ts")  # fmt: skip
+    s = summarize(data)
+    assert (s["interactions"], s["users"], s["items"]) == (4, 3, 3)
+    assert s["density"] == pytest.approx(4 / 9)
+    assert s["span_days"] == 10.0 and s["feedback"] == "ratings 1..5"
+    assert s["users_with_one_interaction"] == 2 and s["median_interactions_per_user"] == 1.0
+
+
+def test_load_dataset_folder_file_and_movielens(tmp_path, movielens):
+    folder = write_example_dataset(tmp_path / "shop", n_users=20, n_items=30, seed=1)
+    data = load_dataset(folder)
+    assert data.ratings["user_id"].nunique() == 20 and len(data.items) <= 30
+    assert data.ratings["rating"].between(1, 5).all() and data.ratings["timestamp"].min() > 0
+    assert "segment" in data.users.columns and "{description}" in data.item_template
+    only = load_dataset(folder / "interactions.csv")
+    assert len(only.ratings) == len(data.ratings) and only.items["title"].iloc[0] == "1"
+    assert len(load_dataset("movielens-100k").ratings) == len(movielens.ratings)
+    with pytest.raises(DataError, match="neither 'movielens-100k'"):
+        load_dataset(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no interactions.csv"):
+        load_dataset(tmp_path / "empty")
+
+
+def test_write_example_dataset_is_seeded(tmp_path):
+    a = write_example_dataset(tmp_path / "a", seed=3)
+    b = write_example_dataset(tmp_path / "b", seed=3)
+    assert (a / "interactions.csv").read_text() == (b / "interactions.csv").read_text()
+    per_user = pd.read_csv(a / "interactions.csv").groupby("user_id").size()
+    assert per_user.between(8, 20).all()
+
+
+def test_build_artefact_on_own_data(tmp_path):
+    from recsys_lib.service import build_artefact
+    from recsys_lib.serving import Recommender
+
+    folder = write_example_dataset(tmp_path / "shop", n_users=30, n_items=40, seed=2)
+    out = build_artefact(tmp_path / "art", dataset=str(folder))
+    rec = Recommender.load(out)
+    assert rec.n_users == 30 and len(rec.recommend(1, 5)) == 5
+
+
+@pytest.mark.notebook
+def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
+    """The README's command: python -m recsys_lib.notebooks run --only 00_quickstart --dataset DIR"""
+    import json
+
+    from recsys_lib.notebooks import main
+
+    write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
+    monkeypatch.chdir(tmp_path)  # a relative path, as a reader would type it
+    build = tmp_path / "build"
+    args = [
+        "run",
+        "--smoke",
+        "--only",
+        "00_quickstart",
+        "--dataset",
+        "shop",
+        "--build-dir",
+        str(build),
+    ]
+    assert main(args) == 0
+    m = json.loads((build / "metrics.json").read_text())["00_quickstart"]
+    for name in ("popularity", "text", "als", "hybrid"):
+        assert 0.0 <= m[f"{name}_ndcg@10"] <= 1.0
+    # the themes are in the item text, so the text recommender beats popularity here
+    assert m["text_ndcg@10"] > m["popularity_ndcg@10"]
+    executed = (build / "notebooks" / "00_quickstart.ipynb").read_text()
+    assert "Everything for" in executed and "Toy Story" not in executed  # it ran on our data
