@@ -190,6 +190,56 @@ def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
     }
 
 
+def per_user_report(recommended, relevant, k: int = 10) -> pd.DataFrame:
+    """Every ranking metric at k for each user (one row per row of ``recommended``).
+
+    The same values ``ranking_report`` averages; users without a relevant item get NaN. Use it
+    for paired comparisons of two models on the same users (:func:`paired_bootstrap`).
+    """
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    n_rel = _n_relevant(relevant)
+    frame = pd.DataFrame(
+        {name.replace("@k", f"@{k}"): v for name, v in _per_user(hits, n_rel, k).items()}
+    )
+    frame.loc[n_rel == 0] = np.nan
+    return frame
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """mean(a) - mean(b) over the same units (users), with a paired percentile-bootstrap interval.
+
+    ``a`` and ``b`` are per-unit values of two models on the same units in the same order (e.g.
+    per-user nDCG@10). Units are resampled with replacement ``n_boot`` times, the same units for
+    both models, so the shared difficulty of a user cancels. Returns {"mean_a", "mean_b",
+    "difference", "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high"} where ratio is
+    mean(a) / mean(b) and its interval comes from the same resamples.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError(
+            f"a {a.shape} and b {b.shape} must be 1-D with one value per unit (>= 2 units), the "
+            "same units in the same order for both models."
+        )
+    if not 0 < alpha < 1 or n_boot < 100:
+        raise ValueError(f"need 0 < alpha < 1 and n_boot >= 100; got {alpha}, {n_boot}.")
+    rng = np.random.default_rng(seed)
+    mean_a, mean_b = np.empty(n_boot), np.empty(n_boot)
+    for start in range(0, n_boot, 200):  # chunks keep memory at 200 x n
+        rows = rng.integers(0, a.size, (min(200, n_boot - start), a.size))
+        mean_a[start : start + len(rows)] = a[rows].mean(1)
+        mean_b[start : start + len(rows)] = b[rows].mean(1)
+    q = [alpha / 2, 1 - alpha / 2]
+    low, high = np.quantile(mean_a - mean_b, q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_low, ratio_high = np.quantile(mean_a / mean_b, q)
+        ratio = a.mean() / b.mean()
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "difference": float(a.mean() - b.mean()), "ci_low": float(low), "ci_high": float(high),
+            "ratio": float(ratio), "ratio_low": float(ratio_low), "ratio_high": float(ratio_high)}  # fmt: skip
+
+
 def report_table(reports: dict[str, dict[str, float]]) -> pd.DataFrame:
     """A model -> metrics mapping as a DataFrame (one row a model)."""
     return pd.DataFrame.from_dict(reports, orient="index")

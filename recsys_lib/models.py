@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
-from recsys_lib.metrics import ranking_report
+from recsys_lib.metrics import per_user_report, ranking_report
 from recsys_lib.retrieval import top_k
 
 
@@ -211,6 +211,19 @@ def evaluate(
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     recommended = model.recommend(users, k, candidates=candidates)
     return ranking_report(recommended, relevant[users], k)
+
+
+def evaluate_per_user(model: Model, test: Interactions, k: int = 10) -> pd.DataFrame:
+    """Ranking metrics at k per test user (the values :func:`evaluate` averages).
+
+    One row per user with a test item, indexed by user row, seen items excluded; use it for
+    paired comparisons (``metrics.paired_bootstrap``) and for breakdowns by user or item group.
+    """
+    model._require_fitted()
+    users = evaluation_users(test)
+    frame = per_user_report(model.recommend(users, k), test.matrix[users], k)
+    frame.index = pd.Index(users, name="user_row")
+    return frame
 
 
 def evaluate_models(
