@@ -269,3 +269,12 @@ def test_paired_bootstrap():
     assert unrelated["ci_low"] < unrelated["difference"] < unrelated["ci_high"]
     with pytest.raises(ValueError, match="same units"):
         paired_bootstrap(b, b[:10])
+
+
+@pytest.mark.gpu
+def test_gpu_path_trains_with_amp_and_matches_the_contract(toy):
+    model = sq.SASRec(dim=16, layers=1, heads=2, config=small_config(epochs=5, device="auto"))
+    model.fit(toy.train, valid=toy.valid)
+    assert model.device_.startswith("cuda") and np.isfinite(model.history_.loss).all()
+    scores = model.score(np.arange(4))
+    assert scores.shape == (4, toy.train.shape[1]) and scores.dtype == np.float32
