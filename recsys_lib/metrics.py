@@ -248,7 +248,8 @@ def paired_bootstrap(
     of zero (0 when none is), a rough guide; the interval is the result to report.
 
     Returns {"difference", "ci_low", "ci_high", "relative", "relative_low", "relative_high",
-    "mean_a", "mean_b", "p_value", "n_users"}.
+    "ratio", "ratio_low", "ratio_high", "mean_a", "mean_b", "p_value", "n_users"}, where
+    ``ratio = 1 + relative`` (mean(a) / mean(b), for targets stated as "1.2x").
     """
     a = np.asarray(per_user_a, dtype=np.float64).ravel()
     b = np.asarray(per_user_b, dtype=np.float64).ravel()
@@ -289,6 +290,9 @@ def paired_bootstrap(
         "relative": float(relative),
         "relative_low": float(rel_low),
         "relative_high": float(rel_high),
+        "ratio": float(relative) + 1.0,
+        "ratio_low": float(rel_low) + 1.0,
+        "ratio_high": float(rel_high) + 1.0,
         "mean_a": mean_a,
         "mean_b": mean_b,
         "p_value": float(min(1.0, 2 * side)),

@@ -1,0 +1,280 @@
+"""Sequences, leave-last-out, the sequential models and their evaluation helpers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_lib import sequential as sq
+from recsys_lib.finetune import TrainConfig
+from recsys_lib.interactions import Catalogue, Interactions
+from recsys_lib.metrics import paired_bootstrap, per_user_report, ranking_report
+from recsys_lib.models import Popularity, evaluate, evaluate_per_user
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+# user 1: items 10, 11 share t=5 (file order 11 then 10), then 12 at t=7, 13 at t=9
+# user 2: items 12 (t=1), 10 (t=2), 11 (t=3)
+RATINGS = frame([(1, 11, 4, 5), (2, 10, 3, 2), (1, 13, 5, 9), (1, 10, 2, 5), (2, 12, 1, 1),
+                 (1, 12, 4, 7), (2, 11, 5, 3)])  # fmt: skip
+
+
+def test_order_keeps_file_order_for_equal_timestamps():
+    ordered = sq.order_interactions(RATINGS)
+    assert ordered[ordered.user_id == 1].item_id.tolist() == [11, 10, 12, 13]
+    assert ordered[ordered.user_id == 2].item_id.tolist() == [12, 10, 11]
+
+
+def test_timestamp_ties_by_hand():
+    ties = sq.timestamp_ties(RATINGS)
+    # consecutive pairs: user 1 has 3 (one tied), user 2 has 2 (none) -> 1/5
+    assert ties["tied_pairs"] == pytest.approx(1 / 5)
+    assert ties["tied_interactions"] == pytest.approx(2 / 7)
+    assert ties["users_with_ties"] == pytest.approx(1 / 2)
+    assert ties["tied_last"] == 0.0
+    last_tied = frame([(1, 1, 1, 5), (1, 2, 1, 6), (1, 3, 1, 6), (2, 1, 1, 1), (2, 2, 1, 2)])
+    assert sq.timestamp_ties(last_tied)["tied_last"] == pytest.approx(1 / 2)
+
+
+def test_sequences_order_and_matrix():
+    seqs = sq.Sequences.from_frame(RATINGS)
+    cat = seqs.catalogue
+    assert cat.item_ids[seqs.items[0]].tolist() == [11, 10, 12, 13]
+    assert cat.item_ids[seqs.items[1]].tolist() == [12, 10, 11]
+    assert seqs.lengths().tolist() == [4, 3]
+    assert (seqs.matrix.toarray() == Interactions.from_frame(RATINGS, cat).matrix.toarray()).all()
+
+
+def test_pad_sequences_left_pads_and_keeps_the_latest():
+    out = sq.pad_sequences([np.array([0, 1, 2, 3]), np.array([5]), np.array([], int)], 3)
+    assert out.tolist() == [[2, 3, 4], [0, 0, 6], [0, 0, 0]]
+    assert sq.pad_sequences([np.array([4])], 2, offset=0).tolist() == [[0, 4]]
+    with pytest.raises(ValueError, match="max_length"):
+        sq.pad_sequences([np.array([1])], 0)
+
+
+def test_leave_last_out_split_has_no_future_in_train():
+    split = sq.sequence_split(RATINGS)
+    cat = split.train.catalogue
+    assert split.test_df.set_index("user_id").item_id.to_dict() == {1: 13, 2: 11}
+    assert split.valid_df.set_index("user_id").item_id.to_dict() == {1: 12, 2: 10}
+    assert cat.item_ids[split.train.items[0]].tolist() == [11, 10]
+    assert cat.item_ids[split.train.items[1]].tolist() == [12]
+    assert cat.item_ids[split.history.items[0]].tolist() == [11, 10, 12]
+    for user, train_part in split.train_df.groupby("user_id"):
+        later = split.valid_df[split.valid_df.user_id == user].timestamp.iloc[0]
+        assert (train_part.timestamp <= later).all()
+    assert split.train.nnz + split.valid.nnz + split.test.nnz == len(RATINGS)
+
+
+def test_short_users_stay_in_train():
+    split = sq.sequence_split(frame([(1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2),
+                                     (2, 3, 1, 3)]))  # fmt: skip
+    assert split.test_df.user_id.tolist() == [2]
+    assert split.train.lengths().tolist() == [2, 1]
+
+
+def test_transition_scores_by_hand():
+    # train sequences: user 1: a b a c ; user 2: a b
+    seqs = sq.Sequences.from_frame(frame([(1, "a", 1, 1), (1, "b", 1, 2), (1, "a", 1, 3),
+                                          (1, "c", 1, 4), (2, "a", 1, 1), (2, "b", 1, 2)]))  # fmt: skip
+    model = sq.Transition().fit(seqs)
+    scores = model.score([0, 1])
+    # user 1's last item is c: nothing followed c, only the popularity tie-break (a, b: 2 users)
+    assert scores[0].argmax() in (0, 1) and scores[0].max() < 1e-2
+    # user 2's last is b: b -> a once
+    assert scores[1][0] == pytest.approx(1 + 1e-3) and scores[1][2] == pytest.approx(0.5e-3)
+    with pytest.raises(TypeError, match="Sequences"):
+        sq.Transition().fit(Interactions.from_frame(RATINGS))
+
+
+def toy_sequences(n_users=30, n_items=12, length=8, seed=0):
+    """Users walk the catalogue cyclically: item i is followed by item i + 1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        start = rng.integers(n_items)
+        rows += [(u, (start + t) % n_items, 1, t) for t in range(length)]
+    return sq.sequence_split(frame(rows))
+
+
+def small_config(**kw):
+    base = dict(epochs=30, batch_size=16, lr=1e-2, warmup_ratio=0.0, max_length=6,
+                eval_every=None, patience=None, progress=False, device="cpu", seed=0)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_sequences()
+
+
+@pytest.fixture(scope="module")
+def sasrec(toy):
+    return sq.SASRec(dim=16, layers=1, heads=2, dropout=0.0, config=small_config()).fit(
+        toy.train, valid=toy.valid
+    )
+
+
+def test_sasrec_learns_the_cycle(sasrec, toy):
+    result = evaluate(sq.condition_on(sasrec, toy.history), toy.test, k=1)
+    assert result["hit_rate@1"] > 0.9  # popularity is near 1/12 here
+    assert evaluate(Popularity().fit(toy.history), toy.test, k=1)["hit_rate@1"] < 0.6
+    assert sasrec.history_.best_step is not None and sasrec.history_.evals
+
+
+def test_causal_mask_checked_numerically(sasrec):
+    tokens = sq.pad_sequences([np.arange(6) % 12, np.arange(3, 9) % 12], 6)
+    before, after = sasrec.future_influence(tokens, 3)
+    assert before == 0.0  # positions 0..2 never read position 3
+    assert after > 1e-4
+    bert = sq.BERT4Rec(dim=16, layers=1, heads=2, dropout=0.0, config=small_config(epochs=1))
+    bert.fit(sasrec.train_)
+    assert bert.future_influence(tokens, 3)[0] > 1e-4  # bidirectional: it does
+
+
+def test_training_inputs_hold_no_future_item(sasrec, toy):
+    examples = sasrec._examples(toy.train)
+    inputs, targets = sasrec._batch(examples, None)
+    assert (inputs[:, 1:] == targets[:, :-1]).all()  # targets are the inputs shifted by one
+    assert examples.shape == (toy.train.shape[0], sasrec.config.max_length + 1)
+    # each toy user visits distinct items, so a held-out item must not appear in its row
+    for matrix in (toy.valid.matrix, toy.test.matrix):
+        users, cols = matrix.nonzero()
+        assert not (examples[users] == (cols + 1)[:, None]).any()
+    # the validation item never enters training: the last train target is the last train item
+    for row, seq in zip(examples, [s for s in toy.train.items if len(s) > 1], strict=True):
+        assert row[-1] == seq[-1] + 1
+
+
+def test_cpu_training_repeats_exactly(toy):
+    def fit():
+        model = sq.SASRec(dim=8, layers=1, heads=1, config=small_config(epochs=3))
+        return model.fit(toy.train).score(np.arange(5))
+
+    np.testing.assert_array_equal(fit(), fit())
+
+
+def test_condition_on_reads_and_excludes_the_longer_history(sasrec, toy):
+    conditioned = sq.condition_on(sasrec, toy.history)
+    recs = conditioned.recommend(np.arange(toy.history.shape[0]), 3)
+    seen = toy.history.matrix
+    assert not any(seen[u, c] for u in range(len(recs)) for c in recs[u])
+    assert sasrec.train_ is toy.train  # the original is untouched
+    other = Interactions.from_frame(RATINGS)
+    with pytest.raises(ValueError, match="same catalogue"):
+        sq.condition_on(sasrec, other)
+
+
+def test_mask_items_objective():
+    tokens = np.array([[0, 0, 3, 4, 5], [0, 0, 0, 0, 7], [1, 2, 3, 4, 5]])
+    rng = np.random.default_rng(0)
+    inputs, labels = sq.mask_items(tokens, 0.4, 99, rng)
+    hidden = inputs == 99
+    assert (labels[hidden] == tokens[hidden]).all() and (labels[~hidden] == 0).all()
+    assert (inputs[~hidden] == tokens[~hidden]).all()
+    assert not hidden[tokens == 0].any() and hidden.any(1).all()
+    big = np.tile(np.arange(1, 101), (50, 1))
+    share = (sq.mask_items(big, 0.2, 999, rng)[0] == 999).mean()
+    assert 0.17 < share < 0.23
+    with pytest.raises(ValueError, match="prob"):
+        sq.mask_items(tokens, 1.0, 99, rng)
+
+
+def test_bert4rec_trains_and_predicts_from_a_mask(toy):
+    model = sq.BERT4Rec(dim=16, layers=1, heads=2, dropout=0.0, mask_prob=0.3,
+                        config=small_config(epochs=40))  # fmt: skip
+    model.fit(toy.train, valid=toy.valid)
+    tokens = model._inference_tokens([np.array([1, 2])])
+    assert tokens[0, -1] == toy.train.shape[1] + 1 and tokens[0, -3:-1].tolist() == [2, 3]
+    result = evaluate(sq.condition_on(model, toy.history), toy.test, k=3)
+    assert result["hit_rate@3"] > 0.5
+
+
+def test_item_init_shape_is_checked(toy):
+    with pytest.raises(ValueError, match="item_init"):
+        sq.SASRec(dim=8, item_init=np.zeros((3, 8)), config=small_config(epochs=1)).fit(toy.train)
+
+
+def test_text_init_is_copied_into_the_item_table(toy):
+    init = sq.project_item_vectors(np.random.default_rng(0).normal(size=(12, 20)), 8)
+    model = sq.SASRec(dim=8, layers=1, heads=1, item_init=init, config=small_config(epochs=0))
+    model.fit(toy.train)
+    np.testing.assert_allclose(model.net_.table.weight[1:].detach().numpy(), init, atol=1e-7)
+
+
+def test_project_item_vectors_keeps_the_main_directions():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2)) @ np.array([[5.0, 0, 0, 0], [0, 1.0, 0, 0]]) + 3.0
+    z = sq.project_item_vectors(x, 1, std=0.5)
+    assert z.shape == (200, 1) and z.std() == pytest.approx(0.5, rel=1e-5)
+    assert abs(np.corrcoef(z[:, 0], x[:, 0])[0, 1]) > 0.99
+    with pytest.raises(ValueError, match="dim"):
+        sq.project_item_vectors(x, 5)
+
+
+def test_sampled_metrics_match_full_ranking_when_nothing_is_left_out(toy):
+    model = Popularity().fit(toy.history)
+    full = evaluate(model, toy.test)
+    sampled = sq.sampled_evaluate(model, toy.test, n_negatives=1000)
+    assert sampled["ndcg@10"] == pytest.approx(full["ndcg@10"])
+    few = sq.sampled_evaluate(model, toy.test, n_negatives=2, k=3)
+    assert few["hit_rate@3"] == 1.0  # 1 positive + 2 negatives: always in the top 3
+
+
+def test_popularity_buckets():
+    split = sq.sequence_split(frame([(1, 1, 1, 1), (1, 2, 1, 2), (1, 3, 1, 3), (2, 1, 1, 1),
+                                     (2, 3, 1, 2), (2, 2, 1, 3)]))  # fmt: skip
+    # train: user 1 -> item 1, user 2 -> item 1; test: user 1 -> 3, user 2 -> 2 (count 0)
+    buckets = sq.popularity_buckets(split.train, split.test, edges=(1, 2))
+    assert buckets.tolist() == ["0-0", "0-0"]
+    buckets = sq.popularity_buckets(split.history, split.test, edges=(1, 2))
+    assert buckets.tolist() == ["1-1", "1-1"]
+
+
+# -------------------------------------------------------- metrics added for this chapter
+def test_per_user_report_by_hand():
+    cat = Catalogue(np.array([1, 2, 3]), np.arange(5))
+    relevant = Interactions.from_frame(
+        pd.DataFrame({"user_id": [1, 2], "item_id": [2, 0]}), cat
+    ).matrix
+    recommended = np.array([[4, 2, 1], [1, 3, 4], [0, 1, 2]])
+    table = per_user_report(recommended, relevant, 3)
+    assert table["ndcg@3"].iloc[0] == pytest.approx(1 / np.log2(3))
+    assert table["ndcg@3"].iloc[1] == 0.0 and np.isnan(table["ndcg@3"].iloc[2])
+    assert table["mrr@3"].iloc[0] == pytest.approx(0.5)
+    report = ranking_report(recommended, relevant, 3)
+    assert table["ndcg@3"].mean() == pytest.approx(report["ndcg@3"])
+
+
+def test_evaluate_per_user_averages_to_evaluate(toy):
+    model = Popularity().fit(toy.history)
+    table = evaluate_per_user(model, toy.test)
+    assert table["ndcg@10"].mean() == pytest.approx(evaluate(model, toy.test)["ndcg@10"])
+    assert len(table) == toy.test.nnz
+
+
+def test_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    b = rng.random(500)
+    same = paired_bootstrap(b, b)
+    assert same["difference"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
+    shifted = paired_bootstrap(b + 0.1, b)  # paired: the interval collapses on the shift
+    assert shifted["ci_low"] == pytest.approx(0.1) and shifted["ci_high"] == pytest.approx(0.1)
+    noisy = paired_bootstrap(b * 1.5, b, n_boot=500)
+    assert noisy["ratio"] == pytest.approx(1.5) and noisy["ratio_low"] == pytest.approx(1.5)
+    unrelated = paired_bootstrap(rng.random(500), b, n_boot=500)
+    assert unrelated["ci_low"] < unrelated["difference"] < unrelated["ci_high"]
+    with pytest.raises(ValueError, match="same units"):
+        paired_bootstrap(b, b[:10])
+
+
+@pytest.mark.gpu
+def test_gpu_path_trains_with_amp_and_matches_the_contract(toy):
+    model = sq.SASRec(dim=16, layers=1, heads=2, config=small_config(epochs=5, device="auto"))
+    model.fit(toy.train, valid=toy.valid)
+    assert model.device_.startswith("cuda") and np.isfinite(model.history_.loss).all()
+    scores = model.score(np.arange(4))
+    assert scores.shape == (4, toy.train.shape[1]) and scores.dtype == np.float32
