@@ -200,8 +200,11 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
     """AdamW (decay on weight matrices only) and a linear warm-up / linear decay schedule."""
     import torch
 
-    embeddings, layers = _encoder_layers(model)  # the rest (pooler, head) counts as "head"
-    encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
+    try:
+        embeddings, layers = _encoder_layers(model)  # the rest (pooler, head) counts as "head"
+        encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
+    except TypeError:  # a decoder (recsys_lib.llm): no separate head, one learning rate
+        encoder_ids = {id(p) for p in model.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -108,3 +108,28 @@ def merge_lora(model):
                 merged.requires_grad_(False)
                 setattr(module, name, merged)
     return model
+
+
+def add_lora_by_name(
+    model,
+    targets: tuple[str, ...] = ("q_proj", "v_proj"),
+    rank: int = 8,
+    alpha: float = 16.0,
+    dropout: float = 0.0,
+) -> dict[str, float]:
+    """Freeze every parameter of ``model`` and wrap each ``nn.Linear`` whose attribute name is
+    in ``targets`` (any depth) with :class:`LoRALinear`, in place; for decoders such as Llama
+    (``q_proj``, ``v_proj``), the layout :mod:`peft` uses. Returns the parameter counts."""
+    from recsys_lib.finetune import count_parameters
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    wrapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if name in targets and isinstance(child, nn.Linear):
+                setattr(module, name, LoRALinear(child, rank, alpha, dropout))
+                wrapped += 1
+    if wrapped == 0:
+        raise ValueError(f"no nn.Linear named {list(targets)} in {type(model).__name__}.")
+    return count_parameters(model)

@@ -190,6 +190,38 @@ def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
     }
 
 
+def per_user_metric(name: str, recommended, relevant, k: int = 10) -> np.ndarray:
+    """One ranking metric (a key of :data:`RANKING_METRICS`, e.g. ``"ndcg@k"``) per user:
+    float64 (n_users,), NaN for users without relevant items (they are not averaged)."""
+    if name not in RANKING_METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(RANKING_METRICS)}.")
+    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    n_rel = _n_relevant(relevant)
+    return np.where(n_rel > 0, _per_user(hits, n_rel, k)[name], np.nan)
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """mean(a - b) over users with a paired bootstrap interval (the same users resampled for
+    both, so what the two share cancels). a, b: per-user values (n_users,); NaN rows are
+    dropped. Returns {"difference", "ci_low", "ci_high", "n_users"}."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(
+            f"a and b must be per-user vectors of one shape; got {a.shape}, {b.shape}."
+        )
+    keep = ~(np.isnan(a) | np.isnan(b))
+    diff = a[keep] - b[keep]
+    if diff.size < 2 or not 0 < alpha < 1:
+        raise ValueError(f"need >= 2 users and 0 < alpha < 1; got {diff.size} and {alpha}.")
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, diff.size, (n_boot, diff.size))].mean(1)
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return {"difference": float(diff.mean()), "ci_low": float(low), "ci_high": float(high),
+            "n_users": int(diff.size)}  # fmt: skip
+
+
 def report_table(reports: dict[str, dict[str, float]]) -> pd.DataFrame:
     """A model -> metrics mapping as a DataFrame (one row a model)."""
     return pd.DataFrame.from_dict(reports, orient="index")
