@@ -282,6 +282,17 @@ def chat_ids(lm: LLM, message: str) -> list[int]:
 
 
 # ------------------------------------------------------------------------------ scoring
+def _right_padded(chunk: list[list[int]], device: str):
+    """(ids (batch, longest) long, lengths (batch,)): sequences padded with 0 on the right."""
+    import torch
+
+    lengths = torch.tensor([len(q) for q in chunk], device=device)
+    ids = torch.zeros((len(chunk), int(lengths.max())), dtype=torch.long, device=device)
+    for r, q in enumerate(chunk):
+        ids[r, : len(q)] = torch.tensor(q, device=device)
+    return ids, lengths
+
+
 def last_token_logits(model, sequences: list[list[int]], token_ids: list[int],
                       batch_size: int = 16, device: str = "cpu") -> np.ndarray:  # fmt: skip
     """Logits of ``token_ids`` after the last token of each sequence: float64
@@ -294,10 +305,7 @@ def last_token_logits(model, sequences: list[list[int]], token_ids: list[int],
     with torch.inference_mode():
         for s in range(0, len(sequences), batch_size):
             chunk = sequences[s : s + batch_size]
-            lengths = torch.tensor([len(q) for q in chunk], device=device)
-            ids = torch.zeros((len(chunk), int(lengths.max())), dtype=torch.long, device=device)
-            for r, q in enumerate(chunk):
-                ids[r, : len(q)] = torch.tensor(q, device=device)
+            ids, lengths = _right_padded(chunk, device)
             logits = model(input_ids=ids).logits[torch.arange(len(chunk)), lengths - 1]
             out[s : s + len(chunk)] = logits[:, cols].double().cpu().numpy()
     return out
@@ -330,10 +338,7 @@ def _prefix_cached_logits(model, prefix, suffixes, token_ids, batch_size, device
         start = len(prefix)
         for s in range(0, len(suffixes), batch_size):
             chunk = suffixes[s : s + batch_size]
-            lengths = torch.tensor([len(q) for q in chunk], device=device)
-            ids = torch.zeros((len(chunk), int(lengths.max())), dtype=torch.long, device=device)
-            for r, q in enumerate(chunk):
-                ids[r, : len(q)] = torch.tensor(q, device=device)
+            ids, lengths = _right_padded(chunk, device)
             past = copy.deepcopy(cached)
             past.batch_repeat_interleave(len(chunk))
             positions = torch.arange(start, start + ids.shape[1], device=device).expand_as(ids)
@@ -500,10 +505,7 @@ def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config,
 
     def loss_fn(rows):
         chunk = [prompts[r] for r in rows]
-        lengths = torch.tensor([len(q) for q in chunk], device=device)
-        ids = torch.zeros((len(chunk), int(lengths.max())), dtype=torch.long, device=device)
-        for r, q in enumerate(chunk):
-            ids[r, : len(q)] = torch.tensor(q, device=device)
+        ids, lengths = _right_padded(chunk, device)
         last = lm.model(input_ids=ids).logits[torch.arange(len(chunk)), lengths - 1]
         margin = (last[:, yes] - last[:, no]).float()
         target = labels[torch.as_tensor(rows)].to(device)
