@@ -268,12 +268,14 @@ class ExplicitALS(FactorScorer):
     def _half_step(r: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarray:
         """Solve (sum_{i in row} y_i y_i^T + reg n_row I) x_row = sum_i r_i y_i for every row."""
         n, f = r.shape[0], fixed.shape[1]
-        counts = np.diff(r.indptr)
-        pattern = sp.csr_matrix((np.ones_like(r.data), r.indices, r.indptr), shape=r.shape)
-        outer = (fixed[:, :, None] * fixed[:, None, :]).reshape(len(fixed), f * f)
-        a = np.asarray(pattern @ outer).reshape(n, f, f)
-        a += reg * np.maximum(counts, 1)[:, None, None] * np.eye(f)
-        b = np.asarray(r @ fixed)
+        a = np.empty((n, f, f))
+        b = np.empty((n, f))
+        for row in range(n):  # one small BLAS product per row; the solves are batched below
+            span = slice(r.indptr[row], r.indptr[row + 1])
+            block = fixed[r.indices[span]]
+            a[row] = block.T @ block
+            b[row] = r.data[span] @ block
+        a += reg * np.maximum(np.diff(r.indptr), 1)[:, None, None] * np.eye(f)
         return np.linalg.solve(a, b[..., None])[..., 0]
 
     def _fit(self, train: Interactions) -> None:

@@ -120,3 +120,12 @@ def test_no_notebook_hard_codes_a_value_chosen_in_a_chapter(notebook):
     found = hard_coded_choices(code)
     assert not found, f"{notebook.name} types a chosen value by hand; read it with " \
         f"recsys_lib.choices.validated instead: {found}"  # fmt: skip
+
+
+def test_the_pipeline_copy_of_the_als_choice_matches_chapter_3_when_it_has_run():
+    from recsys_lib.pipeline import DEFAULT_ALS_PARAMS
+
+    stored = choices.read_choice("als", smoke=False, seed=42)
+    if stored is None:
+        pytest.skip("no full run of chapter 3 has written build/choices.json here")
+    assert stored["value"] == DEFAULT_ALS_PARAMS, "update pipeline.DEFAULT_ALS_PARAMS"
