@@ -56,17 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     users = np.random.default_rng(args.seed).choice(rec.user_ids, args.requests)
     in_process = latency_percentiles(time_requests(lambda u: rec.recommend(u, 10), users))
     rows = [{"where": "in-process", "concurrency": 1, "errors": 0, **in_process,
-             "requests_per_second": float("nan")}]  # fmt: skip
+             "requests_per_second": float("nan"), "server_cpu_ms": float("nan")}]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         folder = rec.save(Path(tmp) / "als")
         with ServiceProcess(folder) as server:
             table = load_test_table(server.url, request_paths(users, k=10),
                                     (1, 8, 32), n_requests=args.requests,
-                                    repeats=args.repeats, time_limit_s=args.time_limit)  # fmt: skip
+                                    repeats=args.repeats, time_limit_s=args.time_limit,
+                                    server=server)  # fmt: skip
     for c, row in table.iterrows():
         rows.append({"where": "HTTP", "concurrency": int(c), "errors": int(row["errors"]),
                      "p50_ms": row["p50_ms"], "p95_ms": row["p95_ms"], "p99_ms": row["p99_ms"],
-                     "requests_per_second": row["requests_per_second"]})  # fmt: skip
+                     "requests_per_second": row["requests_per_second"],
+                     "server_cpu_ms": row.get("server_cpu_ms", float("nan"))})  # fmt: skip
     print_table(f"GET /recommend (k=10), median of {args.repeats} runs of {args.requests}", rows)
     at8, at32 = table.loc[8], table.loc[32]
     print(

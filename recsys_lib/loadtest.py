@@ -115,6 +115,17 @@ class ServiceProcess:
         if self.process.stderr:
             self.process.stderr.close()
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system, seconds) the server process has used so far; None where
+        the OS does not expose it (read from /proc on Linux)."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
@@ -220,21 +231,32 @@ def load_test_table(
     repeats: int = 3,
     time_limit_s: float = 30.0,
     headers: dict[str, str] | None = None,
+    server: ServiceProcess | None = None,
 ) -> pd.DataFrame:
     """:func:`load_test` at each concurrency, ``repeats`` times; the median of each column.
 
     Returns one row per concurrency (index) with requests, errors (the sum over repeats),
-    p50_ms, p95_ms, p99_ms and requests_per_second (medians over repeats).
+    p50_ms, p95_ms, p99_ms and requests_per_second (medians over repeats). With ``server``
+    (the :class:`ServiceProcess` under test, on Linux) also server_cpu_ms: the server's CPU
+    time per answered request (warm-up excluded); 1000 / server_cpu_ms is what one free core
+    could answer per second, a figure much less sensitive to a busy machine than latency.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}.")
     rows = []
     for c in concurrencies:
-        runs = pd.DataFrame([
-            load_test(url, paths, concurrency=c, n_requests=n_requests,
-                      time_limit_s=time_limit_s, headers=headers)
-            for _ in range(repeats)
-        ])  # fmt: skip
+        rows_c = []
+        for _ in range(repeats):
+            load_test(url, paths, concurrency=c, n_requests=min(200, n_requests), warmup=0,
+                      time_limit_s=time_limit_s, headers=headers)  # fmt: skip
+            before = server.cpu_seconds() if server is not None else None
+            row = load_test(url, paths, concurrency=c, n_requests=n_requests, warmup=0,
+                            time_limit_s=time_limit_s, headers=headers)  # fmt: skip
+            after = server.cpu_seconds() if server is not None else None
+            if before is not None and after is not None:
+                row["server_cpu_ms"] = (after - before) * 1e3 / row["requests"]
+            rows_c.append(row)
+        runs = pd.DataFrame(rows_c)
         row = runs.median(numeric_only=True)
         row["errors"] = runs["errors"].sum()
         row["repeats"] = repeats

@@ -188,8 +188,11 @@ def render_notebook(
     return out
 
 
-def chapter_summary(notebook: dict | str | os.PathLike) -> str:
-    """The first sentence of the first paragraph after the title (the business sentence)."""
+def chapter_summary(notebook: dict | str | os.PathLike, min_chars: int = 80) -> str:
+    """The opening sentences (at least ``min_chars``) of the first paragraph after the title.
+
+    Markdown emphasis and code marks are dropped, so the index shows plain text.
+    """
     if not isinstance(notebook, dict):
         notebook = json.loads(Path(notebook).read_text(encoding="utf-8"))
     for cell in notebook.get("cells", []):
@@ -197,13 +200,16 @@ def chapter_summary(notebook: dict | str | os.PathLike) -> str:
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
-        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", source) if p.strip()]
-        for para in paragraphs:
-            if para.startswith("#"):
+        for para in (p.strip() for p in re.split(r"\n\s*\n", source)):
+            if not para or para.startswith("#"):
                 continue
-            text = " ".join(para.split())
-            match = re.match(r"(.+?[.!?])(\s|$)", text)
-            return match.group(1) if match else text
+            text = re.sub(r"[*`]", "", " ".join(para.split()))
+            summary = ""
+            for sentence in re.findall(r".+?[.!?](?=\s|$)|.+$", text):
+                summary = f"{summary} {sentence.strip()}".strip()
+                if len(summary) >= min_chars:
+                    break
+            return summary
     return ""
 
 
@@ -226,6 +232,7 @@ nav.course-nav a.current { font-weight: 700; }
   font: 15px system-ui, sans-serif; }
 .course-metrics { margin: 1rem; font: 14px system-ui, sans-serif; }
 .course-metrics td { padding: 0.1rem 0.8rem; border-bottom: 1px solid #eee; }
+math { font-size: 1.15em; }
 """
 
 

@@ -170,8 +170,9 @@ def test_load_test_counts_answers_and_errors(server):
     bad = load_test(proc.url, ["/recommend?user_id=99999", "/health"], concurrency=2,
                     n_requests=10, warmup=0)  # fmt: skip
     assert (bad["requests"], bad["errors"]) == (10, 5)
-    table = load_test_table(proc.url, ["/health"], (1, 3), n_requests=10, repeats=2)
+    table = load_test_table(proc.url, ["/health"], (1, 3), n_requests=10, repeats=2, server=proc)
     assert list(table.index) == [1, 3] and (table["errors"] == 0).all()
+    assert (table["server_cpu_ms"] >= 0).all() and proc.cpu_seconds() > 0
     assert (table["requests"] == 10).all() and (table["repeats"] == 2).all()
 
 

@@ -76,8 +76,13 @@ def test_tex_to_mathml():
 
 
 def test_chapter_summary_and_publishable():
-    nb = {"cells": [{"cell_type": "markdown", "source": "# T\n\nNew films have no ratings. So."}]}
-    assert site.chapter_summary(nb) == "New films have no ratings."
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": "# T\n\nNew *films* have no `ratings`. So. Text!"}
+        ]
+    }
+    assert site.chapter_summary(nb) == "New films have no ratings. So. Text!"
+    assert site.chapter_summary(nb, min_chars=10) == "New films have no ratings."
     assert site.chapter_summary({"cells": []}) == ""
     raw = {"metadata": {"widgets": {}}, "cells": [{"cell_type": "code", "outputs": [
         {"data": {WIDGET: {}}}, {"data": {"text/plain": "1"}}]}]}  # fmt: skip
