@@ -1,6 +1,6 @@
 """Spread of a notebook's smoke metrics over seeds: the evidence behind its expected bands.
 
-    python benchmarks/notebook_seed_spread.py 06_business_objectives --seeds 20 \
+    python benchmarks/notebook_seed_spread.py 08_business_objectives --seeds 20 \
         --out build/seed_spread_06.json [--param PERTURB_WEIGHTS=1e-6]
 
 Runs the notebook's smoke configuration once per ``SEED`` (0, 1, ..., n-1) through papermill

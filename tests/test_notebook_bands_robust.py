@@ -11,7 +11,7 @@ import pytest
 
 from recsys_lib.notebooks import execute_notebook, list_notebooks
 
-EXPECTED = Path(__file__).parent / "expected" / "06_business_objectives.json"
+EXPECTED = Path(__file__).parent / "expected" / "08_business_objectives.json"
 
 
 def band_violation(name: str, band: dict, metrics: dict) -> str | None:
@@ -58,7 +58,7 @@ def test_band_violation_by_hand():
 
 
 def test_every_chapter6_band_says_its_kind_and_reason():
-    bands = json.loads(EXPECTED.read_text())["06_business_objectives"]
+    bands = json.loads(EXPECTED.read_text())["08_business_objectives"]
     for name, band in bands.items():
         assert band.get("kind") in {"deterministic", "stochastic", "hardware", "property"}, name
         assert band.get("reason"), f"{name} has no reason"
@@ -71,10 +71,10 @@ def test_every_chapter6_band_says_its_kind_and_reason():
 
 @pytest.mark.notebook
 def test_chapter6_smoke_bands_hold_with_perturbed_weights(tmp_path):
-    (notebook,) = list_notebooks(only="06_business_objectives")
+    (notebook,) = list_notebooks(only="08_business_objectives")
     result = execute_notebook(notebook, tmp_path / notebook.name, smoke=True,
                               parameters={"PERTURB_WEIGHTS": 1e-6})  # fmt: skip
     assert result.error is None, result.error
-    bands = json.loads(EXPECTED.read_text())["06_business_objectives"]
+    bands = json.loads(EXPECTED.read_text())["08_business_objectives"]
     bad = [v for name, band in bands.items() if (v := band_violation(name, band, result.metrics))]
     assert not bad, "\n".join(bad)
