@@ -321,7 +321,7 @@ def test_unreadable_index_is_discarded_with_warning(tmp_path):
 def test_cache_files_are_plain_npy_and_json(tiny):
     tiny.encode(TEXTS[:2], show_progress=False)
     files = {p.suffix for p in tiny.cache().folder.iterdir()}
-    assert files == {".npy", ".json"}
+    assert files == {".npy", ".json", ".lock"}  # the lock guards index updates (two writers)
     for shard in tiny.cache().folder.glob("*.npy"):
         np.load(shard, allow_pickle=False)
 
