@@ -630,3 +630,17 @@ def test_click_pair_sets_follow_the_leakage_rules_and_sizes(log):
     assert len(split.train_all) == 2 * len(targets)
     with pytest.raises(ValueError, match="not in fit"):
         pr.click_pair_sets(fit, val, train, test, ITEMS, train_targets=val)
+
+
+def test_train_loop_raises_when_an_epoch_yields_too_few_batches():
+    model = tiny_classifier()
+    cfg = ft.TrainConfig(epochs=2, batch_size=1, grad_accum=2, device="cpu", progress=False)
+
+    def loss_fn(batch):
+        return model.classifier.weight.pow(2).mean() * batch.sum(), len(batch)
+
+    def one_batch(rng):  # promises 2 batches per epoch but yields 1: no update could ever happen
+        yield torch.ones(1, 2)
+
+    with pytest.raises(RuntimeError, match="fewer than grad_accum=2"):
+        ft._train_loop(model, one_batch, 2, loss_fn, cfg, None, "loss", False)
