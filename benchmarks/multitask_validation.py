@@ -1,4 +1,4 @@
-"""How chapter 6 chose the pCTR/pCVR model's training settings (EPOCHS, LR): on validation.
+"""How chapter 8 chose the pCTR/pCVR model's training settings (EPOCHS, LR): on validation.
 
     python benchmarks/multitask_validation.py                 # 3M impressions, a few minutes a setting
     python benchmarks/multitask_validation.py --impressions 300000 --settings 3:0.02 6:0.01
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 STAGES = ["world", "log", "train", "tune", "pilot", "ab_visits", "ab_assign", "ab_outcomes",
-          "ips", "sweep", "boot", "validation"]  # chapter 6's stages, plus this script's  # fmt: skip
+          "ips", "sweep", "boot", "validation"]  # chapter 8's stages, plus this script's  # fmt: skip
 
 
 def run(args) -> pd.DataFrame:

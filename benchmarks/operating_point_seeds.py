@@ -27,7 +27,7 @@ def run(args) -> pd.DataFrame:
     from recsys_lib import shop as sim
 
     torch.set_num_threads(args.threads)
-    stages = ["world", "log", "train", "tune", "pilot", "ab_visits"]  # chapter 6's first stages
+    stages = ["world", "log", "train", "tune", "pilot", "ab_visits"]  # chapter 8's first stages
     seeds = sim.stage_seeds(args.seed, stages)
     shop = sim.make_shop(sim.ShopConfig(slate_size=args.k), seed=seeds["world"])
     features = business.one_hot(shop.category)
