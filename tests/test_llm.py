@@ -15,7 +15,6 @@ transformers = pytest.importorskip("transformers")
 
 from recsys_lib import llm  # noqa: E402
 from recsys_lib.embeddings import ModelIntegrityError, ModelNotFoundError  # noqa: E402
-from recsys_lib.metrics import paired_difference, per_user_metric  # noqa: E402
 
 WORDS = ["[UNK]", "[PAD]", "Yes", "No", *llm.LABELS, "viewer", "liked", "these", "films",
          ":", "-", "Answer", "?", '"', ".", "Fargo", "Heat", "Alien", "Big"]  # fmt: skip
@@ -258,22 +257,3 @@ def test_train_yes_no_moves_only_the_adapters_and_learns():
     assert history.loss[-1] < history.loss[0]
     assert (after[0] - after[1]) > (before[0] - before[1]) + 0.5  # clicks now score higher
     assert torch.equal(frozen, lm.model.model.layers[0].self_attn.q_proj.base.weight)
-
-
-# ------------------------------------------------------------------ per-user metric, interval
-def test_per_user_ndcg_and_paired_difference_by_hand():
-    import scipy.sparse as sp
-
-    relevant = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]))
-    recommended = np.array([[1, 0], [3, 2], [0, 1]])
-    got = per_user_metric("ndcg@k", recommended, relevant, k=2)
-    np.testing.assert_allclose(got[:2], [1 / np.log2(3), 1.0])
-    assert np.isnan(got[2])
-    with pytest.raises(ValueError, match="unknown metric"):
-        per_user_metric("auc", recommended, relevant)
-    a, b = np.array([1.0, 2.0, 3.0, np.nan]), np.array([0.0, 1.0, 2.0, 5.0])
-    same = paired_difference(a, b, n_boot=200)
-    assert same["difference"] == 1.0 and same["ci_low"] == same["ci_high"] == 1.0
-    assert same["n_users"] == 3
-    noisy = paired_difference(np.array([1.0, 0.0, 1.0, 0.0]), np.zeros(4), n_boot=500)
-    assert noisy["ci_low"] < 0.5 < noisy["ci_high"] and noisy["difference"] == 0.5
