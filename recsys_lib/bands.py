@@ -39,9 +39,9 @@ from pathlib import Path
 
 KINDS = ("deterministic", "stochastic", "hardware", "property")
 
-#: Metric-name endings that mark timings: recorded in notebooks, never turned into bands
+#: Metric-name endings that mark timings (and ratios of timings): recorded, never banded
 #: (speed depends on the machine and its load; speed targets live in benchmarks/).
-TIMING_SUFFIXES = ("_s", "_seconds", "_per_second", "_ms")
+TIMING_SUFFIXES = ("_s", "_seconds", "_per_second", "_ms", "_speedup")
 
 #: Head-room added to a measured seed spread: a finite sample of seeds rarely shows the extremes.
 SPREAD_MARGIN = 1.25

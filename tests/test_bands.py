@@ -137,6 +137,7 @@ def test_read_expected_explains_bad_files(tmp_path):
 
 def test_is_timing_metric():
     assert bands.is_timing_metric("als_fit_s") and bands.is_timing_metric("latency_ms")
+    assert bands.is_timing_metric("int8_speedup")  # a ratio of two timings is a timing too
     assert not bands.is_timing_metric("ndcg@10") and not bands.is_timing_metric("n_users")
 
 
