@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,9 +48,16 @@ TIMING_SUFFIXES = ("_s", "_seconds", "_per_second", "_ms", "_speedup")
 SPREAD_MARGIN = 1.25
 
 
+_TIMING_WORD = re.compile(r"(^|_)(s|ms|seconds)(_|$)|per_second|speedup")
+
+
 def is_timing_metric(name: str) -> bool:
-    """True for metric names that record a duration or a rate (see :data:`TIMING_SUFFIXES`)."""
-    return name.endswith(TIMING_SUFFIXES)
+    """True for names that record a duration, a rate or a speed-up (never banded).
+
+    Ends with one of :data:`TIMING_SUFFIXES`, or holds ``_s_``, ``_ms_``, ``_seconds_``,
+    ``per_second`` or ``speedup`` anywhere (``total_s_10000``, ``sweep_total_s_p4``).
+    """
+    return name.endswith(TIMING_SUFFIXES) or _TIMING_WORD.search(name) is not None
 
 
 def _is_number(x: object) -> bool:

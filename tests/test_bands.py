@@ -138,7 +138,10 @@ def test_read_expected_explains_bad_files(tmp_path):
 def test_is_timing_metric():
     assert bands.is_timing_metric("als_fit_s") and bands.is_timing_metric("latency_ms")
     assert bands.is_timing_metric("int8_speedup")  # a ratio of two timings is a timing too
+    assert bands.is_timing_metric("total_s_10000") and bands.is_timing_metric("sweep_total_s_p4")
     assert not bands.is_timing_metric("ndcg@10") and not bands.is_timing_metric("n_users")
+    assert not bands.is_timing_metric("ndcg_gap_implicit_minus_spark")
+    assert not bands.is_timing_metric("unique_share_all_fields")
 
 
 def test_update_recentres_and_never_narrows_below_the_spread():
