@@ -236,7 +236,8 @@ def popularity_buckets(
     train: Interactions, test: Interactions, edges: tuple[int, ...] = (20, 100)
 ) -> pd.Series:
     """Each test user's bucket by the train count of their test item: ``< edges[0]``,
-    ``edges[0]..edges[1]-1``, ... (labels name the ranges). Indexed by user row."""
+    ``edges[0]..edges[1]-1``, ... (labels name the ranges). Indexed by raw user id, like
+    :func:`recsys_lib.models.evaluate_per_user`, so the two align."""
     counts = np.asarray(train.binary().matrix.sum(0)).ravel()
     users = evaluation_users(test)
     item = test.matrix[users].indices[test.matrix[users].indptr[:-1]]  # first test item
@@ -246,7 +247,8 @@ def popularity_buckets(
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     bucket = pd.cut(counts[item], bounds, right=False, labels=labels)
-    return pd.Series(bucket, index=pd.Index(users, name="user_row"), name="popularity")
+    user_ids = test.catalogue.user_ids[users]
+    return pd.Series(bucket, index=pd.Index(user_ids, name="user_id"), name="popularity")
 
 
 def project_item_vectors(vectors: np.ndarray, dim: int, std: float = 0.02) -> np.ndarray:

@@ -6,8 +6,7 @@ import pytest
 
 from recsys_lib import sequential as sq
 from recsys_lib.finetune import TrainConfig
-from recsys_lib.interactions import Catalogue, Interactions
-from recsys_lib.metrics import paired_bootstrap, per_user_report, ranking_report
+from recsys_lib.interactions import Interactions
 from recsys_lib.models import Popularity, evaluate, evaluate_per_user
 
 
@@ -234,41 +233,12 @@ def test_popularity_buckets():
     assert buckets.tolist() == ["1-1", "1-1"]
 
 
-# -------------------------------------------------------- metrics added for this chapter
-def test_per_user_report_by_hand():
-    cat = Catalogue(np.array([1, 2, 3]), np.arange(5))
-    relevant = Interactions.from_frame(
-        pd.DataFrame({"user_id": [1, 2], "item_id": [2, 0]}), cat
-    ).matrix
-    recommended = np.array([[4, 2, 1], [1, 3, 4], [0, 1, 2]])
-    table = per_user_report(recommended, relevant, 3)
-    assert table["ndcg@3"].iloc[0] == pytest.approx(1 / np.log2(3))
-    assert table["ndcg@3"].iloc[1] == 0.0 and np.isnan(table["ndcg@3"].iloc[2])
-    assert table["mrr@3"].iloc[0] == pytest.approx(0.5)
-    report = ranking_report(recommended, relevant, 3)
-    assert table["ndcg@3"].mean() == pytest.approx(report["ndcg@3"])
-
-
+# ------------------------------------------------ per-user evaluation on this protocol
 def test_evaluate_per_user_averages_to_evaluate(toy):
     model = Popularity().fit(toy.history)
     table = evaluate_per_user(model, toy.test)
     assert table["ndcg@10"].mean() == pytest.approx(evaluate(model, toy.test)["ndcg@10"])
     assert len(table) == toy.test.nnz
-
-
-def test_paired_bootstrap():
-    rng = np.random.default_rng(0)
-    b = rng.random(500)
-    same = paired_bootstrap(b, b)
-    assert same["difference"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
-    shifted = paired_bootstrap(b + 0.1, b)  # paired: the interval collapses on the shift
-    assert shifted["ci_low"] == pytest.approx(0.1) and shifted["ci_high"] == pytest.approx(0.1)
-    noisy = paired_bootstrap(b * 1.5, b, n_boot=500)
-    assert noisy["ratio"] == pytest.approx(1.5) and noisy["ratio_low"] == pytest.approx(1.5)
-    unrelated = paired_bootstrap(rng.random(500), b, n_boot=500)
-    assert unrelated["ci_low"] < unrelated["difference"] < unrelated["ci_high"]
-    with pytest.raises(ValueError, match="same units"):
-        paired_bootstrap(b, b[:10])
 
 
 @pytest.mark.gpu
