@@ -90,6 +90,8 @@ def check_one(name: str, spec: dict, got: object, run: dict) -> CheckRow:
     if want is not None and not (_is_number(want) and _is_number(got)):
         verdict = "ok" if want == got else "CHANGED"
         return CheckRow(name, want, got, None, verdict, kind)
+    if isinstance(got, bool) and want is None:
+        got = int(got)  # a recorded yes/no checked by bounds (e.g. "the interval covers the truth")
     if not _is_number(got) or not math.isfinite(got):
         return CheckRow(name, want, got, None, "REGRESSION", kind, "not a finite number")
     failures = []

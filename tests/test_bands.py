@@ -25,6 +25,9 @@ def test_property_bounds_and_missing_values():
     assert bands.check_one("p", spec, -0.1, {}).verdict == "REGRESSION"
     assert bands.check_one("p", spec, None, {}).verdict == "MISSING"
     assert bands.check_one("p", spec, float("nan"), {}).verdict == "REGRESSION"
+    covers = {"kind": "property", "min": 1, "max": 1}  # a recorded bool must be True
+    assert bands.check_one("c", covers, True, {}).verdict == "ok"
+    assert bands.check_one("c", covers, False, {}).verdict == "REGRESSION"
 
 
 def test_relative_band_compares_within_the_same_run():

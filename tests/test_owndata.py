@@ -3,6 +3,8 @@ and the quick start notebook end to end on a generated dataset."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,6 +165,8 @@ def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
     from recsys_lib.notebooks import main
 
     write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
+    # run from another folder, as a reader would: RECSYS_HOME says where the course lives
+    monkeypatch.setenv("RECSYS_HOME", str(Path(__file__).resolve().parent.parent))
     monkeypatch.chdir(tmp_path)  # a relative path, as a reader would type it
     build = tmp_path / "build"
     args = [
