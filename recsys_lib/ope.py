@@ -72,14 +72,23 @@ def _checked_inputs(rewards, target_prob, logging_prob, alpha: float, clip: floa
     return r, w
 
 
+def _require_requests(n: int) -> None:
+    if n < 2:
+        raise ValueError(f"need at least 2 requests for a standard error, got {n}")
+
+
+def _normal_estimate(value: float, se: float, n: int, alpha: float) -> Estimate:
+    """``value`` with its normal (1 - alpha) interval from standard error ``se``."""
+    z = stats.norm.ppf(1 - alpha / 2)
+    return Estimate(value, se, value - z * se, value + z * se, n)
+
+
 def _mean_estimate(per_request: np.ndarray, alpha: float) -> Estimate:
     """Mean of i.i.d. per-request values (n,) with its normal (1 - alpha) interval."""
     n = len(per_request)
-    if n < 2:
-        raise ValueError(f"need at least 2 requests for a standard error, got {n}")
-    v, se = float(per_request.mean()), float(per_request.std(ddof=1) / np.sqrt(n))
-    z = stats.norm.ppf(1 - alpha / 2)
-    return Estimate(v, se, v - z * se, v + z * se, n)
+    _require_requests(n)
+    se = float(per_request.std(ddof=1) / np.sqrt(n))
+    return _normal_estimate(float(per_request.mean()), se, n, alpha)
 
 
 def ips_estimate(
@@ -114,14 +123,12 @@ def snips_estimate(
     r, w = _checked_inputs(rewards, target_prob, logging_prob, alpha, clip)
     a, b = (w * r).mean(axis=1), w.mean(axis=1)
     n = len(a)
-    if n < 2:
-        raise ValueError(f"need at least 2 requests for a standard error, got {n}")
+    _require_requests(n)
     if b.sum() <= 0:
         raise ValueError("all importance weights are zero: the target never agrees with the logs")
     v = float(a.sum() / b.sum())
     se = float(np.std(a - v * b, ddof=1) / np.sqrt(n) / b.mean())
-    z = stats.norm.ppf(1 - alpha / 2)
-    return Estimate(v, se, v - z * se, v + z * se, n)
+    return _normal_estimate(v, se, n, alpha)
 
 
 def dr_estimate(
