@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib import metrics as _metrics
+from recsys_lib.linalg import normalize_rows
+from recsys_lib.retrieval import top_k_candidates
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -56,11 +58,6 @@ catalog_coverage = _metrics.catalogue_coverage
 novelty = _metrics.novelty
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norm == 0, 1.0, norm)
-
-
 def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> float:
     """Mean pairwise dissimilarity ``1 - cos(f_i, f_j)`` within each slate, averaged.
 
@@ -69,7 +66,7 @@ def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> float
     k = slates.shape[1]
     if k < 2:
         raise ValueError(f"intra-list diversity needs slates of >= 2 items, got K={k}")
-    f = _unit_rows(np.asarray(item_features, dtype=float))[slates]  # (n, K, d)
+    f = normalize_rows(item_features, dtype=np.float64)[slates]  # (n, K, d)
     sim = np.einsum("nkd,njd->nkj", f, f)
     off = (sim.sum(axis=(1, 2)) - np.trace(sim, axis1=1, axis2=2)) / (k * (k - 1))
     return float(np.mean(1.0 - off))
@@ -346,14 +343,6 @@ def scalarise(objectives: Mapping[str, np.ndarray], weights: Mapping[str, float]
     return sum(float(w) * np.asarray(objectives[k], dtype=float) for k, w in weights.items())
 
 
-def rank_top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """Top-``k`` item ids per row by score, best first; (n, C), (n, C) -> (n, k)."""
-    from recsys_lib.shop import top_k_slates
-
-    _check_same_shape(scores=scores, candidates=candidates)
-    return top_k_slates(np.asarray(scores), np.asarray(candidates), k)
-
-
 def mmr_rerank(
     scores: np.ndarray,
     candidates: np.ndarray,
@@ -376,7 +365,7 @@ def mmr_rerank(
         raise ValueError(f"k={k} exceeds the number of candidates {c}")
     lo, hi = scores.min(1, keepdims=True), scores.max(1, keepdims=True)
     rel = (scores - lo) / np.where(hi > lo, hi - lo, 1.0)
-    f = _unit_rows(np.asarray(item_features, dtype=float))[candidates]  # (n, C, d)
+    f = normalize_rows(item_features, dtype=np.float64)[candidates]  # (n, C, d)
     max_sim = np.zeros((n, c))
     taken = np.zeros((n, c), dtype=bool)
     out = np.empty((n, k), dtype=candidates.dtype)
@@ -480,7 +469,7 @@ def tradeoff_slates(
         if item_features is None:
             raise ValueError("diversity > 0 needs item_features (n_items, d) for similarities")
         return mmr_rerank(score, candidates, item_features, k, diversity)
-    return rank_top_k(score, candidates, k)
+    return top_k_candidates(score, candidates, k)
 
 
 def evaluate_slates(

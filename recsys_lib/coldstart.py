@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.interactions import Catalogue, Interactions
+from recsys_lib.linalg import row_cosine
 from recsys_lib.models import FactorScorer, Model
 from recsys_lib.splits import cold_item_split, recommenders_stratified_split
 
@@ -101,9 +102,7 @@ def select_ridge_alpha(
     for alpha in alphas:
         pred = RidgeMapping(alpha).fit(x[~test], y[~test]).predict(x[test]).astype(np.float64)
         truth = y[test]
-        cos = (pred * truth).sum(1) / np.maximum(
-            np.linalg.norm(pred, axis=1) * np.linalg.norm(truth, axis=1), 1e-12
-        )
+        cos = row_cosine(pred, truth)
         rows.append(
             {
                 "alpha": float(alpha),

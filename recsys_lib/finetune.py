@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_lib.pairs import log_loss, roc_auc
+from recsys_lib.linalg import normalize_rows, positions
+from recsys_lib.metrics import log_loss, roc_auc
 from recsys_lib.runtime import resolve_device
 
 #: Class ids of the click model. (The source article swapped these two dicts.)
@@ -699,10 +700,10 @@ class TwoTower:
 
     def _top(self, hidden, attention_mask):
         """Trainable layers + pooling + normalisation: (B, H)."""
-        from recsys_lib.embeddings import l2_normalize, pool
+        from recsys_lib.embeddings import pool
 
         hidden = _upper_layers(self.encoder, hidden, attention_mask, self.n_frozen)
-        return l2_normalize(pool(hidden, attention_mask, self.pooling))
+        return normalize_rows(pool(hidden, attention_mask, self.pooling))
 
     def cache(self, name: str, texts: list[str], batch_size: int = 128) -> None:
         """Run the frozen trunk once over ``texts`` and keep (hidden, mask) under ``name``.
@@ -749,10 +750,10 @@ class TwoTower:
             return self._top(hidden[rows, :width], mask[:, :width])
         enc = self._tokenize(list(texts))
         if self.n_frozen == 0:
-            from recsys_lib.embeddings import l2_normalize, pool
+            from recsys_lib.embeddings import pool
 
             hidden = self.encoder(**enc).last_hidden_state
-            return l2_normalize(pool(hidden, enc["attention_mask"], self.pooling))
+            return normalize_rows(pool(hidden, enc["attention_mask"], self.pooling))
         hidden, mask = self._trunk(enc)
         return self._top(hidden, mask)
 
@@ -763,7 +764,7 @@ class TwoTower:
         """
         import torch
 
-        from recsys_lib.embeddings import l2_normalize, pool
+        from recsys_lib.embeddings import pool
 
         self.encoder.eval()
         texts = list(texts)
@@ -784,7 +785,7 @@ class TwoTower:
                 rows = order[start : start + batch_size]
                 enc = self._tokenize([texts[r] for r in rows])
                 hidden = self.encoder(**enc).last_hidden_state.float()
-                out[rows] = l2_normalize(pool(hidden, enc["attention_mask"], self.pooling)).cpu()
+                out[rows] = normalize_rows(pool(hidden, enc["attention_mask"], self.pooling)).cpu()
         return out
 
 
@@ -840,8 +841,7 @@ def in_batch_positive_mask(users: np.ndarray, items: np.ndarray, positive_keys: 
     positive_keys: sorted int64 ``user_code * n_items + item_code`` of all training positives.
     """
     keys = users.astype(np.int64)[:, None] * n_items + items.astype(np.int64)[None, :]
-    pos = np.searchsorted(positive_keys, keys)
-    found = positive_keys[np.minimum(pos, len(positive_keys) - 1)] == keys
+    found = positions(positive_keys, keys) >= 0
     np.fill_diagonal(found, False)
     return found
 
@@ -871,8 +871,8 @@ def train_two_tower(
 
     user_ids = np.asarray(user_text.index)
     item_ids = np.asarray(item_text.index)
-    u_code = pd.Index(user_ids).get_indexer(positives["user_id"].to_numpy())
-    i_code = pd.Index(item_ids).get_indexer(positives["item_id"].to_numpy())
+    u_code = positions(user_ids, positives["user_id"].to_numpy())
+    i_code = positions(item_ids, positives["item_id"].to_numpy())
     if (u_code < 0).any() or (i_code < 0).any():
         raise KeyError("positives name users or items that have no description; describe them all.")
     keys = np.unique(u_code.astype(np.int64) * len(item_ids) + i_code)

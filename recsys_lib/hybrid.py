@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.interactions import Interactions
+from recsys_lib.linalg import fit_logistic
 from recsys_lib.models import Model, evaluate
 
 
@@ -110,31 +111,6 @@ def blend_weight_curve(
         for w in weights
     ]
     return pd.DataFrame(rows)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
-
-
-def fit_logistic(
-    features: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iterations: int = 50
-) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method; returns weights with the
-    intercept last, shape (n_features + 1,)."""
-    x = np.hstack([np.asarray(features, np.float64), np.ones((len(features), 1))])
-    y = np.asarray(labels, np.float64)
-    w = np.zeros(x.shape[1])
-    penalty = l2 * np.eye(x.shape[1])
-    penalty[-1, -1] = 0.0  # the intercept is not shrunk
-    for _ in range(iterations):
-        p = _sigmoid(x @ w)
-        gradient = x.T @ (p - y) / len(y) + penalty @ w
-        hessian = (x * (p * (1 - p))[:, None]).T @ x / len(y) + penalty
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
 
 
 class LearnedBlend(HybridModel):

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_lib.linalg import positions
+
 
 @dataclass(frozen=True)
 class Catalogue:
@@ -20,8 +22,8 @@ class Catalogue:
 
     user_ids: np.ndarray  # (n_users,) raw ids, index = row
     item_ids: np.ndarray  # (n_items,) raw ids, index = column
-    _user_pos: dict = field(init=False, repr=False, compare=False)
-    _item_pos: dict = field(init=False, repr=False, compare=False)
+    _user_order: np.ndarray = field(init=False, repr=False, compare=False)
+    _item_order: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("user_ids", "item_ids"):
@@ -29,8 +31,8 @@ class Catalogue:
             if len(np.unique(ids)) != len(ids):
                 raise ValueError(f"{name} contains duplicates; ids must be unique.")
             object.__setattr__(self, name, ids)
-        object.__setattr__(self, "_user_pos", {v: i for i, v in enumerate(self.user_ids.tolist())})
-        object.__setattr__(self, "_item_pos", {v: i for i, v in enumerate(self.item_ids.tolist())})
+        object.__setattr__(self, "_user_order", np.argsort(self.user_ids, kind="stable"))
+        object.__setattr__(self, "_item_order", np.argsort(self.item_ids, kind="stable"))
 
     @classmethod
     def from_frames(cls, *frames: pd.DataFrame, user_col="user_id", item_col="item_id"):
@@ -49,15 +51,16 @@ class Catalogue:
 
     def user_index(self, ids, *, strict: bool = True) -> np.ndarray:
         """Row positions for raw user ids (-1 for unknown ids when ``strict=False``)."""
-        return self._lookup(ids, self._user_pos, "user", strict)
+        return self._lookup(ids, self.user_ids, self._user_order, "user", strict)
 
     def item_index(self, ids, *, strict: bool = True) -> np.ndarray:
         """Column positions for raw item ids (-1 for unknown ids when ``strict=False``)."""
-        return self._lookup(ids, self._item_pos, "item", strict)
+        return self._lookup(ids, self.item_ids, self._item_order, "item", strict)
 
-    def _lookup(self, ids, table: dict, kind: str, strict: bool) -> np.ndarray:
+    @staticmethod
+    def _lookup(ids, table: np.ndarray, order: np.ndarray, kind: str, strict: bool) -> np.ndarray:
         ids = np.atleast_1d(np.asarray(ids))
-        out = np.fromiter((table.get(v, -1) for v in ids.tolist()), dtype=np.int64, count=len(ids))
+        out = positions(table, ids, order)
         if strict and (out < 0).any():
             bad = ids[out < 0][:5].tolist()
             raise KeyError(

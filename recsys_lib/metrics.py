@@ -13,9 +13,13 @@ are comparable with its published MovieLens table):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from recsys_lib.linalg import normalize_rows, positions
 
 
 def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
@@ -40,11 +44,7 @@ def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     truth_keys = np.sort(rows * n_items + relevant.indices.astype(np.int64))
     user_col = np.arange(recommended.shape[0], dtype=np.int64)[:, None]
     keys = user_col * n_items + recommended.astype(np.int64)
-    if truth_keys.size == 0:
-        return np.zeros(recommended.shape, dtype=bool)
-    pos = np.searchsorted(truth_keys, keys)
-    pos = np.minimum(pos, truth_keys.size - 1)
-    return (truth_keys[pos] == keys) & (recommended >= 0)
+    return (positions(truth_keys, keys) >= 0) & (recommended >= 0)
 
 
 def _n_relevant(relevant: sp.csr_matrix) -> np.ndarray:
@@ -166,13 +166,16 @@ def novelty(recommended, item_popularity: np.ndarray) -> float:
     return float(info[rec[valid]].mean()) if valid.any() else float("nan")
 
 
-def intra_list_diversity(recommended, item_vectors: np.ndarray) -> float:
+def intra_list_diversity(recommended: np.ndarray, item_vectors: np.ndarray) -> float:
     """Mean pairwise cosine *distance* (1 - cos) between items in each list, averaged over
-    users. Lists with fewer than two items are skipped."""
+    users (or slates). Lists with fewer than two valid (>= 0) items are skipped; lists of
+    length < 2 (``recommended`` with one column) are an error, there is nothing to compare."""
     rec = np.asarray(recommended)
-    vec = np.asarray(item_vectors, dtype=np.float64)
-    norms = np.linalg.norm(vec, axis=1, keepdims=True)
-    unit = vec / np.where(norms == 0, 1, norms)
+    if rec.ndim != 2 or rec.shape[1] < 2:
+        raise ValueError(
+            f"intra-list diversity needs lists (n, K) of >= 2 items, got shape {rec.shape}."
+        )
+    unit = normalize_rows(item_vectors, dtype=np.float64)
     valid = rec >= 0
     lists = unit[np.where(valid, rec, 0)] * valid[..., None]  # (users, k, d)
     sims = np.einsum("ukd,uld->ukl", lists, lists)
@@ -228,6 +231,23 @@ def per_user_metrics(recommended, relevant, k: int = 10) -> pd.DataFrame:
     )
 
 
+def bootstrap_rows(
+    n_rows: int, n_boot: int, seed: int = 0, chunk: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The paired bootstrap's resamples: (first resample number, rows (c, n_rows)) chunks.
+
+    Each resample draws ``n_rows`` row positions with replacement from one seeded generator;
+    ``chunk`` resamples come at a time (default: as many as fit in about 2 million indices,
+    bounded memory). The same seed and chunk give the same resamples.
+    """
+    if n_rows < 1 or n_boot < 1:
+        raise ValueError(f"need n_rows >= 1 and n_boot >= 1; got {n_rows}, {n_boot}.")
+    rng = np.random.default_rng(seed)
+    chunk = chunk or max(1, 2_000_000 // n_rows)
+    for start in range(0, n_boot, chunk):
+        yield start, rng.integers(0, n_rows, (min(chunk, n_boot - start), n_rows))
+
+
 def paired_bootstrap(
     per_user_a,
     per_user_b,
@@ -264,11 +284,8 @@ def paired_bootstrap(
         raise ValueError("per-user values hold NaN or infinity; evaluate on the same users.")
     if not 0 < alpha < 1 or n_boot < 1:
         raise ValueError(f"need 0 < alpha < 1 and n_boot >= 1; got alpha={alpha}, n_boot={n_boot}.")
-    rng = np.random.default_rng(seed)
     sums_a, sums_b = np.empty(n_boot), np.empty(n_boot)
-    chunk = max(1, 2_000_000 // a.size)  # bounded memory: chunk x n_users indices at a time
-    for start in range(0, n_boot, chunk):
-        rows = rng.integers(0, a.size, (min(chunk, n_boot - start), a.size))
+    for start, rows in bootstrap_rows(a.size, n_boot, seed):
         sums_a[start : start + len(rows)] = a[rows].sum(1)
         sums_b[start : start + len(rows)] = b[rows].sum(1)
     diffs = (sums_a - sums_b) / a.size
@@ -298,6 +315,73 @@ def paired_bootstrap(
         "p_value": float(min(1.0, 2 * side)),
         "n_users": int(a.size),
     }
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a random positive > a random negative), ties 1/2.
+
+    Computed from average ranks (Mann-Whitney U), so it is exact with ties.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape.")
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes; got {n_pos} positives and {n_neg} negatives.")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    average = (starts + ends + 1) / 2.0  # ranks counted from 1
+    ranks[order] = np.repeat(average, ends - starts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_difference(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """AUC(a) - AUC(b) on the same labelled pairs, with a paired bootstrap interval.
+
+    Pairs are resampled with replacement ``n_boot`` times by :func:`bootstrap_rows` (the same
+    rows for both models, so the shared difficulty of the sample cancels); the interval is the
+    ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled differences. Resamples that
+    lack a class are skipped. Returns {"difference", "ci_low", "ci_high", "auc_a", "auc_b"}.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores_a, scores_b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    if not labels.shape == scores_a.shape == scores_b.shape:
+        raise ValueError(
+            f"labels {labels.shape}, scores_a {scores_a.shape} and scores_b {scores_b.shape} "
+            "must have one shape: score both models on the same pairs."
+        )
+    if not 0 < alpha < 1 or n_boot < 1:
+        raise ValueError(f"need 0 < alpha < 1 and n_boot >= 1; got {alpha}, {n_boot}.")
+    auc_a, auc_b = roc_auc(labels, scores_a), roc_auc(labels, scores_b)
+    diffs = []
+    for _, chunk in bootstrap_rows(len(labels), n_boot, seed, chunk=1):
+        rows = chunk[0]
+        y = labels[rows]
+        if y.all() or not y.any():
+            continue
+        diffs.append(roc_auc(y, scores_a[rows]) - roc_auc(y, scores_b[rows]))
+    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    return {"difference": auc_a - auc_b, "ci_low": float(low), "ci_high": float(high),
+            "auc_a": auc_a, "auc_b": auc_b}  # fmt: skip
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]."""
+    labels = np.asarray(labels, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
 def interval_verdict(result: dict[str, float]) -> str:

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.metrics import per_user_metrics, ranking_report
-from recsys_lib.retrieval import top_k
+from recsys_lib.retrieval import exclude_entries, top_k
 
 
 def dot_scores(user_factors: np.ndarray, item_factors: np.ndarray, user_rows) -> np.ndarray:
@@ -123,9 +123,7 @@ class Model(ABC):
             if blocked is not None:
                 scores[:, blocked] = -np.inf
             if exclude_seen:
-                seen = train.matrix[block]
-                r, c = seen.nonzero()
-                scores[r, c] = -np.inf
+                exclude_entries(scores, train.matrix[block])
             out[start : start + len(block)] = top_k(scores, k)[0]
         return out
 

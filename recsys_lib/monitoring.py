@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys_lib.linalg import positions
+
 DAY_SECONDS = 86_400
 
 
@@ -47,11 +49,8 @@ def item_distribution(item_ids, catalogue_item_ids) -> np.ndarray:
     item_ids = np.asarray(item_ids)
     if item_ids.size == 0:
         raise ValueError("no interactions in this window; use a longer window.")
-    order = np.argsort(catalogue_item_ids)
-    pos = np.searchsorted(catalogue_item_ids, item_ids, sorter=order)
-    pos = np.minimum(pos, len(order) - 1)
-    cols = order[pos]
-    unknown = catalogue_item_ids[cols] != item_ids
+    cols = positions(catalogue_item_ids, item_ids)
+    unknown = cols < 0
     if unknown.any():
         raise KeyError(
             f"item ids {item_ids[unknown][:5].tolist()} are not in the catalogue "

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys_lib.linalg import fit_logistic, positions, row_cosine, sigmoid
+from recsys_lib.metrics import auc_difference, log_loss, roc_auc  # noqa: F401 (their old home)
+
 CLICK_MIN_RATING = 1  #: any rating is a click (the user watched the film)
 CONVERSION_MIN_RATING = 4  #: a rating >= 4 is a conversion (watched and liked)
 
@@ -162,15 +165,9 @@ def sample_negatives(
 
     users = pos["user_id"].to_numpy()
     uniq_users, user_code = np.unique(users, return_inverse=True)
-    known_u = np.searchsorted(uniq_users, known["user_id"].to_numpy())
-    known_u_ok = (known_u < len(uniq_users)) & (
-        uniq_users[np.minimum(known_u, len(uniq_users) - 1)] == known["user_id"].to_numpy()
-    )
-    known_i = np.searchsorted(item_ids, known["item_id"].to_numpy())
-    known_i_ok = (known_i < n_items) & (
-        item_ids[np.minimum(known_i, n_items - 1)] == known["item_id"].to_numpy()
-    )
-    ok = known_u_ok & known_i_ok
+    known_u = positions(uniq_users, known["user_id"].to_numpy())
+    known_i = positions(item_ids, known["item_id"].to_numpy())
+    ok = (known_u >= 0) & (known_i >= 0)
     known_keys = np.unique(known_u[ok].astype(np.int64) * n_items + known_i[ok])
     per_user_known = np.bincount(known_keys // n_items, minlength=len(uniq_users))
     full = np.flatnonzero(per_user_known >= n_items)
@@ -201,8 +198,7 @@ def sample_negatives(
     while todo.size:
         candidates = rng.choice(n_items, size=todo.size, p=probs)
         keys = owner[todo] * n_items + candidates
-        hit = np.searchsorted(known_keys, keys)
-        bad = (hit < known_keys.size) & (known_keys[np.minimum(hit, known_keys.size - 1)] == keys)
+        bad = positions(known_keys, keys) >= 0
         drawn[todo[~bad]] = candidates[~bad]
         todo = todo[bad]
     return pd.DataFrame(
@@ -314,8 +310,7 @@ def pair_features(
     user_genres = rated.groupby(train_ratings["user_id"].to_numpy()).sum()
     u = user_genres.reindex(pairs["user_id"].to_numpy(), fill_value=0.0).to_numpy()
     i = item_genres.reindex(pairs["item_id"].to_numpy(), fill_value=0.0).to_numpy()
-    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(i, axis=1)
-    match = np.divide((u * i).sum(1), norms, out=np.zeros(len(pairs)), where=norms > 0)
+    match = row_cosine(u, i)
     item_count = train_ratings["item_id"].value_counts()
     user_count = train_ratings["user_id"].value_counts()
     pop = item_count.reindex(pairs["item_id"].to_numpy(), fill_value=0).to_numpy(np.float64)
@@ -340,27 +335,11 @@ class LogisticBaseline:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticBaseline:
         """x: (n, d) features, y: (n,) labels in {0, 1}."""
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        if x.ndim != 2 or len(x) != len(y):
-            raise ValueError(f"x must be (n, d) and y (n,); got {x.shape} and {y.shape}.")
-        if not np.isin(y, (0.0, 1.0)).all():
-            raise ValueError("y must contain only 0 and 1 labels.")
+        x = np.asarray(x, dtype=np.float64)  # fit_logistic checks the shapes and labels
         self.mean_ = x.mean(0)
         self.std_ = np.where(x.std(0) > 0, x.std(0), 1.0)
-        z = np.column_stack([np.ones(len(x)), (x - self.mean_) / self.std_])
-        w = np.zeros(z.shape[1])
-        penalty = np.full(z.shape[1], self.l2 * len(x))
-        penalty[0] = 0.0
-        for _ in range(self.max_iter):
-            p = 1.0 / (1.0 + np.exp(-(z @ w)))
-            grad = z.T @ (p - y) + penalty * w
-            hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty) + 1e-10 * np.eye(len(w))
-            step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < self.tol:
-                break
-        self.intercept_, self.coef_ = float(w[0]), w[1:]
+        w = fit_logistic((x - self.mean_) / self.std_, y, self.l2, self.max_iter, self.tol)
+        self.intercept_, self.coef_ = float(w[-1]), w[:-1]
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -368,72 +347,4 @@ class LogisticBaseline:
         if not hasattr(self, "coef_"):
             raise RuntimeError("LogisticBaseline is not fitted: call fit(x, y) first.")
         z = (np.asarray(x, dtype=np.float64) - self.mean_) / self.std_
-        return 1.0 / (1.0 + np.exp(-(z @ self.coef_ + self.intercept_)))
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve: P(score of a random positive > a random negative), ties 1/2.
-
-    Computed from average ranks (Mann-Whitney U), so it is exact with ties.
-    """
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    if labels.shape != scores.shape:
-        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape.")
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUC needs both classes; got {n_pos} positives and {n_neg} negatives.")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], len(scores)]
-    average = (starts + ends + 1) / 2.0  # ranks counted from 1
-    ranks[order] = np.repeat(average, ends - starts)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def auc_difference(
-    labels: np.ndarray,
-    scores_a: np.ndarray,
-    scores_b: np.ndarray,
-    *,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> dict[str, float]:
-    """AUC(a) - AUC(b) on the same labelled pairs, with a paired bootstrap interval.
-
-    Pairs are resampled with replacement ``n_boot`` times (the same rows for both models, so
-    the shared difficulty of the sample cancels); the interval is the ``alpha/2`` and
-    ``1 - alpha/2`` quantiles of the resampled differences. Resamples that lack a class are
-    skipped. Returns {"difference", "ci_low", "ci_high", "auc_a", "auc_b"}.
-    """
-    labels = np.asarray(labels).astype(bool)
-    scores_a, scores_b = np.asarray(scores_a, float), np.asarray(scores_b, float)
-    if not labels.shape == scores_a.shape == scores_b.shape:
-        raise ValueError(
-            f"labels {labels.shape}, scores_a {scores_a.shape} and scores_b {scores_b.shape} "
-            "must have one shape: score both models on the same pairs."
-        )
-    if not 0 < alpha < 1 or n_boot < 1:
-        raise ValueError(f"need 0 < alpha < 1 and n_boot >= 1; got {alpha}, {n_boot}.")
-    auc_a, auc_b = roc_auc(labels, scores_a), roc_auc(labels, scores_b)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        rows = rng.integers(0, len(labels), len(labels))
-        y = labels[rows]
-        if y.all() or not y.any():
-            continue
-        diffs.append(roc_auc(y, scores_a[rows]) - roc_auc(y, scores_b[rows]))
-    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    return {"difference": auc_a - auc_b, "ci_low": float(low), "ci_high": float(high),
-            "auc_a": auc_a, "auc_b": auc_b}  # fmt: skip
-
-
-def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]."""
-    labels = np.asarray(labels, dtype=np.float64)
-    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+        return sigmoid(z @ self.coef_ + self.intercept_)

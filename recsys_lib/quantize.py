@@ -28,6 +28,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from recsys_lib.linalg import row_cosine
+
 #: Defaults for MiniLM found in a small sweep on 120 descriptions (cosine to fp32): per-tensor
 #: int8 activations alone give ~0.97; smoothing (alpha 0.7) and keeping the first FFN output
 #: layer in fp32 give ~0.996.
@@ -263,17 +265,6 @@ def fp16_encoder(encoder, device: str = "cuda"):
     """A CUDA copy of ``encoder`` with an fp16 model."""
     half = half_precision(encoder.model, device)
     return variant_encoder(encoder, half, device=str(next(half.parameters()).device))
-
-
-def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine between row i of ``a`` and row i of ``b``: (n,) float64. Zero rows give 0."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(
-            f"row_cosine needs two (n, d) arrays of one shape, got {a.shape}, {b.shape}."
-        )
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(norms > 0, (a * b).sum(1) / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 def time_encode(encoder, texts: list[str], repeats: int = 3) -> tuple[np.ndarray, list[float]]:

@@ -1,13 +1,21 @@
-"""Top-k selection with deterministic tie-breaking.
+"""Top-k selection with deterministic tie-breaking: the library's one top-k.
 
 Ties are broken towards the lower column index, so results never depend on how
 ``argpartition`` happened to order equal scores. ``-inf`` (and NaN) scores mark excluded
 items; a row with fewer than k eligible items is padded with -1.
+
+- :func:`top_k`: the entry point (torch's multi-threaded selection when installed);
+- :func:`top_k_numpy`: its plain-numpy reference, :func:`select_top_k`: its torch core;
+- :func:`exclude_entries`: "exclude seen" (-inf at a sparse matrix's stored entries);
+- :func:`top_k_candidates`: top-k of per-row candidate lists, as item ids (slates).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import scipy.sparse as sp
 
 
 def top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +49,7 @@ def top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cols.astype(np.int64), values
 
 
-def select_top_k(scores, k: int) -> tuple[np.ndarray, np.ndarray]:
+def select_top_k(scores: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of a 2-D torch tensor (CPU or CUDA) with the same tie rule as :func:`top_k_numpy`.
 
     ``torch.topk`` is multi-threaded and fast but does not promise which of several equal
@@ -92,3 +100,42 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     except ImportError:
         return top_k_numpy(scores, k)
     return select_top_k(torch.from_numpy(np.ascontiguousarray(scores)), min(k, scores.shape[1]))
+
+
+def exclude_entries(scores: Any, exclude: sp.spmatrix) -> Any:
+    """Set ``scores[r, c] = -inf`` at every nonzero entry (r, c) of ``exclude``, in place.
+
+    scores: (n_rows, n_cols) numpy array or torch tensor; exclude: a sparse matrix of the same
+    shape (e.g. the users' train rows: "exclude seen"). Returns ``scores``.
+    """
+    if exclude.shape != tuple(scores.shape):
+        raise ValueError(f"exclude is {exclude.shape} but scores are {tuple(scores.shape)}.")
+    r, c = exclude.nonzero()
+    if r.size:
+        if isinstance(scores, np.ndarray):
+            scores[r, c] = -np.inf
+        else:  # torch
+            import torch
+
+            rows = torch.from_numpy(r.astype(np.int64)).to(scores.device)
+            cols = torch.from_numpy(c.astype(np.int64)).to(scores.device)
+            scores[rows, cols] = -float("inf")
+    return scores
+
+
+def top_k_candidates(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best candidates of each row, best first: item ids (n, k).
+
+    scores and candidates: (n, C), candidates[i, j] the item id scored by scores[i, j]. The
+    tie rule is :func:`top_k`'s (the lower candidate position wins); positions whose score is
+    -inf or NaN are never chosen and pad with -1.
+    """
+    scores, candidates = np.asarray(scores), np.asarray(candidates)
+    if scores.shape != candidates.shape or scores.ndim != 2:
+        raise ValueError(
+            f"scores {scores.shape} and candidates {candidates.shape} must be one (n, C) shape."
+        )
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"k={k} must be between 1 and the number of candidates {scores.shape[1]}")
+    cols = top_k(scores, k)[0]
+    return np.where(cols >= 0, np.take_along_axis(candidates, np.maximum(cols, 0), 1), -1)

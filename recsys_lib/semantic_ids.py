@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys_lib.linalg import group_ranks
+
 
 def residual_kmeans(
     vectors: np.ndarray, levels: int = 3, codes: int = 32, seed: int = 0, iterations: int = 20
@@ -57,11 +59,8 @@ def add_collision_level(assignments: np.ndarray) -> np.ndarray:
     _, group = np.unique(a, axis=0, return_inverse=True)
     group = group.ravel()
     order = np.argsort(group, kind="stable")
-    sorted_group = group[order]
-    starts = np.r_[0, np.flatnonzero(sorted_group[1:] != sorted_group[:-1]) + 1]
-    sizes = np.diff(np.r_[starts, len(group)])
     rank = np.empty(len(group), dtype=np.int64)
-    rank[order] = np.arange(len(group)) - np.repeat(starts, sizes)
+    rank[order] = group_ranks(group[order])[0]
     return np.c_[a, rank]
 
 

@@ -30,7 +30,8 @@ import scipy.sparse as sp
 
 from recsys_lib.data import file_digest
 from recsys_lib.interactions import Catalogue, Interactions
-from recsys_lib.retrieval import top_k
+from recsys_lib.linalg import normalize_rows
+from recsys_lib.retrieval import exclude_entries, top_k
 
 FORMAT_NAME = "recsys-lib-recommender"
 FORMAT_VERSION = 1
@@ -57,11 +58,6 @@ def _as_plain_array(ids) -> np.ndarray:
     if ids.dtype.kind not in "iuU":
         raise TypeError(f"ids must be integers or strings, got dtype {ids.dtype}.")
     return ids
-
-
-def _normalise_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 class Recommender:
@@ -170,33 +166,31 @@ class Recommender:
 
     @property
     def n_users(self) -> int:
-        return len(self.user_ids)
+        return self.catalogue.n_users
 
     @property
     def n_items(self) -> int:
-        return len(self.item_ids)
+        return self.catalogue.n_items
 
     # ----------------------------------------------------------------- lookups
     def _user_rows(self, user_ids) -> np.ndarray:
         """Rows of raw user ids, one catalogue lookup for the whole batch."""
-        ids = np.atleast_1d(np.asarray(user_ids, dtype=object)).tolist()
-        rows = self.catalogue.user_index(ids, strict=False)
-        if (rows < 0).any():
-            raise UnknownIdError(
-                f"user id {ids[int(np.argmax(rows < 0))]!r} not in the training catalogue "
-                f"({self.n_users} users); unknown users need a cold-start path (e.g. popularity "
-                "or a text profile)."
-            )
-        return rows
+        hint = "unknown users need a cold-start path (e.g. popularity or a text profile)"
+        return self._positions(user_ids, "user", hint)
 
     def _item_rows(self, item_ids) -> np.ndarray:
         """Columns of raw item ids, one catalogue lookup for the whole batch."""
-        ids = np.atleast_1d(np.asarray(item_ids, dtype=object)).tolist()
-        rows = self.catalogue.item_index(ids, strict=False)
+        return self._positions(item_ids, "item", "rebuild the recommender after adding it to train")
+
+    def _positions(self, ids, kind: str, hint: str) -> np.ndarray:
+        ids = np.atleast_1d(np.asarray(ids, dtype=object)).tolist()
+        lookup = self.catalogue.user_index if kind == "user" else self.catalogue.item_index
+        rows = lookup(ids, strict=False)
         if (rows < 0).any():
+            size = self.n_users if kind == "user" else self.n_items
             raise UnknownIdError(
-                f"item id {ids[int(np.argmax(rows < 0))]!r} not in the training catalogue "
-                f"({self.n_items} items); rebuild the recommender after adding it to train."
+                f"{kind} id {ids[int(np.argmax(rows < 0))]!r} not in the training catalogue "
+                f"({size} {kind}s); {hint}."
             )
         return rows
 
@@ -221,10 +215,8 @@ class Recommender:
         """
         k = self._check_k(k)
         row = self._user_row(user_id)
-        scores = self.item_factors @ self.user_factors[row]
-        lo, hi = self.seen.indptr[row], self.seen.indptr[row + 1]
-        scores[self.seen.indices[lo:hi]] = -np.inf
-        cols = top_k(scores[None, :], k)[0][0]
+        scores = (self.item_factors @ self.user_factors[row])[None, :]
+        cols = top_k(exclude_entries(scores, self.seen[row]), k)[0][0]
         return self.item_ids[cols[cols >= 0]]
 
     def recommend_many(self, user_ids, k: int = 10, block_size: int = 1024) -> np.ndarray:
@@ -240,9 +232,7 @@ class Recommender:
         for start in range(0, len(rows), block_size):
             block = rows[start : start + block_size]
             scores = self.user_factors[block] @ self.item_factors.T
-            r, c = self.seen[block].nonzero()
-            scores[r, c] = -np.inf
-            cols = top_k(scores, k)[0]
+            cols = top_k(exclude_entries(scores, self.seen[block]), k)[0]
             valid = cols >= 0
             chunk = out[start : start + len(block)]
             chunk[valid] = self.item_ids[cols[valid]]
@@ -251,7 +241,7 @@ class Recommender:
     def _unit(self, space: str) -> np.ndarray:
         if space not in self._unit_cache:
             source = self.item_embeddings if space == "text" else self.item_factors
-            self._unit_cache[space] = _normalise_rows(source)
+            self._unit_cache[space] = normalize_rows(source)
         return self._unit_cache[space]
 
     def _space(self, space: str) -> str:

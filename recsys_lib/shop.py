@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from recsys_lib.linalg import normalize_rows, sigmoid
+from recsys_lib.retrieval import top_k_candidates
+
 CATEGORY_NAMES = (
     "shoes", "jackets", "t-shirts", "jeans", "watches", "bags", "headphones", "lamps",
     "mugs", "backpacks", "sunglasses", "kettles", "chairs", "notebooks", "perfume", "scarves",
@@ -133,22 +136,21 @@ class Shop:
         return self.config.n_users
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def make_shop(config: ShopConfig | None = None, seed: int = 0) -> Shop:
     """Generate the catalogue and user population deterministically from ``seed``."""
     cfg = config or ShopConfig()
     cfg.validate()
     rng = np.random.default_rng(seed)
     n, d = cfg.n_items, cfg.dim
-    cat_centres = _unit(rng.normal(size=(cfg.n_categories, d)))
+    cat_centres = normalize_rows(rng.normal(size=(cfg.n_categories, d)), dtype=np.float64)
     brand_offsets = rng.normal(scale=0.5, size=(cfg.n_brands, d))
     category = rng.integers(0, cfg.n_categories, size=n)
     brand = rng.integers(0, cfg.n_brands, size=n)
-    item_emb = _unit(
-        cat_centres[category] + 0.5 * _unit(brand_offsets[brand]) + 0.4 * rng.normal(size=(n, d))
+    item_emb = normalize_rows(
+        cat_centres[category]
+        + 0.5 * normalize_rows(brand_offsets[brand], dtype=np.float64)
+        + 0.4 * rng.normal(size=(n, d)),
+        dtype=np.float64,
     )
     cat_level = cfg.price_log_mean + cfg.category_price_sd * rng.normal(size=cfg.n_categories)
     price = np.exp(cat_level[category] + cfg.price_log_sigma * rng.normal(size=n))
@@ -178,10 +180,11 @@ def make_shop(config: ShopConfig | None = None, seed: int = 0) -> Shop:
     )
     # users: a favourite category or two plus idiosyncratic noise
     fav = rng.integers(0, cfg.n_categories, size=(cfg.n_users, 2))
-    taste = _unit(
+    taste = normalize_rows(
         cat_centres[fav[:, 0]]
         + 0.5 * cat_centres[fav[:, 1]]
-        + 0.6 * rng.normal(size=(cfg.n_users, d))
+        + 0.6 * rng.normal(size=(cfg.n_users, d)),
+        dtype=np.float64,
     )
     sens = cfg.price_sensitivity * np.exp(
         cfg.sensitivity_spread * rng.normal(size=cfg.n_users) - cfg.sensitivity_spread**2 / 2
@@ -222,10 +225,6 @@ def position_bias(n_positions: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(n_positions) + 2.0)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def affinity(shop: Shop, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """True affinity ``a_ui``; users (n,), items (n, m) -> (n, m)."""
     u = shop.user_taste[users]
@@ -251,7 +250,7 @@ def click_prob(
         + shop.quality[items]
         - cfg.click_price_effect * s * log_rel_price
     )
-    p = _sigmoid(logit)
+    p = sigmoid(logit)
     if positions is not None:
         bias = position_bias(int(np.max(positions)) + 1)
         p = p * bias[np.asarray(positions)]
@@ -266,7 +265,7 @@ def purchase_prob(shop: Shop, users: np.ndarray, items: np.ndarray) -> np.ndarra
     a = affinity(shop, users, items)
     s = shop.user_sensitivity[users][:, None]
     logit = cfg.buy_bias + cfg.buy_affinity * a - s * np.log(shop.price[items] / shop.ref_price)
-    return _sigmoid(logit)
+    return sigmoid(logit)
 
 
 @dataclass(frozen=True)
@@ -304,16 +303,6 @@ def production_scores(shop: Shop, requests: Requests, seed: int) -> np.ndarray:
     a = affinity(shop, requests.users, requests.candidates)
     noise = rng.normal(scale=shop.config.production_noise, size=a.shape)
     return shop.quality[requests.candidates] + 0.5 * a + noise
-
-
-def top_k_slates(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """Item ids of the ``k`` highest scores per row, best first; (n, C), (n, C) -> (n, k)."""
-    if k > scores.shape[1]:
-        raise ValueError(f"k={k} exceeds the number of candidates {scores.shape[1]}")
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(candidates, idx, axis=1)
 
 
 @dataclass(frozen=True)
@@ -408,7 +397,7 @@ def simulate_logs(
     noise_seeds = seeds[2].spawn((n_req + chunk_requests - 1) // chunk_requests)
     for j, s in enumerate(range(0, n_req, chunk_requests)):
         sub = Requests(req.users[s : s + chunk_requests], req.candidates[s : s + chunk_requests])
-        prod[s : s + len(sub)] = top_k_slates(
+        prod[s : s + len(sub)] = top_k_candidates(
             production_scores(shop, sub, seed=noise_seeds[j]), sub.candidates, k
         )
     slates[:] = prod

@@ -12,14 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
-from recsys_lib.retrieval import select_top_k
-
-
-def normalize_rows(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero). float32 (n, d)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, eps)
+from recsys_lib.linalg import normalize_rows
+from recsys_lib.retrieval import exclude_entries, select_top_k
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -100,9 +94,7 @@ def blocked_top_k(
             stop = min(start + block_size, queries.shape[0])
             scores = torch.from_numpy(queries[start:stop]).to(dev) @ item_t.T
             if exclude is not None:
-                r, c = exclude[start:stop].nonzero()
-                if r.size:
-                    scores[torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev)] = -np.inf
+                exclude_entries(scores, exclude[start:stop])
             out_idx[start:stop], out_val[start:stop] = select_top_k(scores, k_eff)
     return out_idx, out_val
 

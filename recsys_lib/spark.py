@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys_lib.interactions import Catalogue, Interactions
+from recsys_lib.linalg import positions
 from recsys_lib.models import FactorModel
-from recsys_lib.retrieval import top_k
+from recsys_lib.retrieval import exclude_entries, top_k
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyspark.ml.recommendation import ALSModel
@@ -340,33 +342,19 @@ def factor_model_from_spark(als_model: ALSModel, catalogue: Catalogue) -> Factor
 
 
 def spark_als(
-    spark: SparkSession,
-    train: Interactions,
-    *,
-    factors: int = 64,
-    regularization: float = 0.01,
-    alpha: float = 1.0,
-    iterations: int = 15,
-    seed: int = 0,
-    blocks: int | None = None,
+    spark: SparkSession, train: Interactions, *, blocks: int | None = None, **als_options: Any
 ) -> FactorModel:
     """Fit Spark ALS on ``train`` (users x items) and return a fitted :class:`FactorModel`.
 
-    ``fit_seconds_`` is the Spark fit plus the factor export (the JVM start is not counted).
+    ``als_options``: :func:`fit_spark_als`'s hyper-parameters (factors, regularization,
+    alpha, iterations, seed). ``fit_seconds_`` is the Spark fit plus the factor export (the
+    JVM start is not counted).
     """
     start = time.perf_counter()
     frame = interactions_to_spark(spark, train)
     if blocks:
         frame = frame.repartition(blocks)
-    als_model = fit_spark_als(
-        frame,
-        factors=factors,
-        regularization=regularization,
-        alpha=alpha,
-        iterations=iterations,
-        seed=seed,
-        blocks=blocks,
-    )
+    als_model = fit_spark_als(frame, blocks=blocks, **als_options)
     model = factor_model_from_spark(als_model, train.catalogue).fit(train)
     model.name = "spark-als"
     model.fit_seconds_ = time.perf_counter() - start
@@ -515,22 +503,21 @@ def embed_texts(
     """
     from pyspark.sql import types as T
 
-    id_type = frame.schema[id_col].dataType
-    schema = T.StructType(
-        [
-            T.StructField(id_col, id_type),
-            T.StructField("embedding", T.ArrayType(T.FloatType(), containsNull=False)),
-        ]
-    )
-    fn = functools.partial(
-        _embed_partition,
-        id_col=id_col,
-        text_col=text_col,
-        model=model,
-        device=device,
-        batch_size=batch_size,
-    )
-    return frame.select(id_col, text_col).mapInPandas(fn, schema)
+    fields = [(id_col, frame.schema[id_col].dataType),
+              ("embedding", T.ArrayType(T.FloatType(), containsNull=False))]  # fmt: skip
+    return _map_in_pandas(frame.select(id_col, text_col), _embed_partition, fields,
+                          id_col=id_col, text_col=text_col, model=model, device=device,
+                          batch_size=batch_size)  # fmt: skip
+
+
+def _map_in_pandas(frame: DataFrame, partition_fn: Any, fields: list[tuple[str, Any]],
+                   **options: Any) -> DataFrame:  # fmt: skip
+    """``frame.mapInPandas(partition_fn(batches, **options))`` with the output columns
+    ``fields`` = [(name, Spark type)]."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField(name, dtype) for name, dtype in fields])
+    return frame.mapInPandas(functools.partial(partition_fn, **options), schema)
 
 
 def _top_k_partition(
@@ -543,7 +530,6 @@ def _top_k_partition(
     block_size: int,
 ) -> Iterator[pd.DataFrame]:
     item_ids, item_vectors = items.value  # sorted ids (n_items,), (n_items, d) float32
-    n_items = len(item_ids)
     for batch in batches:
         for start in range(0, len(batch), block_size):
             part = batch.iloc[start : start + block_size]
@@ -554,11 +540,13 @@ def _top_k_partition(
                 lengths = np.array([0 if s is None else len(s) for s in seen])
                 if lengths.sum():
                     flat = np.concatenate([np.asarray(s) for s in seen if s is not None])
-                    cols = np.searchsorted(item_ids, flat)
-                    cols = np.minimum(cols, n_items - 1)
+                    cols = positions(item_ids, flat)
                     rows = np.repeat(np.arange(len(part)), lengths)
-                    known = item_ids[cols] == flat
-                    scores[rows[known], cols[known]] = -np.inf
+                    known = cols >= 0
+                    mask = sp.csr_matrix(
+                        (np.ones(known.sum()), (rows[known], cols[known])), shape=scores.shape
+                    )
+                    exclude_entries(scores, mask)
             cols, values = top_k(scores, k)
             kk = cols.shape[1]
             valid = cols >= 0
@@ -611,23 +599,10 @@ def top_k_scores(
         lists = seen.groupBy(user_col).agg(F.collect_list("item_id").alias("seen"))
         frame = frame.join(lists, user_col, "left")
     id_type = T.LongType() if np.issubdtype(item_ids.dtype, np.integer) else T.StringType()
-    schema = T.StructType(
-        [
-            T.StructField(user_col, queries.schema[user_col].dataType),
-            T.StructField("rank", T.IntegerType()),
-            T.StructField("item_id", id_type),
-            T.StructField("score", T.FloatType()),
-        ]
-    )
-    fn = functools.partial(
-        _top_k_partition,
-        user_col=user_col,
-        vector_col=vector_col,
-        items=items,
-        k=k,
-        block_size=block_size,
-    )
-    return frame.mapInPandas(fn, schema)
+    fields = [(user_col, queries.schema[user_col].dataType), ("rank", T.IntegerType()),
+              ("item_id", id_type), ("score", T.FloatType())]  # fmt: skip
+    return _map_in_pandas(frame, _top_k_partition, fields, user_col=user_col,
+                          vector_col=vector_col, items=items, k=k, block_size=block_size)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
@@ -665,22 +640,23 @@ def synthetic_interactions(
     )
 
 
+#: The score job's ALS defaults (smaller and quicker than :func:`fit_spark_als`'s).
+SCORE_JOB_ALS: dict[str, Any] = {"factors": 32, "iterations": 5}
+
+
 def score_job(
     spark: SparkSession,
     interactions: DataFrame,
     output: str | None,
     *,
     k: int = 10,
-    factors: int = 32,
-    regularization: float = 0.01,
-    alpha: float = 1.0,
-    iterations: int = 5,
     partitions: int | None = None,
-    seed: int = 0,
+    **als_options: Any,
 ) -> dict[str, float]:
     """End to end: aggregate events -> Spark ALS -> top-k unseen items per user -> Parquet.
 
     ``interactions``: (user_id, item_id[, value]) events; repeated pairs are summed.
+    ``als_options``: :func:`fit_spark_als`'s hyper-parameters over :data:`SCORE_JOB_ALS`.
     ``partitions`` sets the input partitions, ALS blocks and shuffle partitions (default:
     the session's shuffle partitions). Writes (user_id, rank, item_id, score) to ``output``
     (overwritten; None = count only). Returns wall seconds per stage and sizes.
@@ -690,24 +666,20 @@ def score_job(
     parts = partitions or int(previous)
     spark.conf.set("spark.sql.shuffle.partitions", str(parts))
     try:
-        return _score_job(
-            spark,
-            interactions,
-            output,
-            parts,
-            k=k,
-            factors=factors,
-            regularization=regularization,
-            alpha=alpha,
-            iterations=iterations,
-            seed=seed,
-        )
+        als = {**SCORE_JOB_ALS, **als_options}
+        return _score_job(spark, interactions, output, parts, k=k, als=als)
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", previous)
 
 
 def _score_job(
-    spark, interactions, output, parts, *, k, factors, regularization, alpha, iterations, seed
+    spark: SparkSession,
+    interactions: DataFrame,
+    output: str | None,
+    parts: int,
+    *,
+    k: int,
+    als: dict[str, Any],
 ) -> dict[str, float]:
     from pyspark.sql import functions as F
 
@@ -725,15 +697,7 @@ def _score_job(
     timings["prepare_s"] = time.perf_counter() - start
 
     t = time.perf_counter()
-    als_model = fit_spark_als(
-        pairs,
-        factors=factors,
-        regularization=regularization,
-        alpha=alpha,
-        iterations=iterations,
-        seed=seed,
-        blocks=parts,
-    )
+    als_model = fit_spark_als(pairs, blocks=parts, **als)
     item_ids, item_vecs = _collect_factors(als_model.itemFactors)
     timings["als_s"] = time.perf_counter() - t
 

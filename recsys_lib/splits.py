@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.interactions import Interactions, shared_interactions
+from recsys_lib.linalg import group_ranks
 
 
 def _check_ratio(ratio: float) -> None:
@@ -67,12 +68,8 @@ def recommenders_stratified_split(
     # Upstream seeds the legacy global generator; a local RandomState draws the same numbers.
     draws = np.random.RandomState(seed).rand(len(ratings))
     order = np.lexsort((draws, ratings[column].to_numpy()))
-    grouped = ratings[column].to_numpy()[order]
-    # Rank of each row inside its (sorted) group, counted from 1, and the group's size.
-    starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
-    sizes = np.diff(np.r_[starts, len(grouped)])
-    rank = np.arange(len(grouped)) - np.repeat(starts, sizes) + 1
-    in_train = rank <= np.round(ratio * np.repeat(sizes, sizes))
+    rank, size = group_ranks(ratings[column].to_numpy()[order])
+    in_train = rank + 1 <= np.round(ratio * size)
     ordered = ratings.iloc[order]
     return ordered[in_train], ordered[~in_train]
 
@@ -90,13 +87,9 @@ def stratified_split(
     keys = rng.random(len(ratings))
     group = ratings[by].to_numpy()
     order = np.lexsort((keys, group))
-    sorted_group = group[order]
-    starts = np.r_[0, np.flatnonzero(sorted_group[1:] != sorted_group[:-1]) + 1]
-    sizes = np.diff(np.r_[starts, len(sorted_group)])
-    rank = np.arange(len(sorted_group)) - np.repeat(starts, sizes)
-    n_train = np.maximum(np.round(ratio * sizes), 1)
+    rank, size = group_ranks(group[order])
     mask = np.empty(len(ratings), dtype=bool)
-    mask[order] = rank < np.repeat(n_train, sizes)
+    mask[order] = rank < np.maximum(np.round(ratio * size), 1)
     return ratings[mask], ratings[~mask]
 
 
@@ -118,12 +111,9 @@ def temporal_split(
         return ratings[mask], ratings[~mask]
     users = ratings["user_id"].to_numpy()
     order = np.lexsort((np.arange(len(ratings)), ratings["timestamp"].to_numpy(), users))
-    sorted_users = users[order]
-    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
-    sizes = np.diff(np.r_[starts, len(sorted_users)])
-    rank = np.arange(len(order)) - np.repeat(starts, sizes)
+    rank, size = group_ranks(users[order])
     mask = np.empty(len(ratings), dtype=bool)
-    mask[order] = rank < np.repeat(np.maximum(np.round(ratio * sizes), 1), sizes)
+    mask[order] = rank < np.maximum(np.round(ratio * size), 1)
     return ratings[mask], ratings[~mask]
 
 
@@ -145,11 +135,9 @@ def leave_k_out(
     else:
         secondary = np.random.default_rng(seed).random(len(ratings))
     order = np.lexsort((np.arange(len(ratings)), secondary, users))
-    sorted_users = users[order]
-    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
-    sizes = np.diff(np.r_[starts, len(sorted_users)])
-    from_end = np.repeat(starts + sizes, sizes) - np.arange(len(order))  # 1 = last
-    held = (from_end <= k) & (np.repeat(sizes, sizes) > k)
+    rank, size = group_ranks(users[order])
+    from_end = size - rank  # 1 = last
+    held = (from_end <= k) & (size > k)
     mask = np.empty(len(ratings), dtype=bool)
     mask[order] = ~held
     return ratings[mask], ratings[~mask]

@@ -22,12 +22,12 @@ from recsys_lib.business import (
     pareto_front,
     pareto_sweep,
     predict_ctr_cvr,
-    rank_top_k,
     revenue_per_impression,
     scalarise,
     tradeoff_slates,
     value_weight_tradeoff,
 )
+from recsys_lib.retrieval import top_k_candidates
 from recsys_lib.shop import ShopConfig, click_prob, make_shop, sample_requests, simulate_logs
 
 SLATES = np.array([[0, 1, 2], [2, 3, 4]])
@@ -79,21 +79,17 @@ def test_expected_value_and_scalarise():
         scalarise(obj, {"c": 1.0})
 
 
-def test_rank_top_k():
-    scores = np.array([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0]])
-    cands = np.array([[10, 11, 12], [20, 21, 22]])
-    assert np.array_equal(rank_top_k(scores, cands, 2), [[11, 12], [20, 22]])
-
-
 def test_mmr_zero_diversity_is_top_k_and_diversity_spreads_categories():
     rng = np.random.default_rng(0)
     scores = rng.random((30, 12))
     cands = np.tile(np.arange(12), (30, 1))
     feats = one_hot(np.arange(12) % 3)
-    assert np.array_equal(mmr_rerank(scores, cands, feats, 4, 0.0), rank_top_k(scores, cands, 4))
+    assert np.array_equal(
+        mmr_rerank(scores, cands, feats, 4, 0.0), top_k_candidates(scores, cands, 4)
+    )
     div = mmr_rerank(scores, cands, feats, 3, 0.7)
     assert intra_list_diversity(div, feats) == pytest.approx(1.0)
-    assert intra_list_diversity(rank_top_k(scores, cands, 3), feats) < 1.0
+    assert intra_list_diversity(top_k_candidates(scores, cands, 3), feats) < 1.0
     with pytest.raises(ValueError, match="diversity"):
         mmr_rerank(scores, cands, feats, 3, 1.5)
 
@@ -124,11 +120,12 @@ def test_exposure_constrained_rerank():
     out2 = exposure_constrained_rerank(scores, cands, new, 3, 2)
     assert out2[1].tolist() == [0, 3, 4]
     assert np.array_equal(
-        exposure_constrained_rerank(scores, cands, new, 3, 0), rank_top_k(scores, cands, 3)
+        exposure_constrained_rerank(scores, cands, new, 3, 0), top_k_candidates(scores, cands, 3)
     )
     none_new = np.zeros(5, dtype=bool)  # constraint cannot bind: plain top-k
     assert np.array_equal(
-        exposure_constrained_rerank(scores, cands, none_new, 3, 2), rank_top_k(scores, cands, 3)
+        exposure_constrained_rerank(scores, cands, none_new, 3, 2),
+        top_k_candidates(scores, cands, 3),
     )
     with pytest.raises(ValueError, match="min_count"):
         exposure_constrained_rerank(scores, cands, new, 3, 4)
@@ -193,8 +190,8 @@ def test_value_weighted_training_favours_expensive_items(shop_and_log):
     rich = fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users,
                          click_weight=w, **kw)  # fmt: skip
     cands = log.requests.candidates[:2_000]
-    k_plain = rank_top_k(predict_ctr_cvr(plain, u[:2_000], cands, shop.catalog)[0], cands, 5)
-    k_rich = rank_top_k(predict_ctr_cvr(rich, u[:2_000], cands, shop.catalog)[0], cands, 5)
+    k_plain = top_k_candidates(predict_ctr_cvr(plain, u[:2_000], cands, shop.catalog)[0], cands, 5)
+    k_rich = top_k_candidates(predict_ctr_cvr(rich, u[:2_000], cands, shop.catalog)[0], cands, 5)
     assert shop.price[k_rich].mean() > shop.price[k_plain].mean()
     with pytest.raises(ValueError, match="non-negative"):
         fit_multitask(u, sl, log.clicks, log.purchases, shop.catalog, shop.n_users,

@@ -21,7 +21,6 @@ from recsys_lib.embeddings import (  # noqa: E402
     ModelIntegrityError,
     ModelNotFoundError,
     TextEncoder,
-    l2_normalize,
     pool,
     resolve_model_path,
     sha256_file,
@@ -116,11 +115,6 @@ def test_pool_rejects_bad_input():
         pool(torch.ones(1, 2, 3), torch.ones(1, 2), "max")
     with pytest.raises(ValueError, match="attention_mask"):
         pool(torch.ones(1, 2, 3), torch.ones(1, 3), "mean")
-
-
-def test_l2_normalize():
-    out = l2_normalize(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
-    assert torch.allclose(out, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
 
 
 # ---------------------------------------------------------------- model resolution

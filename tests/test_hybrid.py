@@ -8,7 +8,6 @@ from recsys_lib.hybrid import (
     LearnedBlend,
     blend,
     blend_weight_curve,
-    fit_logistic,
     normalize_scores,
 )
 from recsys_lib.interactions import Catalogue, Interactions, shared_interactions
@@ -53,18 +52,6 @@ def test_blend_weight_curve_has_one_row_per_weight(two_models):
     train, cf, text = two_models
     curve = blend_weight_curve(cf, text, train, [0.0, 0.5, 1.0], k=2)
     assert curve["weight"].tolist() == [0.0, 0.5, 1.0] and "ndcg@2" in curve
-
-
-def test_fit_logistic_recovers_separating_direction():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2000, 2))
-    y = (rng.random(2000) < 1 / (1 + np.exp(-(2 * x[:, 0] - 1)))).astype(float)
-    w = fit_logistic(x, y, l2=0.0)
-    assert (
-        w[0] == pytest.approx(2.0, abs=0.3)
-        and abs(w[1]) < 0.3
-        and w[2] == pytest.approx(-1, abs=0.3)
-    )
 
 
 def test_learned_blend_prefers_the_informative_component():

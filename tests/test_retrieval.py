@@ -48,3 +48,36 @@ def test_torch_and_numpy_paths_agree_on_ties_and_exclusions():
         ref_idx, ref_val = top_k_numpy(scores, k)
         assert np.array_equal(fast_idx, ref_idx)
         assert np.array_equal(fast_val, ref_val)
+
+
+def test_exclude_entries_sets_minus_inf_at_stored_entries_numpy_and_torch():
+    import scipy.sparse as sp
+
+    from recsys_lib.retrieval import exclude_entries
+
+    mask = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1]]))
+    scores = np.zeros((2, 3))
+    assert exclude_entries(scores, mask) is scores
+    assert np.isneginf(scores).tolist() == [[False, True, False], [True, False, True]]
+    torch = pytest.importorskip("torch")
+    t = torch.zeros(2, 3)
+    exclude_entries(t, mask)
+    assert torch.isinf(t).tolist() == [[False, True, False], [True, False, True]]
+    with pytest.raises(ValueError, match="exclude is"):
+        exclude_entries(np.zeros((3, 3)), mask)
+
+
+def test_top_k_candidates_maps_positions_to_ids_with_the_one_tie_rule():
+    from recsys_lib.retrieval import top_k_candidates
+
+    scores = np.array([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+    cands = np.array([[10, 11, 12], [20, 21, 22], [32, 31, 30]])
+    # Ties go to the lower candidate *position*, whatever the ids.
+    assert top_k_candidates(scores, cands, 2).tolist() == [[11, 12], [20, 22], [32, 31]]
+    masked = np.array([[0.5, -np.inf, np.nan]])
+    assert top_k_candidates(masked, np.array([[1, 2, 3]]), 2).tolist() == [[1, -1]]
+    for k in (0, 4):
+        with pytest.raises(ValueError, match="between 1 and"):
+            top_k_candidates(scores, cands, k)
+    with pytest.raises(ValueError, match="one \\(n, C\\) shape"):
+        top_k_candidates(scores, cands[:2], 1)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from recsys_lib.retrieval import top_k_candidates
 from recsys_lib.shop import (
     ShopConfig,
     affinity,
@@ -15,7 +16,6 @@ from recsys_lib.shop import (
     sample_requests,
     simulate_logs,
     simulate_outcomes,
-    top_k_slates,
     true_policy_value,
 )
 
@@ -130,11 +130,11 @@ def test_logging_propensity_matches_empirical_frequency(shop):
 def test_top_k_and_production(shop):
     req = sample_requests(shop, 20, seed=0)
     sc = production_scores(shop, req, seed=0)
-    sl = top_k_slates(sc, req.candidates, 5)
+    sl = top_k_candidates(sc, req.candidates, 5)
     idx = np.argsort(-sc, axis=1)[:, :5]
     assert np.array_equal(sl, np.take_along_axis(req.candidates, idx, 1))
-    with pytest.raises(ValueError, match="exceeds"):
-        top_k_slates(sc, req.candidates, 999)
+    with pytest.raises(ValueError, match="between 1 and"):
+        top_k_candidates(sc, req.candidates, 999)
 
 
 def test_true_policy_value_matches_simulation(shop):
