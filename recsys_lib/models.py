@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.metrics import per_user_metrics, ranking_report
-from recsys_lib.retrieval import exclude_entries, top_k
+from recsys_lib.retrieval import check_k, exclude_entries, top_k
 
 
 def dot_scores(user_factors: np.ndarray, item_factors: np.ndarray, user_rows) -> np.ndarray:
@@ -108,9 +108,12 @@ class Model(ABC):
         """Top-k item columns per user (best first), items seen in train excluded.
 
         ``candidates`` (item columns) restricts the ranking to those items, e.g. only cold
-        items. At most ``block_size`` rows of scores exist at any time.
+        items. At most ``block_size`` rows of scores exist at any time. k >= 1; with k above
+        the number of items every item is ranked, and rows with fewer than k eligible items
+        are padded with -1. Equal scores go to the lower item column.
         """
         train = self._require_fitted()
+        k = check_k(k)
         rows = self._rows(user_rows)
         out = np.empty((len(rows), min(k, train.shape[1])), dtype=np.int64)
         blocked = None
@@ -301,6 +304,7 @@ class RandomTieBreak(Model):
         return self.base.score(user_rows)
 
     def score(self, user_rows=None) -> np.ndarray:
+        """The base model's scores plus the jitter: float64 (the jitter would vanish in float32)."""
         rows = self._rows(user_rows)
         scores = self.base.score(rows).astype(np.float64)
         scale = np.maximum(

@@ -18,14 +18,28 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def check_k(k: Any, upper: int | None = None, what: str = "") -> int:
+    """``k`` as an int after the library's one check of a top-k size.
+
+    An integer (not a bool) >= 1, and <= ``upper`` when given (``what`` names the upper
+    bound in the message, e.g. " (catalogue size)"). TypeError / ValueError otherwise.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {type(k).__name__} {k!r}.")
+    if upper is None and k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    if upper is not None and not 1 <= k <= upper:
+        raise ValueError(f"k must be between 1 and {upper}{what}, got {k}.")
+    return int(k)
+
+
 def top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Reference implementation of :func:`top_k` in plain numpy (partition + stable sort).
 
     scores: (n_rows, n_cols) float. Returns (indices int64 (n_rows, k'), values (n_rows, k'))
     with k' = min(k, n_cols); excluded positions hold index -1 and value -inf.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = check_k(k)
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (rows x columns), got shape {scores.shape}.")
@@ -88,8 +102,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     with k' = min(k, n_cols); excluded positions hold index -1 and value -inf. Ties go to the
     lower column index. Uses torch's multi-threaded selection when torch is installed.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = check_k(k)
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (rows x columns), got shape {scores.shape}.")
@@ -135,7 +148,6 @@ def top_k_candidates(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.n
         raise ValueError(
             f"scores {scores.shape} and candidates {candidates.shape} must be one (n, C) shape."
         )
-    if not 1 <= k <= scores.shape[1]:
-        raise ValueError(f"k={k} must be between 1 and the number of candidates {scores.shape[1]}")
+    k = check_k(k, scores.shape[1], " (the number of candidates)")
     cols = top_k(scores, k)[0]
     return np.where(cols >= 0, np.take_along_axis(candidates, np.maximum(cols, 0), 1), -1)

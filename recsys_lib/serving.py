@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from recsys_lib.data import file_digest
 from recsys_lib.interactions import Catalogue, Interactions
 from recsys_lib.linalg import normalize_rows
-from recsys_lib.retrieval import exclude_entries, top_k
+from recsys_lib.retrieval import check_k, exclude_entries, top_k
 
 FORMAT_NAME = "recsys-lib-recommender"
 FORMAT_VERSION = 1
@@ -200,12 +200,8 @@ class Recommender:
     def _item_row(self, item_id) -> int:
         return int(self._item_rows([_plain(item_id)])[0])
 
-    def _check_k(self, k) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an integer, got {type(k).__name__} {k!r}.")
-        if not 1 <= k <= self.n_items:
-            raise ValueError(f"k must be between 1 and {self.n_items} (catalogue size), got {k}.")
-        return int(k)
+    def _check_k(self, k: int) -> int:
+        return check_k(k, self.n_items, " (catalogue size)")
 
     # ----------------------------------------------------------------- requests
     def recommend(self, user_id, k: int = 10) -> np.ndarray:

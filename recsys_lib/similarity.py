@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.linalg import normalize_rows
-from recsys_lib.retrieval import exclude_entries, select_top_k
+from recsys_lib.retrieval import check_k, exclude_entries, select_top_k
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -66,8 +66,7 @@ def blocked_top_k(
 
     from recsys_lib.runtime import resolve_device
 
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = check_k(k)
     queries = np.asarray(queries, dtype=np.float32)
     items = np.asarray(items, dtype=np.float32)
     if queries.ndim != 2 or items.ndim != 2 or queries.shape[1] != items.shape[1]:

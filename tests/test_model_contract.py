@@ -1,0 +1,263 @@
+"""One contract, every recommender: each ``models.Model`` subclass of the library and the
+serving ``Recommender`` answer the same questions the same way (implicit's test habit).
+
+Tiny synthetic data and tiny configurations keep the file fast. A new ``Model`` subclass
+fails :func:`test_every_model_subclass_is_in_the_contract` until it gets a factory here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import recsys_lib
+from recsys_lib.interactions import Catalogue
+from recsys_lib.models import Model, NotFittedError
+
+N_USERS, N_ITEMS = 14, 16
+
+
+@pytest.fixture(scope="module")
+def train():
+    """14 users x 16 items; item 15 is never seen (a cold item); timestamps give an order."""
+    from recsys_lib.sequential import Sequences
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(N_USERS):
+        items = rng.choice(N_ITEMS - 1, size=rng.integers(3, 8), replace=False)
+        rows += [(user, int(i), int(rng.integers(1, 6)), t) for t, i in enumerate(items)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    catalogue = Catalogue(np.arange(N_USERS), np.arange(N_ITEMS))
+    return Sequences.from_frame(frame, catalogue)
+
+
+def _factors(train, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(train.shape[0], 3)), rng.normal(size=(train.shape[1], 3))
+
+
+def _popularity(train):
+    from recsys_lib.models import Popularity
+
+    return Popularity().fit(train)
+
+
+def _svd(train):
+    from recsys_lib.mf import PureSVD
+
+    return PureSVD(factors=3).fit(train)
+
+
+def _als(train):
+    from recsys_lib.mf import ALS
+
+    return ALS(factors=3, iterations=3, use_gpu=False).fit(train)
+
+
+def _tiny_transformer(cls):
+    def make(train):
+        from recsys_lib.finetune import TrainConfig
+
+        config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_ratio=0.0, max_length=6,
+                             eval_every=None, patience=None, device="cpu", progress=False)  # fmt: skip
+        return cls(dim=8, layers=1, heads=1, dropout=0.0, config=config).fit(train)
+
+    return make
+
+
+def _factories():
+    from recsys_lib import coldstart, hybrid, mf, models, privacy, sequential
+
+    return {
+        models.Popularity: _popularity,
+        models.RandomModel: lambda t: models.RandomModel(seed=3).fit(t),
+        models.FactorModel: lambda t: models.FactorModel(*_factors(t)).fit(t),
+        models.RandomTieBreak: lambda t: models.RandomTieBreak(_popularity(t), seed=1).fit(t),
+        mf.PureSVD: _svd,
+        mf.ALS: _als,
+        mf.ExplicitALS: lambda t: mf.ExplicitALS(factors=3, iterations=3).fit(t),
+        mf.BPR: lambda t: mf.BPR(factors=3, iterations=5, use_gpu=False).fit(t),
+        mf.EASE: lambda t: mf.EASE(regularization=5.0).fit(t),
+        hybrid.HybridModel: lambda t: hybrid.HybridModel(
+            {"pop": _popularity(t), "svd": _svd(t)}, {"pop": 0.5, "svd": 1.0}
+        ).fit(t),
+        hybrid.LearnedBlend: lambda t: hybrid.LearnedBlend(
+            {"pop": _popularity(t), "svd": _svd(t)}
+        ).fit(t),
+        coldstart.TextToFactors: lambda t: coldstart.TextToFactors(
+            _als(t), np.random.default_rng(2).normal(size=(t.shape[1], 5))
+        ).fit(t),
+        privacy.DPPopularity: lambda t: privacy.DPPopularity(epsilon=1.0, seed=4).fit(t),
+        sequential.Transition: lambda t: sequential.Transition().fit(t),
+        sequential.SASRec: _tiny_transformer(sequential.SASRec),
+        sequential.BERT4Rec: _tiny_transformer(sequential.BERT4Rec),
+    }
+
+
+FACTORY_NAMES = [
+    "Popularity", "RandomModel", "FactorModel", "RandomTieBreak", "PureSVD", "ALS",
+    "ExplicitALS", "BPR", "EASE", "HybridModel", "LearnedBlend", "TextToFactors",
+    "DPPopularity", "Transition", "SASRec", "BERT4Rec",
+]  # fmt: skip
+
+
+def _concrete_subclasses(cls):
+    for sub in cls.__subclasses__():
+        if not getattr(sub, "__abstractmethods__", None) and not sub.__name__.startswith("_"):
+            yield sub
+        yield from _concrete_subclasses(sub)
+
+
+def test_every_model_subclass_is_in_the_contract():
+    for info in pkgutil.iter_modules(recsys_lib.__path__):
+        try:
+            importlib.import_module(f"recsys_lib.{info.name}")
+        except ImportError:  # an optional dependency is missing: its models cannot run anyway
+            continue
+    library = {c for c in _concrete_subclasses(Model) if c.__module__.startswith("recsys_lib.")}
+    covered = set(_factories())
+    assert library <= covered, f"add a factory for {sorted(c.__name__ for c in library - covered)}"
+    assert sorted(c.__name__ for c in covered) == sorted(FACTORY_NAMES)
+
+
+@pytest.fixture(scope="module", params=FACTORY_NAMES)
+def fitted(request, train):
+    factory = {c.__name__: f for c, f in _factories().items()}[request.param]
+    return factory, factory(train)
+
+
+def _brute_force(scores, k):
+    """Top-k by (score desc, column asc), -inf never chosen: the documented tie rule."""
+    out = np.full((len(scores), min(k, scores.shape[1])), -1, dtype=np.int64)
+    for r, row in enumerate(scores):
+        order = [c for c in np.lexsort((np.arange(len(row)), -row)) if np.isfinite(row[c])]
+        out[r, : min(k, len(order))] = order[:k]
+    return out
+
+
+def test_fit_returns_self_and_score_has_the_catalogue_shape(fitted, train):
+    _, model = fitted
+    assert model.train_ is train
+    scores = model.score()
+    # float32, except RandomTieBreak: its tie-breaking jitter lies below float32 resolution.
+    dtype = np.float64 if type(model).__name__ == "RandomTieBreak" else np.float32
+    assert scores.shape == train.shape and scores.dtype == dtype
+    assert model.score([3, 0]).shape == (2, train.shape[1])
+    # The same user scores alike in any batch (to float32 rounding: BLAS may sum in another
+    # order for another batch shape).
+    assert np.allclose(model.score([3, 0])[1], scores[0], rtol=1e-6, atol=1e-6)
+
+
+def test_recommend_shape_order_and_seen_exclusion(fitted, train):
+    _, model = fitted
+    rec = model.recommend(None, k=5)
+    assert rec.shape == (train.shape[0], 5) and rec.dtype == np.int64
+    seen = train.matrix.toarray() > 0
+    assert not seen[np.arange(len(rec))[:, None], rec].any()
+    masked = model.score().astype(np.float64)
+    masked[seen] = -np.inf
+    assert np.array_equal(rec, _brute_force(masked, 5))  # best first, ties to the lower column
+    kept = model.recommend([0], k=train.shape[1], exclude_seen=False)
+    assert set(kept[0].tolist()) == set(range(train.shape[1]))
+
+
+def test_candidates_restrict_the_ranking(fitted, train):
+    _, model = fitted
+    candidates = np.array([1, 4, 9, 15])
+    rec = model.recommend(None, k=3, candidates=candidates)
+    valid = rec[rec >= 0]
+    assert np.isin(valid, candidates).all()
+    seen = train.matrix.toarray() > 0
+    assert not seen[np.nonzero(rec >= 0)[0], valid].any()
+
+
+def test_k_bounds(fitted, train):
+    _, model = fitted
+    wide = model.recommend([0, 1], k=train.shape[1] + 5)
+    assert wide.shape == (2, train.shape[1])  # k > n_items: every item, padded with -1
+    n_unseen = train.shape[1] - np.diff(train.matrix.indptr)[[0, 1]]
+    assert ((wide >= 0).sum(1) == n_unseen).all()
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="k must be"):
+            model.recommend([0], k=bad)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        model.recommend([0], k=2.5)
+
+
+def test_unknown_users_are_a_clear_error(fitted, train):
+    _, model = fitted
+    for bad in ([train.shape[0]], [-1]):
+        with pytest.raises(IndexError, match="out of range"):
+            model.recommend(bad, k=2)
+        with pytest.raises(IndexError, match="out of range"):
+            model.score(bad)
+    with pytest.raises(KeyError, match="not in the catalogue"):
+        model.recommend_frame([999], k=2)
+    frame = model.recommend_frame([2, 5], k=3)
+    assert list(frame.columns) == ["user_id", "rank", "item_id"] and len(frame) == 6
+
+
+def test_same_seed_same_model(fitted, train):
+    factory, model = fitted
+    again = factory(train)
+    assert np.allclose(again.score(), model.score(), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(again.recommend(None, k=4), model.recommend(None, k=4))
+
+
+def test_unfitted_model_says_so():
+    from recsys_lib.models import Popularity
+
+    with pytest.raises(NotFittedError, match="fit"):
+        Popularity().recommend([0])
+
+
+# ------------------------------------------------------------------ the serving Recommender
+@pytest.fixture(scope="module")
+def served(train):
+    from recsys_lib.models import FactorModel
+    from recsys_lib.serving import Recommender
+
+    users, items = _factors(train)
+    items[[2, 7, 11]] = items[4]  # exact ties: items 2, 4, 7, 11 score alike for everyone
+    model = FactorModel(users, items).fit(train)
+    ids = Catalogue(train.catalogue.user_ids + 100, train.catalogue.item_ids + 500)
+    return model, Recommender(ids.user_ids, ids.item_ids, users, items, train.matrix)
+
+
+def test_recommender_matches_the_model_contract(served, train):
+    model, rec = served
+    cols = model.recommend(None, k=6)
+    for row in range(train.shape[0]):
+        assert np.array_equal(rec.recommend(100 + row, k=6), cols[row] + 500)
+    many = rec.recommend_many(np.arange(train.shape[0]) + 100, k=6)
+    assert np.array_equal(many, cols + 500)
+
+
+def test_recommender_ties_seen_items_and_history(served, train):
+    _, rec = served
+    for user in range(train.shape[0]):
+        out = rec.recommend(100 + user, k=train.shape[1])
+        assert not np.isin(out, rec.history(100 + user)).any()
+        tied = [i for i in out if i in (502, 504, 507, 511)]
+        assert tied == sorted(tied)  # equal scores: lower column (here lower id) first
+
+
+def test_recommender_k_bounds_and_unknown_ids(served, train):
+    from recsys_lib.serving import UnknownIdError
+
+    _, rec = served
+    for bad in (0, -3, train.shape[1] + 1):
+        with pytest.raises(ValueError, match="k must be between 1 and"):
+            rec.recommend(100, k=bad)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        rec.recommend(100, k=2.0)
+    with pytest.raises(UnknownIdError, match="user id 7 not in the training catalogue"):
+        rec.recommend(7)
+    with pytest.raises(UnknownIdError, match="item id 3 not in the training catalogue"):
+        rec.similar_items(3)
+    assert np.array_equal(rec.recommend(101, k=3), rec.recommend(101, k=3))
