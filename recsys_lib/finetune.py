@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,14 @@ import pandas as pd
 from recsys_lib.linalg import normalize_rows, positions
 from recsys_lib.metrics import log_loss, roc_auc
 from recsys_lib.runtime import resolve_device
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+    from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+
+    from recsys_lib.interactions import Catalogue, Interactions
 
 #: Class ids of the click model. (The source article swapped these two dicts.)
 ID2LABEL = {0: "no_click", 1: "click"}
@@ -54,21 +63,21 @@ def default_model_path(model: str = "default") -> str:
     return resolve_model_path(model)
 
 
-def load_tokenizer(model: str = "default"):
+def load_tokenizer(model: str = "default") -> PreTrainedTokenizerBase:
     """The model's tokenizer (fast). Remote code is never run."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(default_model_path(model), trust_remote_code=False)
 
 
-def load_encoder(model: str = "default"):
+def load_encoder(model: str = "default") -> PreTrainedModel:
     """``AutoModel`` (no head) for the two-tower model, in train mode."""
     from transformers import AutoModel
 
     return AutoModel.from_pretrained(default_model_path(model), trust_remote_code=False)
 
 
-def load_cross_encoder(model: str = "default", seed: int = 0):
+def load_cross_encoder(model: str = "default", seed: int = 0) -> PreTrainedModel:
     """``AutoModelForSequenceClassification`` with two classes (0 = no_click, 1 = click).
 
     The classification head (and, for sentence-transformers checkpoints, the pooler) is new and
@@ -92,7 +101,9 @@ def load_cross_encoder(model: str = "default", seed: int = 0):
         logging.set_verbosity(verbosity)
 
 
-def save_model(model, tokenizer, folder: str | Path) -> Path:
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path
+) -> Path:
     """Write weights (``model.safetensors``), config and tokenizer into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +115,7 @@ def save_model(model, tokenizer, folder: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------ parameter freezing
-def count_parameters(model) -> dict[str, float]:
+def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     """{"trainable": n, "total": n, "share": trainable / total} over the model's parameters."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -122,7 +133,7 @@ def _encoder_layers(model):
         ) from err
 
 
-def freeze_lower_layers(model, n_trainable: int | None) -> dict[str, float]:
+def freeze_lower_layers(model: PreTrainedModel, n_trainable: int | None) -> dict[str, float]:
     """Freeze the embeddings and all but the top ``n_trainable`` transformer layers.
 
     ``None`` trains everything. Parameters outside the encoder (pooler, classification head)
@@ -372,7 +383,12 @@ def _pair_texts(pairs: pd.DataFrame, user_text: pd.Series, item_text: pd.Series)
     return users.tolist(), items.tolist()
 
 
-def tokenize_pairs(tokenizer, user_texts: list[str], item_texts: list[str], max_length: int):
+def tokenize_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    user_texts: list[str],
+    item_texts: list[str],
+    max_length: int,
+) -> BatchEncoding:
     """One batch of (user, item) pairs, padded to the longest pair in the batch (dynamic
     padding), truncating the longer text first so the item text survives."""
     return tokenizer(
@@ -386,8 +402,8 @@ def tokenize_pairs(tokenizer, user_texts: list[str], item_texts: list[str], max_
 
 
 def predict_click_proba(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     pairs: pd.DataFrame,
     user_text: pd.Series,
     item_text: pd.Series,
@@ -421,7 +437,7 @@ def predict_click_proba(
     return out
 
 
-def frozen_depth(model) -> int:
+def frozen_depth(model: PreTrainedModel) -> int:
     """How many of the lowest transformer layers are frozen, counting only when the embeddings
     are frozen too (0 otherwise): the part of the network whose output can be cached."""
     embeddings, layers = _encoder_layers(model)
@@ -447,9 +463,10 @@ class PairTrunkCache:
     (``base_model.pooler``, ``dropout``, ``classifier``) only.
     """
 
-    def __init__(self, model, tokenizer, user_texts: list[str], item_texts: list[str], *,
-                 max_length: int, device: str = "auto", batch_size: int = 128,
-                 progress: bool = False):  # fmt: skip
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 user_texts: list[str], item_texts: list[str], *, max_length: int,
+                 device: str = "auto", batch_size: int = 128,
+                 progress: bool = False) -> None:  # fmt: skip
         import torch
         from tqdm.auto import tqdm
 
@@ -476,7 +493,7 @@ class PairTrunkCache:
     def __len__(self) -> int:
         return len(self.mask)
 
-    def logits(self, model, rows) -> object:
+    def logits(self, model: PreTrainedModel, rows: ArrayLike) -> torch.Tensor:
         """Logits (len(rows), num_labels) of the cached pairs ``rows``; gradients flow into the
         top layers, pooler and head (use under ``torch.inference_mode`` to predict)."""
         rows = _as_index(rows).to(self.device)
@@ -490,7 +507,7 @@ class PairTrunkCache:
         pooled = pooler(hidden) if pooler is not None else hidden[:, 0]
         return model.classifier(model.dropout(pooled))
 
-    def predict_proba(self, model, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, model: PreTrainedModel, batch_size: int = 256) -> np.ndarray:
         """P(click) of every cached pair, in cache order: float64 (n,)."""
         import torch
 
@@ -543,8 +560,8 @@ def click_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 
 def train_cross_encoder(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     train_pairs: pd.DataFrame,
     user_text: pd.Series,
     item_text: pd.Series,
@@ -627,8 +644,10 @@ def train_cross_encoder(
 
 
 # ----------------------------------------------------------------------------- two-tower
-def multiple_negatives_loss(user_emb, item_emb, temperature: float = 0.05, mask=None,
-                            symmetric: bool = False, log_q=None):  # fmt: skip
+def multiple_negatives_loss(user_emb: torch.Tensor, item_emb: torch.Tensor,
+                            temperature: float = 0.05, mask: torch.Tensor | None = None,
+                            symmetric: bool = False,
+                            log_q: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """InfoNCE with in-batch negatives (the "multiple negatives ranking" loss).
 
     user_emb, item_emb: (B, d); row b of each is a positive pair, every other item in the batch
@@ -667,8 +686,9 @@ class TwoTower:
     the mean of the real tokens, then L2-normalisation (as all-MiniLM-L6-v2 was trained).
     """
 
-    def __init__(self, encoder, tokenizer, *, n_trainable: int | None = 2, max_length: int = 64,
-                 cache_trunk: bool = True, pooling: str = "mean", device: str = "auto"):  # fmt: skip
+    def __init__(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
+                 n_trainable: int | None = 2, max_length: int = 64, cache_trunk: bool = True,
+                 pooling: str = "mean", device: str = "auto") -> None:  # fmt: skip
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
@@ -738,7 +758,7 @@ class TwoTower:
         return None if -1 in rows else np.asarray(rows, dtype=np.int64)
 
     def embed_batch(self, texts: list[str] | None = None, *, name: str | None = None,
-                    rows=None):  # fmt: skip
+                    rows: ArrayLike | None = None) -> torch.Tensor:  # fmt: skip
         """Embeddings with gradients (training): from raw ``texts``, or from rows of a cache."""
         if name is not None and not self.cache_trunk:
             texts = [self._texts[name][r] for r in np.asarray(rows)]
@@ -902,7 +922,12 @@ def train_two_tower(
 
 
 def ranking_metrics(
-    tower: TwoTower, user_text: pd.Series, item_text: pd.Series, train, test, k: int = 10
+    tower: TwoTower,
+    user_text: pd.Series,
+    item_text: pd.Series,
+    train: Interactions,
+    test: Interactions,
+    k: int = 10,
 ) -> dict[str, float]:
     """Encode users and items and evaluate the cosine recommender with the chapter 0 protocol.
 
@@ -915,7 +940,9 @@ def ranking_metrics(
     return evaluate(FactorModel(users, items).fit(train), test, k)
 
 
-def text_factors(tower: TwoTower, user_text: pd.Series, item_text: pd.Series, catalogue):
+def text_factors(
+    tower: TwoTower, user_text: pd.Series, item_text: pd.Series, catalogue: Catalogue
+) -> tuple[np.ndarray, np.ndarray]:
     """(user_factors (n_users, H), item_factors (n_items, H)) in the catalogue's order."""
     missing_u = np.setdiff1d(catalogue.user_ids, user_text.index.to_numpy())
     missing_i = np.setdiff1d(catalogue.item_ids, item_text.index.to_numpy())
@@ -929,7 +956,7 @@ def text_factors(tower: TwoTower, user_text: pd.Series, item_text: pd.Series, ca
     return users, items
 
 
-def plot_history(history: TrainHistory, metric: str, title: str = ""):
+def plot_history(history: TrainHistory, metric: str, title: str = "") -> Figure:
     """Two panels: training loss per update (with a moving average) and the validation
     ``metric`` at each evaluation (update 0 = before fine-tuning)."""
     import matplotlib.pyplot as plt
@@ -955,6 +982,6 @@ def plot_history(history: TrainHistory, metric: str, title: str = ""):
     return fig
 
 
-def copy_state(model) -> dict:
+def copy_state(model: torch.nn.Module) -> dict[str, Any]:
     """A detached copy of the model's weights (to compare before/after, or to roll back)."""
     return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.linalg import normalize_rows, positions
 
@@ -90,28 +91,28 @@ def _metric(name: str, recommended, relevant, k: int) -> float:
     return _average(_per_user(hits, n_rel, k)[name], n_rel)
 
 
-def precision_at_k(recommended, relevant, k: int = 10) -> float:
+def precision_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """Mean over users of |relevant in top-k| / k."""
     return _metric("precision@k", recommended, relevant, k)
 
 
-def recall_at_k(recommended, relevant, k: int = 10) -> float:
+def recall_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """Mean over users of |relevant in top-k| / |relevant|."""
     return _metric("recall@k", recommended, relevant, k)
 
 
-def ndcg_at_k(recommended, relevant, k: int = 10) -> float:
+def ndcg_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """Binary-gain nDCG@k: DCG = sum_i rel_i / log2(i + 1), divided by the ideal DCG of
     min(|relevant|, k) hits at the top."""
     return _metric("ndcg@k", recommended, relevant, k)
 
 
-def map_at_k(recommended, relevant, k: int = 10) -> float:
+def map_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """MAP@k: sum over hit positions i of precision@i, divided by min(|relevant|, k)."""
     return _metric("map@k", recommended, relevant, k)
 
 
-def map_recommenders(recommended, relevant, k: int = 10) -> float:
+def map_recommenders(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """recommenders-style ``map``: the same sum of precisions, divided by ALL relevant items.
 
     This is the "MAP" column of the recommenders benchmark tables; it is smaller than MAP@k
@@ -120,17 +121,17 @@ def map_recommenders(recommended, relevant, k: int = 10) -> float:
     return _metric("map", recommended, relevant, k)
 
 
-def hit_rate_at_k(recommended, relevant, k: int = 10) -> float:
+def hit_rate_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """Share of users with at least one relevant item in the top k."""
     return _metric("hit_rate@k", recommended, relevant, k)
 
 
-def mrr_at_k(recommended, relevant, k: int = 10) -> float:
+def mrr_at_k(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> float:
     """Mean reciprocal rank of the first relevant item in the top k (0 when none)."""
     return _metric("mrr@k", recommended, relevant, k)
 
 
-def catalogue_coverage(recommended, n_items: int) -> float:
+def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
     """Share of the catalogue that appears in at least one list (``-1`` padding ignored).
 
     The library's one definition of coverage ("catalogue coverage", Ge, Delgado-Battenfeld &
@@ -143,7 +144,7 @@ def catalogue_coverage(recommended, n_items: int) -> float:
     return float(np.unique(rec[rec >= 0]).size / n_items)
 
 
-def novelty(recommended, item_popularity: np.ndarray) -> float:
+def novelty(recommended: np.ndarray, item_popularity: np.ndarray) -> float:
     """Mean self-information -log2 p(i) of recommended items (``-1`` padding ignored).
 
     The library's one definition of novelty (Zhou et al. 2010, PNAS, "novelty" as mean
@@ -199,7 +200,7 @@ RANKING_METRICS = {
 }
 
 
-def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
+def ranking_report(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> dict[str, float]:
     """Every ranking metric at k, as a dict (names with ``@k`` spelled out, e.g. ndcg@10).
 
     The hit matrix is computed once and shared by all metrics.
@@ -212,7 +213,7 @@ def ranking_report(recommended, relevant, k: int = 10) -> dict[str, float]:
     }
 
 
-def per_user_metrics(recommended, relevant, k: int = 10) -> pd.DataFrame:
+def per_user_metrics(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) -> pd.DataFrame:
     """Every ranking metric at k for each user with at least one relevant item.
 
     recommended: (n_users, >= k) item columns; relevant: users x items CSR, rows aligned.
@@ -249,8 +250,8 @@ def bootstrap_rows(
 
 
 def paired_bootstrap(
-    per_user_a,
-    per_user_b,
+    per_user_a: ArrayLike,
+    per_user_b: ArrayLike,
     *,
     n_boot: int = 2000,
     alpha: float = 0.05,

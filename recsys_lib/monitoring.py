@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from recsys_lib.linalg import positions
 
 DAY_SECONDS = 86_400
 
 
-def _distribution(p) -> np.ndarray:
+def _distribution(p: ArrayLike) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1 or (p < 0).any() or p.sum() <= 0:
         raise ValueError("a distribution must be a 1-D array of non-negative values with sum > 0.")
@@ -39,7 +40,7 @@ def _pair(p, q) -> tuple[np.ndarray, np.ndarray]:
     return p, q
 
 
-def item_distribution(item_ids, catalogue_item_ids) -> np.ndarray:
+def item_distribution(item_ids: ArrayLike, catalogue_item_ids: ArrayLike) -> np.ndarray:
     """Share of the interactions ``item_ids`` (one entry per event) on each catalogue item.
 
     Returns (n_items,) float64 summing to 1, in the order of ``catalogue_item_ids``; ids
@@ -60,13 +61,13 @@ def item_distribution(item_ids, catalogue_item_ids) -> np.ndarray:
     return counts / counts.sum()
 
 
-def total_variation(p, q) -> float:
+def total_variation(p: ArrayLike, q: ArrayLike) -> float:
     """TV(p, q) = 1/2 sum |p_i - q_i| (both normalised first)."""
     p, q = _pair(p, q)
     return float(0.5 * np.abs(p - q).sum())
 
 
-def js_divergence(p, q) -> float:
+def js_divergence(p: ArrayLike, q: ArrayLike) -> float:
     """Jensen-Shannon divergence with base-2 logs, in [0, 1] (0 iff p == q)."""
     p, q = _pair(p, q)
     m = 0.5 * (p + q)
@@ -78,14 +79,14 @@ def js_divergence(p, q) -> float:
     return 0.5 * kl(p) + 0.5 * kl(q)
 
 
-def psi(p, q, floor: float = 1e-4) -> float:
+def psi(p: ArrayLike, q: ArrayLike, floor: float = 1e-4) -> float:
     """Population stability index sum (q_i - p_i) ln(q_i / p_i), shares clipped at ``floor``."""
     p, q = _pair(p, q)
     p, q = np.maximum(p, floor), np.maximum(q, floor)
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def centroid_shift(p, q, embeddings: np.ndarray) -> float:
+def centroid_shift(p: ArrayLike, q: ArrayLike, embeddings: np.ndarray) -> float:
     """1 - cos(p^T E, q^T E): how far the interaction-weighted mean embedding moved.
 
     embeddings: (n_items, d) in the same item order as p and q.
@@ -101,7 +102,7 @@ def centroid_shift(p, q, embeddings: np.ndarray) -> float:
     return float(1.0 - a @ b / denom)
 
 
-def assign_windows(timestamps, window_days: float) -> np.ndarray:
+def assign_windows(timestamps: ArrayLike, window_days: float) -> np.ndarray:
     """Window number of each event (unix seconds), counting ``window_days`` from the first."""
     if window_days <= 0:
         raise ValueError(f"window_days must be > 0, got {window_days}.")
@@ -111,7 +112,7 @@ def assign_windows(timestamps, window_days: float) -> np.ndarray:
 
 def drift_report(
     ratings: pd.DataFrame,
-    catalogue_item_ids,
+    catalogue_item_ids: ArrayLike,
     *,
     window_days: float = 28,
     item_embeddings: np.ndarray | None = None,

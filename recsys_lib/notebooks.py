@@ -44,7 +44,7 @@ from recsys_lib.bands import (  # noqa: F401  (re-exported: the harness's public
     update_expected,
     validate_expected,
 )
-from recsys_lib.runtime import project_home
+from recsys_lib.runtime import project_home, temporary_environ
 
 RECORD_MIME = "application/vnd.recsys-record+json"
 FULL_CELL_TIMEOUT = 1800  # seconds one cell may run in a full run before it is stopped
@@ -158,16 +158,8 @@ def kernel_environment(home: Path | None = None) -> Iterator[None]:
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "RECSYS_HOME": str(home or project_home()),
     }
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update(wanted)
-    try:
+    with temporary_environ(wanted):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}

@@ -23,12 +23,18 @@ import fnmatch
 import io
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recsys_lib.linalg import row_cosine
+
+if TYPE_CHECKING:
+    import torch
+
+    from recsys_lib.embeddings import TextEncoder
 
 #: Defaults for MiniLM found in a small sweep on 120 descriptions (cosine to fp32): per-tensor
 #: int8 activations alone give ~0.97; smoothing (alpha 0.7) and keeping the first FFN output
@@ -47,14 +53,16 @@ def _first_device(model) -> str:
     return "cpu"
 
 
-def linear_layer_names(model) -> list[str]:
+def linear_layer_names(model: torch.nn.Module) -> list[str]:
     """Qualified names of every ``nn.Linear`` in ``model`` (e.g. 'encoder.layer.0.output.dense')."""
     import torch
 
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
-def quantize_linear_int8(model, *, per_channel: bool = True, skip: Iterable[str] = ()):
+def quantize_linear_int8(
+    model: torch.nn.Module, *, per_channel: bool = True, skip: Iterable[str] = ()
+) -> torch.nn.Module:
     """A copy of ``model`` whose ``nn.Linear`` layers run as dynamic int8 (CPU only).
 
     skip: fnmatch patterns of Linear names to keep in fp32 (e.g. ``"*.output.dense"``).
@@ -86,7 +94,7 @@ def quantize_linear_int8(model, *, per_channel: bool = True, skip: Iterable[str]
         )
 
 
-def activation_absmax(model, run) -> dict:
+def activation_absmax(model: torch.nn.Module, run: Callable[[], Any]) -> dict[str, torch.Tensor]:
     """Largest |input| per input channel of every ``nn.Linear`` while ``run()`` executes.
 
     ``run`` is a no-argument callable that feeds calibration data through ``model`` (e.g.
@@ -137,9 +145,9 @@ def _scaled_input_class():
 
 
 def smooth_linear_inputs(
-    model, absmax: dict, alpha: float = 0.7, include: Iterable[str] = ("*",),
-    inplace: Iterable[str] = (),
-):  # fmt: skip
+    model: torch.nn.Module, absmax: dict[str, torch.Tensor], alpha: float = 0.7,
+    include: Iterable[str] = ("*",), inplace: Iterable[str] = (),
+) -> torch.nn.Module:  # fmt: skip
     """SmoothQuant-style rescaling (Xiao et al. 2023): a copy with outliers moved to weights.
 
     For each Linear y = W x with calibrated input maxima a_j, pick
@@ -175,7 +183,7 @@ def smooth_linear_inputs(
     return smoothed
 
 
-def half_precision(model, device: str = "cuda"):
+def half_precision(model: torch.nn.Module, device: str = "cuda") -> torch.nn.Module:
     """An fp16 copy of ``model`` on a CUDA ``device`` (fp16 matmuls are slow or absent on CPU)."""
     from recsys_lib.runtime import resolve_device
 
@@ -185,7 +193,7 @@ def half_precision(model, device: str = "cuda"):
     return copy.deepcopy(model).half().to(device).eval()
 
 
-def drop_layers(model, keep: int):
+def drop_layers(model: torch.nn.Module, keep: int) -> torch.nn.Module:
     """A copy of a BERT-style encoder with only its first ``keep`` transformer layers.
 
     The simplest structured pruning: compute falls roughly in proportion to the layers
@@ -210,7 +218,7 @@ def drop_layers(model, keep: int):
     return pruned
 
 
-def serialized_megabytes(model) -> float:
+def serialized_megabytes(model: torch.nn.Module) -> float:
     """Size of ``torch.save(model.state_dict())`` in MB (10^6 bytes): what a deploy ships."""
     import torch
 
@@ -221,7 +229,9 @@ def serialized_megabytes(model) -> float:
     return buffer.getbuffer().nbytes / 1e6
 
 
-def variant_encoder(encoder, model, device: str | None = None):
+def variant_encoder(
+    encoder: TextEncoder, model: torch.nn.Module, device: str | None = None
+) -> TextEncoder:
     """A shallow copy of ``encoder`` (a TextEncoder) that runs ``model`` instead.
 
     The copy shares the tokenizer and settings, runs on ``device`` (default: the encoder's)
@@ -236,9 +246,10 @@ def variant_encoder(encoder, model, device: str | None = None):
 
 
 def int8_encoder(
-    encoder, *, smooth_alpha: float | None = None, calibration_texts: list[str] | None = None,
-    smooth_layers: Iterable[str] = DEFAULT_SMOOTH_LAYERS, **kwargs,
-):  # fmt: skip
+    encoder: TextEncoder, *, smooth_alpha: float | None = None,
+    calibration_texts: list[str] | None = None,
+    smooth_layers: Iterable[str] = DEFAULT_SMOOTH_LAYERS, **kwargs: Any,
+) -> TextEncoder:  # fmt: skip
     """A CPU copy of ``encoder`` with an int8 model (kwargs go to :func:`quantize_linear_int8`).
 
     With ``smooth_alpha``, the inputs of the Linear layers matching ``smooth_layers`` are first
@@ -261,13 +272,15 @@ def int8_encoder(
     return variant_encoder(encoder, quantize_linear_int8(model, **kwargs), device="cpu")
 
 
-def fp16_encoder(encoder, device: str = "cuda"):
+def fp16_encoder(encoder: TextEncoder, device: str = "cuda") -> TextEncoder:
     """A CUDA copy of ``encoder`` with an fp16 model."""
     half = half_precision(encoder.model, device)
     return variant_encoder(encoder, half, device=str(next(half.parameters()).device))
 
 
-def time_encode(encoder, texts: list[str], repeats: int = 3) -> tuple[np.ndarray, list[float]]:
+def time_encode(
+    encoder: TextEncoder, texts: list[str], repeats: int = 3
+) -> tuple[np.ndarray, list[float]]:
     """Encode ``texts`` ``repeats`` times without the cache; (embeddings, seconds per repeat)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +67,24 @@ def project_home() -> Path:
         if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
             return folder
     return cwd
+
+
+@contextlib.contextmanager
+def temporary_environ(values: Mapping[str, str], *, keep_existing: bool = False) -> Iterator[None]:
+    """Set environment variables for the duration of a ``with`` block, then restore them.
+
+    ``keep_existing=True`` leaves variables that are already set as they are (only unset
+    ones get ``values``). Variables that were unset are removed again afterwards.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(
+        {k: v for k, v in values.items() if not (keep_existing and saved[k] is not None)}
+    )
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

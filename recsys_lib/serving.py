@@ -22,16 +22,25 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.data import file_digest
 from recsys_lib.interactions import Catalogue, Interactions
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.retrieval import check_k, exclude_entries, top_k
+
+if TYPE_CHECKING:
+    from recsys_lib.models import Model
+
+#: A raw user or item id: an integer or a string.
+Id = int | str | np.integer
 
 FORMAT_NAME = "recsys-lib-recommender"
 FORMAT_VERSION = 1
@@ -73,13 +82,13 @@ class Recommender:
 
     def __init__(
         self,
-        user_ids,
-        item_ids,
+        user_ids: ArrayLike,
+        item_ids: ArrayLike,
         user_factors: np.ndarray,
         item_factors: np.ndarray,
         seen: sp.csr_matrix,
         item_embeddings: np.ndarray | None = None,
-        item_names=None,
+        item_names: ArrayLike | None = None,
     ) -> None:
         self.user_ids = _as_plain_array(user_ids)
         self.item_ids = _as_plain_array(item_ids)
@@ -129,10 +138,10 @@ class Recommender:
     @classmethod
     def from_model(
         cls,
-        model,
+        model: Model,
         train_interactions: Interactions,
         item_embeddings: np.ndarray | None = None,
-        item_names=None,
+        item_names: ArrayLike | pd.Series | None = None,
     ) -> Recommender:
         """Build from a fitted model with ``user_factors``/``item_factors`` and its train set.
 
@@ -204,7 +213,7 @@ class Recommender:
         return check_k(k, self.n_items, " (catalogue size)")
 
     # ----------------------------------------------------------------- requests
-    def recommend(self, user_id, k: int = 10) -> np.ndarray:
+    def recommend(self, user_id: Id, k: int = 10) -> np.ndarray:
         """The k best unseen items for one user: raw item ids (k',) best first.
 
         k' < k only when the user has seen all but fewer than k items.
@@ -215,7 +224,9 @@ class Recommender:
         cols = top_k(exclude_entries(scores, self.seen[row]), k)[0][0]
         return self.item_ids[cols[cols >= 0]]
 
-    def recommend_many(self, user_ids, k: int = 10, block_size: int = 1024) -> np.ndarray:
+    def recommend_many(
+        self, user_ids: ArrayLike, k: int = 10, block_size: int = 1024
+    ) -> np.ndarray:
         """Top-k unseen items for many users at once: raw item ids (n_users, k).
 
         Rows are padded with the sentinel -1 (or "" for string ids) where a user has fewer
@@ -252,7 +263,7 @@ class Recommender:
             )
         return space
 
-    def similar_items(self, item_id, k: int = 10, space: str = "auto") -> np.ndarray:
+    def similar_items(self, item_id: Id, k: int = 10, space: str = "auto") -> np.ndarray:
         """The k items most cosine-similar to ``item_id`` (itself excluded): raw ids (k',).
 
         ``space``: "text" (item embeddings), "factors" (item factors) or "auto" (text when
@@ -266,12 +277,12 @@ class Recommender:
         cols = top_k(scores[None, :], k)[0][0]
         return self.item_ids[cols[cols >= 0]]
 
-    def history(self, user_id) -> np.ndarray:
+    def history(self, user_id: Id) -> np.ndarray:
         """Raw ids of the items the user interacted with in train (the excluded ones)."""
         row = self._user_row(user_id)
         return self.item_ids[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]]
 
-    def explain(self, user_id, item_ids, space: str = "auto") -> pd.DataFrame:
+    def explain(self, user_id: Id, item_ids: ArrayLike, space: str = "auto") -> pd.DataFrame:
         """For each item, the user's train item that is most cosine-similar to it.
 
         Returns one row per item: item_id, because_item_id (always from the user's train
@@ -415,7 +426,9 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def latency_percentiles(seconds: np.ndarray, percentiles=(50, 95, 99)) -> dict[str, float]:
+def latency_percentiles(
+    seconds: np.ndarray, percentiles: Iterable[float] = (50, 95, 99)
+) -> dict[str, float]:
     """Request latencies (seconds, (n,)) -> {"p50_ms": ..., "p95_ms": ..., "p99_ms": ...}."""
     seconds = np.asarray(seconds, dtype=np.float64)
     if seconds.size == 0:
@@ -423,7 +436,9 @@ def latency_percentiles(seconds: np.ndarray, percentiles=(50, 95, 99)) -> dict[s
     return {f"p{p}_ms": float(np.percentile(seconds, p) * 1e3) for p in percentiles}
 
 
-def time_requests(fn, arguments, *, warmup: int = 100) -> np.ndarray:
+def time_requests(
+    fn: Callable[[Any], Any], arguments: Sequence[Any], *, warmup: int = 100
+) -> np.ndarray:
     """Call ``fn(a)`` for each a in ``arguments``; return each call's wall time (seconds, (n,)).
 
     The first ``warmup`` arguments are also called once beforehand, untimed (caches, lazy

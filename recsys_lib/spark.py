@@ -18,6 +18,7 @@ Command line (the same job runs under ``spark-submit`` on a cluster)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -39,7 +40,8 @@ import scipy.sparse as sp
 from recsys_lib.interactions import Catalogue, Interactions
 from recsys_lib.linalg import positions
 from recsys_lib.models import FactorModel
-from recsys_lib.retrieval import exclude_entries, top_k
+from recsys_lib.retrieval import check_k, exclude_entries, top_k
+from recsys_lib.runtime import temporary_environ
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyspark.ml.recommendation import ALSModel
@@ -119,20 +121,36 @@ def local_cores(master: str) -> int:
     return int(match.group(1))
 
 
-def _quiet_log4j_file(level: str) -> str:
-    """A log4j2 properties file that only lets ``level`` and above through (console)."""
-    path = Path(tempfile.gettempdir()) / f"recsys_spark_log4j2_{level.lower()}.properties"
-    if not path.exists():
-        path.write_text(
-            "rootLogger.level = " + level.lower() + "\n"
-            "rootLogger.appenderRef.stderr.ref = console\n"
-            "appender.console.type = Console\n"
-            "appender.console.name = console\n"
-            "appender.console.target = SYSTEM_ERR\n"
-            "appender.console.layout.type = PatternLayout\n"
-            "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n\n"
-        )
+def _write_log4j_file(folder: str, level: str) -> str:
+    """A log4j2 properties file in ``folder`` that lets only ``level`` and above through."""
+    path = Path(folder) / "log4j2.properties"
+    path.write_text(
+        "rootLogger.level = " + level.lower() + "\n"
+        "rootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n\n"
+    )
     return str(path)
+
+
+#: pyspark 4.3 warns on every pandas conversion under pandas 3; the conversions the library
+#: makes (numeric and array columns) are covered by the tests.
+PANDAS_CONVERSION_WARNINGS = (
+    "PySpark does not yet fully support pandas",
+    "The copy keyword is deprecated",
+)
+
+
+@contextlib.contextmanager
+def quiet_pandas_conversions() -> Iterator[None]:
+    """Silence :data:`PANDAS_CONVERSION_WARNINGS` inside a ``with`` block only."""
+    with warnings.catch_warnings():
+        for message in PANDAS_CONVERSION_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def spark_config(
@@ -140,17 +158,18 @@ def spark_config(
     *,
     driver_memory: str = "4g",
     shuffle_partitions: int | None = None,
-    log_level: str = "ERROR",
+    log_file: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The configuration :func:`spark_session` uses, as a plain dict (inspect or reuse it).
 
     Shuffle partitions default to 2 x the local cores (Spark's default of 200 makes every
-    small local job spend most of its time scheduling empty tasks).
+    small local job spend most of its time scheduling empty tasks). ``log_file``: a log4j2
+    properties file for the driver JVM (:func:`spark_session` writes a private one that
+    lets only its ``log_level`` through); without one Spark's default logging applies.
     """
     cores = local_cores(master)
     partitions = shuffle_partitions or max(2, 2 * cores)
-    log_file = _quiet_log4j_file(log_level)
     config = {
         "spark.master": master,
         "spark.app.name": "recsys-llm-notebooks",
@@ -166,9 +185,10 @@ def spark_config(
         "spark.sql.session.timeZone": "UTC",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_file}",
         "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
     }
+    if log_file is not None:
+        config["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log_file}"
     config.update(extra or {})
     return config
 
@@ -183,7 +203,9 @@ def spark_session(
     extra: dict[str, str] | None = None,
 ) -> SparkSession:
     """A SparkSession with sane local defaults: bounded driver memory, shuffle partitions
-    sized to the cores, Arrow on, UI off, quiet logs, workers on this Python.
+    sized to the cores, Arrow on, UI off, quiet logs, workers on this Python. Leaves no
+    environment variable, warning filter or file behind (see :func:`quiet_pandas_conversions`
+    for pyspark's pandas warnings).
 
     Reuses a running session (Spark allows one per process); stop it with ``spark.stop()``.
     Raises :class:`SparkUnavailableError` naming what is missing when pyspark or Java 17+
@@ -192,26 +214,25 @@ def spark_session(
     require_spark()
     from pyspark.sql import SparkSession
 
-    # Python workers must be this interpreter (same numpy, same recsys_lib).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # pyspark 4.3 warns on every pandas conversion under pandas 3; the conversions used here
-    # (numeric and array columns) are covered by the tests, so keep notebooks readable.
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
-    config = spark_config(
-        master,
-        driver_memory=driver_memory,
-        shuffle_partitions=shuffle_partitions,
-        log_level=log_level,
-        extra=extra,
-    )
-    config["spark.app.name"] = app_name
-    builder = SparkSession.builder
-    for key, value in config.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    # Python workers must be this interpreter (same numpy, same recsys_lib). pyspark reads
+    # these when the session (and its JVM) starts, so they are set for that moment only;
+    # the JVM also reads its log4j2 file then, so the file lives in a folder removed after.
+    python = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+              "OPENBLAS_NUM_THREADS": "1"}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="recsys_spark_") as folder:
+        config = spark_config(
+            master,
+            driver_memory=driver_memory,
+            shuffle_partitions=shuffle_partitions,
+            log_file=_write_log4j_file(folder, log_level),
+            extra=extra,
+        )
+        config["spark.app.name"] = app_name
+        builder = SparkSession.builder
+        for key, value in config.items():
+            builder = builder.config(key, value)
+        with temporary_environ(python, keep_existing=True):
+            spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
 
@@ -232,7 +253,8 @@ def interactions_to_spark(spark: SparkSession, interactions: Interactions) -> Da
                 "to integers first (e.g. the catalogue positions)."
             )
     frame = frame.astype({"user_id": "int32", "item_id": "int32", "value": "float32"})
-    return spark.createDataFrame(frame)
+    with quiet_pandas_conversions():
+        return spark.createDataFrame(frame)
 
 
 def implicit_to_spark_hyperparameters(
@@ -308,7 +330,8 @@ def fit_spark_als(
 
 def _collect_factors(factor_frame: DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(ids (n,), factors (n, f) float32) from an ALS factor frame (id, features)."""
-    pdf = factor_frame.select("id", "features").toPandas()
+    with quiet_pandas_conversions():
+        pdf = factor_frame.select("id", "features").toPandas()
     ids = pdf["id"].to_numpy()
     if len(pdf) == 0:
         return ids, np.zeros((0, 0), np.float32)
@@ -388,8 +411,7 @@ def distributed_ranking_metrics(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = check_k(k)
     for name, frame, cols in (
         ("recommendations", recommendations, (user_col, item_col, rank_col)),
         ("relevant", relevant, (user_col, item_col)),
@@ -583,8 +605,7 @@ def top_k_scores(
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    k = check_k(k)
     item_ids = np.asarray(item_ids)
     item_vectors = np.asarray(item_vectors, dtype=np.float32)
     if item_vectors.ndim != 2 or item_vectors.shape[0] != len(item_ids):
@@ -757,34 +778,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.master is None:  # under spark-submit: keep the submitted master and settings
         spark = SparkSession.builder.appName("recsys-score-topk").getOrCreate()
         spark.sparkContext.setLogLevel("WARN")
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     else:
         spark = spark_session(args.master, driver_memory=args.driver_memory)
     try:
-        if args.command == "generate":
-            frame = synthetic_interactions(
-                spark,
-                int(args.rows),
-                n_items=args.items,
-                seed=args.seed,
-                partitions=args.partitions,
-            )
-            frame.write.mode("overwrite").parquet(args.output)
-            result: dict[str, float] = {"rows": float(spark.read.parquet(args.output).count())}
-        else:
-            result = score_job(
-                spark,
-                spark.read.parquet(args.input),
-                args.output,
-                k=args.k,
-                factors=args.factors,
-                regularization=args.regularization,
-                alpha=args.alpha,
-                iterations=args.iterations,
-                partitions=args.partitions,
-                seed=args.seed,
-            )
-        print(json.dumps(result))
+        with quiet_pandas_conversions():  # the command line's own output stays readable
+            if args.command == "generate":
+                frame = synthetic_interactions(
+                    spark,
+                    int(args.rows),
+                    n_items=args.items,
+                    seed=args.seed,
+                    partitions=args.partitions,
+                )
+                frame.write.mode("overwrite").parquet(args.output)
+                result: dict[str, float] = {"rows": float(spark.read.parquet(args.output).count())}
+            else:
+                result = score_job(
+                    spark,
+                    spark.read.parquet(args.input),
+                    args.output,
+                    k=args.k,
+                    factors=args.factors,
+                    regularization=args.regularization,
+                    alpha=args.alpha,
+                    iterations=args.iterations,
+                    partitions=args.partitions,
+                    seed=args.seed,
+                )
+            print(json.dumps(result))
     finally:
         if owned:
             spark.stop()

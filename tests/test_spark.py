@@ -75,9 +75,30 @@ def test_spark_config_local_defaults():
     assert conf["spark.sql.execution.arrow.pyspark.enabled"] == "true"
     assert conf["spark.ui.enabled"] == "false"
     assert conf["spark.driver.memory"] == "1g"
-    assert "log4j2.configurationFile" in conf["spark.driver.extraJavaOptions"]
+    assert "spark.driver.extraJavaOptions" not in conf  # no log file unless one is given
+    quiet = rs.spark_config("local[3]", log_file="/x/log4j2.properties")
+    assert (
+        quiet["spark.driver.extraJavaOptions"]
+        == "-Dlog4j2.configurationFile=file:/x/log4j2.properties"
+    )
     assert rs.spark_config("local[3]", shuffle_partitions=5)["spark.sql.shuffle.partitions"] == "5"
     assert rs.spark_config(extra={"spark.ui.enabled": "true"})["spark.ui.enabled"] == "true"
+
+
+def test_spark_session_leaves_no_environment_filters_or_files_behind(spark, monkeypatch):
+    import glob
+    import tempfile
+    import warnings
+
+    for key in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
+        monkeypatch.delenv(key, raising=False)
+    env, filters = dict(os.environ), list(warnings.filters)
+    pattern = os.path.join(tempfile.gettempdir(), "recsys_spark_*")
+    files = set(glob.glob(pattern))
+    assert rs.spark_session("local[2]") is spark  # one session per process: reused
+    assert dict(os.environ) == env
+    assert list(warnings.filters) == filters
+    assert set(glob.glob(pattern)) == files
 
 
 def test_implicit_to_spark_hyperparameters():
