@@ -15,7 +15,7 @@ import pandas as pd
 
 from recsys_lib import metrics as _metrics
 from recsys_lib.linalg import normalize_rows
-from recsys_lib.retrieval import top_k_candidates
+from recsys_lib.retrieval import check_k, top_k, top_k_candidates
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -393,14 +393,16 @@ def exposure_constrained_rerank(
     _check_same_shape(scores=scores, candidates=candidates)
     if not 0 <= min_count <= k:
         raise ValueError(f"min_count={min_count} must be in [0, k={k}]")
-    masked = np.asarray(item_mask)[candidates]
-    masked_scores = np.where(masked, scores, -np.inf)
-    rank_in_mask = np.argsort(np.argsort(-masked_scores, axis=1, kind="stable"), axis=1)
-    forced = masked & (rank_in_mask < min_count)
-    priority = np.where(forced, np.inf, scores)
-    slate_idx = np.argsort(-priority, axis=1, kind="stable")[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, slate_idx, 1), axis=1, kind="stable")
-    return np.take_along_axis(candidates, np.take_along_axis(slate_idx, order, 1), 1)
+    check_k(k, scores.shape[1], " (the number of candidates)")
+    priority = scores.copy()
+    if min_count:  # the best masked candidates (fewer when the row has fewer) jump the queue
+        forced = top_k(np.where(np.asarray(item_mask)[candidates], scores, -np.inf), min_count)[0]
+        rows, slots = np.nonzero(forced >= 0)
+        priority[rows, forced[rows, slots]] = np.inf
+    chosen = top_k(priority, k)[0]
+    shown = np.full_like(scores, -np.inf)
+    np.put_along_axis(shown, chosen, np.take_along_axis(scores, chosen, 1), 1)
+    return top_k_candidates(shown, candidates, k)  # the slate, ordered by score
 
 
 def pareto_front(points: np.ndarray, maximise: Iterable[bool] | bool = True) -> np.ndarray:

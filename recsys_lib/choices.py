@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -95,7 +96,7 @@ def read_choice(
 
 def write_choice(
     name: str,
-    value,
+    value: object,
     *,
     chapter: str,
     smoke: bool,
@@ -119,7 +120,7 @@ def write_choice(
 
 
 def search(
-    name: str, data: BenchmarkData, grid: dict[str, list], *, seed: int, k: int = 10, **fixed
+    name: str, data: BenchmarkData, grid: dict[str, list], *, seed: int, k: int = 10, **fixed: Any
 ) -> tuple[dict, pd.DataFrame]:
     """Grid-search model ``name`` (a key of :data:`MODELS`) on (data.fit, data.valid).
 
@@ -146,7 +147,7 @@ def choose(
     seed: int,
     k: int = 10,
     path: str | os.PathLike | None = None,
-    **fixed,
+    **fixed: Any,
 ) -> tuple[dict, pd.DataFrame]:
     """:func:`search`, then :func:`write_choice` of the winner with its validation figure."""
     best, table = search(name, data, grid, seed=seed, k=k, **fixed)

@@ -11,6 +11,7 @@ factors exactly like a learned one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +88,7 @@ class TextToFactors(FactorScorer):
 
 
 def select_ridge_alpha(
-    x: np.ndarray, y: np.ndarray, alphas, holdout: float = 0.2, seed: int = 0
+    x: np.ndarray, y: np.ndarray, alphas: Iterable[float], holdout: float = 0.2, seed: int = 0
 ) -> pd.DataFrame:
     """Held-out error of the text -> factor mapping for each alpha, on warm items only.
 

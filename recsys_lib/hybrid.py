@@ -11,6 +11,8 @@ logistic regression on a handful of per-(user, item) features.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -100,7 +102,7 @@ def blend_weight_curve(
     cf: Model,
     text: Model,
     valid: Interactions,
-    weights,
+    weights: Iterable[float],
     *,
     normalization: str = "zscore",
     k: int = 10,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.linalg import positions
 
@@ -35,7 +36,9 @@ class Catalogue:
         object.__setattr__(self, "_item_order", np.argsort(self.item_ids, kind="stable"))
 
     @classmethod
-    def from_frames(cls, *frames: pd.DataFrame, user_col="user_id", item_col="item_id"):
+    def from_frames(
+        cls, *frames: pd.DataFrame, user_col: str = "user_id", item_col: str = "item_id"
+    ) -> Catalogue:
         """The sorted union of ids seen in ``frames``."""
         users = np.unique(np.concatenate([f[user_col].to_numpy() for f in frames]))
         items = np.unique(np.concatenate([f[item_col].to_numpy() for f in frames]))
@@ -49,16 +52,18 @@ class Catalogue:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def user_index(self, ids, *, strict: bool = True) -> np.ndarray:
+    def user_index(self, ids: ArrayLike, *, strict: bool = True) -> np.ndarray:
         """Row positions for raw user ids (-1 for unknown ids when ``strict=False``)."""
         return self._lookup(ids, self.user_ids, self._user_order, "user", strict)
 
-    def item_index(self, ids, *, strict: bool = True) -> np.ndarray:
+    def item_index(self, ids: ArrayLike, *, strict: bool = True) -> np.ndarray:
         """Column positions for raw item ids (-1 for unknown ids when ``strict=False``)."""
         return self._lookup(ids, self.item_ids, self._item_order, "item", strict)
 
     @staticmethod
-    def _lookup(ids, table: np.ndarray, order: np.ndarray, kind: str, strict: bool) -> np.ndarray:
+    def _lookup(
+        ids: ArrayLike, table: np.ndarray, order: np.ndarray, kind: str, strict: bool
+    ) -> np.ndarray:
         ids = np.atleast_1d(np.asarray(ids))
         out = positions(table, ids, order)
         if strict and (out < 0).any():

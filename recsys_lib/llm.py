@@ -31,8 +31,10 @@ import re
 import shutil
 import string
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -44,6 +46,11 @@ from recsys_lib.embeddings import (
     sha256_file,
 )
 from recsys_lib.runtime import resolve_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from recsys_lib.finetune import TrainConfig, TrainHistory
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +146,7 @@ class LLM:
         return ids[0]
 
 
-def load_llm(model: str = "default", device: str = "auto", dtype=None,
+def load_llm(model: str = "default", device: str = "auto", dtype: torch.dtype | None = None,
              cache_dir: str | os.PathLike | None = "default") -> LLM:  # fmt: skip
     """Load a causal LM and its tokenizer.
 
@@ -231,7 +238,11 @@ def _write_converted(model, tokenizer, sha: str, dtype, cache_dir) -> None:
 
 # ------------------------------------------------------------------------------ prompts
 def user_history(
-    train_ratings: pd.DataFrame, items: pd.DataFrame, user_id, n: int = 10, min_rating: int = 4
+    train_ratings: pd.DataFrame,
+    items: pd.DataFrame,
+    user_id: int | str,
+    n: int = 10,
+    min_rating: int = 4,
 ) -> pd.DataFrame:
     """The user's ``n`` most recent train films rated >= ``min_rating`` (newest first), with
     columns item_id, title, genres (a list). Never reads anything but ``train_ratings``."""
@@ -305,7 +316,7 @@ def _right_padded(chunk: list[list[int]], device: str):
     return ids, lengths
 
 
-def last_token_logits(model, sequences: list[list[int]], token_ids: list[int],
+def last_token_logits(model: torch.nn.Module, sequences: list[list[int]], token_ids: list[int],
                       batch_size: int = 16, device: str = "cpu") -> np.ndarray:  # fmt: skip
     """Logits of ``token_ids`` after the last token of each sequence: float64
     (n_sequences, len(token_ids)). Sequences are right-padded per batch; causal attention means
@@ -496,8 +507,9 @@ def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16) -> np
     return last_token_logits(lm.model, prompts, ids, batch_size, lm.device) @ [1.0, -1.0]
 
 
-def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config,
-                 evaluate=None, monitor: str = "auc"):  # fmt: skip
+def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: TrainConfig,
+                 evaluate: Callable[[], dict] | None = None,
+                 monitor: str = "auc") -> TrainHistory:  # fmt: skip
     """Fine-tune ``lm.model`` (e.g. after :func:`recsys_lib.lora.add_lora_by_name`) so that
     sigmoid(logit(Yes) - logit(No)) predicts ``labels`` (n,) in {0, 1}: binary cross-entropy
     on the answer token, the TALLRec recipe. ``config``: :class:`recsys_lib.finetune.TrainConfig`;

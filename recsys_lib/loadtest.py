@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -225,7 +226,7 @@ def load_test(
 def load_test_table(
     url: str,
     paths: list[str],
-    concurrencies=(1, 8, 32),
+    concurrencies: Sequence[int] = (1, 8, 32),
     *,
     n_requests: int = 5_000,
     repeats: int = 3,
@@ -265,7 +266,7 @@ def load_test_table(
     return table.set_index("concurrency").drop(columns="elapsed_s")
 
 
-def request_paths(user_ids, k: int = 10) -> list[str]:
+def request_paths(user_ids: Iterable[object], k: int = 10) -> list[str]:
     """``GET /recommend`` paths for raw user ids (n,), in order, URL-quoted."""
     from urllib.parse import quote
 

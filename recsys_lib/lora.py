@@ -44,7 +44,7 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))  # as nn.Linear initialises weights
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         update = (self.dropout(x) @ self.lora_a.T) @ self.lora_b.T
         return self.base(x) + self.scale * update
 
@@ -73,7 +73,7 @@ def _wrap_named(root, targets, rank: int, alpha: float, dropout: float) -> int:
 
 
 def add_lora(
-    model,
+    model: nn.Module,
     rank: int = 8,
     alpha: float = 16.0,
     targets: tuple[str, ...] = ("query", "value"),
@@ -104,7 +104,7 @@ def add_lora(
     return count_parameters(model)
 
 
-def merge_lora(model):
+def merge_lora(model: nn.Module) -> nn.Module:
     """Replace every :class:`LoRALinear` in ``model`` by its merged ``nn.Linear`` (in place)
     and return the model; the merged weights stay frozen as they were."""
     for module in list(model.modules()):
@@ -117,7 +117,7 @@ def merge_lora(model):
 
 
 def add_lora_by_name(
-    model,
+    model: nn.Module,
     targets: tuple[str, ...] = ("q_proj", "v_proj"),
     rank: int = 8,
     alpha: float = 16.0,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.models import FactorScorer, Model, evaluate
@@ -172,7 +173,9 @@ class ALS(FactorScorer):
         self.item_factors = _to_numpy(model.item_factors)
 
 
-def explain_als(model: ALS, user_row: int, item_cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def explain_als(
+    model: ALS, user_row: int, item_cols: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Implicit ALS's exact decomposition of scores into the user's history items.
 
     Given the item factors Y, ALS's user vector is the ridge solution
@@ -359,7 +362,10 @@ class EASE(Model):
     name = "ease"
 
     def __init__(
-        self, regularization: float = 250.0, dtype=np.float32, memory_fraction: float = 0.5
+        self,
+        regularization: float = 250.0,
+        dtype: type[np.floating] = np.float32,
+        memory_fraction: float = 0.5,
     ) -> None:
         super().__init__()
         _check_hyper("EASE", non_negative={"regularization": regularization})

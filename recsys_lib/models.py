@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.metrics import per_user_metrics, ranking_report
 from recsys_lib.retrieval import check_k, exclude_entries, top_k
 
 
-def dot_scores(user_factors: np.ndarray, item_factors: np.ndarray, user_rows) -> np.ndarray:
+def dot_scores(
+    user_factors: np.ndarray, item_factors: np.ndarray, user_rows: ArrayLike
+) -> np.ndarray:
     """user_factors[rows] @ item_factors.T as float32 (len(rows), n_items).
 
     Done with torch when it is installed: its own thread pool stays multi-threaded even where
@@ -78,7 +82,7 @@ class Model(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(train) first.")
         return self.train_
 
-    def _rows(self, user_rows) -> np.ndarray:
+    def _rows(self, user_rows: ArrayLike | None) -> np.ndarray:
         train = self._require_fitted()
         if user_rows is None:
             return np.arange(train.shape[0])
@@ -91,14 +95,14 @@ class Model(ABC):
             )
         return rows
 
-    def score(self, user_rows=None) -> np.ndarray:
+    def score(self, user_rows: ArrayLike | None = None) -> np.ndarray:
         """Scores (len(user_rows), n_items), float32; higher is better."""
         rows = self._rows(user_rows)
         return np.asarray(self._score(rows), dtype=np.float32)
 
     def recommend(
         self,
-        user_rows=None,
+        user_rows: ArrayLike | None = None,
         k: int = 10,
         *,
         exclude_seen: bool = True,
@@ -130,7 +134,7 @@ class Model(ABC):
             out[start : start + len(block)] = top_k(scores, k)[0]
         return out
 
-    def recommend_frame(self, user_ids, k: int = 10, **kwargs) -> pd.DataFrame:
+    def recommend_frame(self, user_ids: ArrayLike, k: int = 10, **kwargs: Any) -> pd.DataFrame:
         """Recommendations for raw user ids as a long frame (user_id, rank, item_id)."""
         train = self._require_fitted()
         rows = train.catalogue.user_index(user_ids)
@@ -303,7 +307,7 @@ class RandomTieBreak(Model):
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
         return self.base.score(user_rows)
 
-    def score(self, user_rows=None) -> np.ndarray:
+    def score(self, user_rows: ArrayLike | None = None) -> np.ndarray:
         """The base model's scores plus the jitter: float64 (the jitter would vanish in float32)."""
         rows = self._rows(user_rows)
         scores = self.base.score(rows).astype(np.float64)

@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +71,7 @@ def _to_json(value):
     )
 
 
-def record(name: str, value) -> None:
+def record(name: str, value: object) -> None:
     """Show ``name = value`` and store it in the notebook's outputs for tests and summaries."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"record() needs a non-empty metric name, got {name!r}.")
@@ -326,7 +326,9 @@ def write_summary(results: list[RunResult], build_dir: Path, *, smoke: bool) -> 
     print("\n".join(lines))
 
 
-def notebook_seed_runner(notebook: Path, *, work_dir: Path, cell_timeout: float | None = None):
+def notebook_seed_runner(
+    notebook: Path, *, work_dir: Path, cell_timeout: float | None = None
+) -> Callable[[int], dict]:
     """A ``seed -> metrics`` function running ``notebook`` in smoke mode (for the bands tool)."""
 
     def run_seed(seed: int) -> dict:

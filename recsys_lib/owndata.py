@@ -260,7 +260,9 @@ def _in_folder(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def load_dataset(dataset: str | os.PathLike = MOVIELENS, data_dir=None) -> MovieLens:
+def load_dataset(
+    dataset: str | os.PathLike = MOVIELENS, data_dir: str | os.PathLike | None = None
+) -> MovieLens:
     """What a chapter's ``DATASET`` parameter names: "movielens-100k" (default) or a path.
 
     A path is a folder in the format of this module's docstring (interactions, optional items

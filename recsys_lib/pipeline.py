@@ -13,7 +13,9 @@ carved from train, so the test figures are honest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,12 +23,16 @@ import pandas as pd
 from recsys_lib import choices
 from recsys_lib.data import MovieLens
 from recsys_lib.hybrid import blend, blend_weight_curve
+from recsys_lib.linalg import normalize_rows
 from recsys_lib.metrics import paired_bootstrap
 from recsys_lib.mf import ALS, explain_als
 from recsys_lib.models import FactorModel, Model, Popularity, evaluate, evaluate_per_user
 from recsys_lib.serving import Recommender
-from recsys_lib.similarity import normalize_rows, user_profiles
+from recsys_lib.similarity import user_profiles
 from recsys_lib.splits import BenchmarkData, benchmark_data
+
+if TYPE_CHECKING:
+    from recsys_lib.embeddings import TextEncoder
 
 # A copy of chapter 3's full-run ALS choice (seed 42) for callers that do not read
 # build/choices.json yet (chapter 5); build_quickstart reads recsys_lib.choices instead, and
@@ -106,9 +112,9 @@ def build_quickstart(
     *,
     seed: int = 42,
     als_params: dict | None = None,
-    weights=(0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
+    weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
     device: str = "auto",
-    encoder=None,
+    encoder: TextEncoder | None = None,
     smoke: bool = False,
 ) -> QuickStart:
     """Fit the day-one pipeline on the recommenders benchmark split.

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
@@ -13,7 +19,7 @@ def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
     return fig, axes[0]
 
 
-def dataset_overview(ratings: pd.DataFrame):
+def dataset_overview(ratings: pd.DataFrame) -> Figure:
     """Three panels: rating distribution, item popularity long tail, ratings per user."""
     fig, (ax_r, ax_tail, ax_user) = _figure(3, width=4.6)
     counts = ratings["rating"].value_counts().sort_index()
@@ -37,7 +43,7 @@ def dataset_overview(ratings: pd.DataFrame):
     return fig
 
 
-def metric_bars(table: pd.DataFrame, metrics: list[str], title: str = ""):
+def metric_bars(table: pd.DataFrame, metrics: list[str], title: str = "") -> Figure:
     """Grouped bars: one group per metric, one bar per model (row of ``table``)."""
     fig, (ax,) = _figure(1, width=7.0)
     width = 0.8 / max(len(table), 1)
@@ -52,14 +58,14 @@ def metric_bars(table: pd.DataFrame, metrics: list[str], title: str = ""):
 
 
 def line_plot(
-    x,
+    x: ArrayLike,
     series: dict[str, np.ndarray],
     *,
     xlabel: str,
     ylabel: str,
     title: str = "",
     logx: bool = False,
-):
+) -> Figure:
     """Several named curves over the same x values."""
     fig, (ax,) = _figure(1, width=6.0)
     for name, values in series.items():

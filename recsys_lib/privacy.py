@@ -18,9 +18,12 @@ items (:func:`bound_contributions`), giving ``Delta_1 = m`` and ``b = m / epsilo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.models import Model, evaluate
@@ -41,7 +44,7 @@ def _check_fields(users: pd.DataFrame, fields) -> list[str]:
     return fields
 
 
-def class_sizes(users: pd.DataFrame, fields) -> np.ndarray:
+def class_sizes(users: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
     """For each user (row of ``users``), how many users share its values on ``fields``: (n,).
 
     With no fields every user is in one class of size n.
@@ -53,14 +56,14 @@ def class_sizes(users: pd.DataFrame, fields) -> np.ndarray:
     return keys.map(keys.value_counts()).to_numpy(dtype=np.int64)
 
 
-def unique_share(users: pd.DataFrame, fields) -> float:
+def unique_share(users: pd.DataFrame, fields: Sequence[str]) -> float:
     """Share of users whose combination of ``fields`` no other user has (class size 1)."""
     if len(users) == 0:
         raise ValueError("users is empty.")
     return float(np.mean(class_sizes(users, fields) == 1))
 
 
-def k_anonymity(users: pd.DataFrame, fields) -> int:
+def k_anonymity(users: pd.DataFrame, fields: Sequence[str]) -> int:
     """The k of k-anonymity: the size of the smallest group of users sharing ``fields``."""
     if len(users) == 0:
         raise ValueError("users is empty.")
@@ -72,7 +75,7 @@ def coarsen_users(
     *,
     age_width: int | None = None,
     zip_digits: int | None = None,
-    drop=(),
+    drop: Sequence[str] = (),
 ) -> pd.DataFrame:
     """A copy of ``users`` with generalised quasi-identifiers.
 
@@ -146,7 +149,10 @@ def laplace_scale(sensitivity: float, epsilon: float) -> float:
 
 
 def laplace_mechanism(
-    values, sensitivity: float, epsilon: float, rng: np.random.Generator | int | None = None
+    values: ArrayLike,
+    sensitivity: float,
+    epsilon: float,
+    rng: np.random.Generator | int | None = None,
 ) -> np.ndarray:
     """``values + Laplace(0, b)`` element-wise with b = sensitivity / epsilon (float64).
 
@@ -227,7 +233,7 @@ class DPPopularity(Model):
 def dp_utility(
     train: Interactions,
     test: Interactions,
-    epsilons,
+    epsilons: Iterable[float],
     *,
     max_items_per_user: int = 50,
     repeats: int = 5,

@@ -13,6 +13,7 @@ so that every item has a unique identifier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,7 +114,7 @@ class SemanticIDs:
         full = add_collision_level(assignments)
         return cls(full, tuple(books), int((full[:, -1] > 0).sum()))
 
-    def item_of(self, code) -> int:
+    def item_of(self, code: Sequence[int]) -> int:
         """The item column named by a full code tuple; KeyError when no item has it."""
         hit = np.flatnonzero((self.codes == np.asarray(code, dtype=np.int64)).all(1))
         if not len(hit):

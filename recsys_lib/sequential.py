@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.finetune import TrainConfig, TrainHistory, _train_loop
 from recsys_lib.interactions import Catalogue, Interactions
@@ -108,7 +111,7 @@ def _require_sequences(train: Interactions) -> Sequences:
     return train
 
 
-def pad_sequences(sequences, max_length: int, offset: int = 1) -> np.ndarray:
+def pad_sequences(sequences: Iterable[ArrayLike], max_length: int, offset: int = 1) -> np.ndarray:
     """Left-padded token matrix (n, max_length) int64 of the latest ``max_length`` items.
 
     Token = item column + ``offset`` (so 0 stays free for padding).
@@ -450,7 +453,7 @@ class BERT4Rec(_TransformerRecommender):
     name = "bert4rec"
     kind = "bidirectional"
 
-    def __init__(self, *, mask_prob: float = 0.2, **kwargs) -> None:
+    def __init__(self, *, mask_prob: float = 0.2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mask_prob = mask_prob
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from recsys_lib.interactions import Interactions
 from recsys_lib.linalg import normalize_rows
@@ -98,7 +99,7 @@ def blocked_top_k(
     return out_idx, out_val
 
 
-def similar_items(item_vectors: np.ndarray, item_rows, k: int = 10) -> np.ndarray:
+def similar_items(item_vectors: np.ndarray, item_rows: ArrayLike, k: int = 10) -> np.ndarray:
     """The k most cosine-similar items to each given item (itself excluded): (len(rows), k)."""
     rows = np.atleast_1d(np.asarray(item_rows, dtype=np.int64))
     self_mask = sp.csr_matrix(

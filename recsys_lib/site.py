@@ -33,8 +33,12 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys_lib.notebooks import list_notebooks, read_records
+
+if TYPE_CHECKING:
+    from nbconvert import HTMLExporter
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -112,7 +116,7 @@ def tex_to_mathml(tex: str, display: bool = False) -> str:
         return f'<code class="tex">{html.escape(tex)}</code>'
 
 
-def _exporter():
+def _exporter() -> HTMLExporter:
     """nbconvert's lab HTML exporter with Markdown maths pre-rendered to MathML."""
     from jinja2 import pass_context
     from nbconvert import HTMLExporter
@@ -161,7 +165,10 @@ def publishable(notebook: dict) -> dict:
 
 
 def render_notebook(
-    path: Path, out_dir: Path, exporter=None, chrome: tuple[str, str] = ("", "")
+    path: Path,
+    out_dir: Path,
+    exporter: HTMLExporter | None = None,
+    chrome: tuple[str, str] = ("", ""),
 ) -> Path:
     """One notebook to ``out_dir/<stem>.html`` (nbconvert's lab template, maths as MathML).
 
@@ -330,7 +337,9 @@ def build_site(notebook_dir: str | os.PathLike, site_dir: str | os.PathLike) -> 
     return index
 
 
-def headline_metrics(metrics: dict, headline=None) -> list[tuple[str, str, float]]:
+def headline_metrics(
+    metrics: dict, headline: dict[str, tuple[str, ...]] | None = None
+) -> list[tuple[str, str, float]]:
     """(notebook, metric, value) for the README: the metrics ``headline`` names per notebook.
 
     ``metrics`` is build/metrics.json: notebook -> metric name -> value; ``headline`` maps a
@@ -354,7 +363,7 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def results_table(metrics: dict, headline=None) -> str:
+def results_table(metrics: dict, headline: dict[str, tuple[str, ...]] | None = None) -> str:
     """The headline metrics as a Markdown table (chapter | metric | value)."""
     rows = headline_metrics(metrics, headline)
     lines = ["| chapter | metric | value |", "|---|---|---:|"]

@@ -20,7 +20,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -88,7 +92,9 @@ def _internal_link_problems(href: str, page: Path, site: Path, ids: set[str]) ->
     return None if target.is_file() else f"link {href} points at a missing file"
 
 
-def check_page(browser, page_path: Path, site: Path, screenshot_dir: Path | None) -> PageReport:
+def check_page(
+    browser: Browser, page_path: Path, site: Path, screenshot_dir: Path | None
+) -> PageReport:
     """Load one page in a fresh browser context and inspect it (see the module docstring)."""
     report = PageReport(page=page_path.name)
     context = browser.new_context(viewport={"width": 1280, "height": 900})

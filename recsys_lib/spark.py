@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import DataFrame, SparkSession
 
+    from recsys_lib.embeddings import TextEncoder
+
 MIN_JAVA = 17
 INSTALL_HINT = (
     "Java 17 is required: check `java -version`; install with e.g. "
@@ -468,7 +470,7 @@ def distributed_ranking_metrics(
 _ENCODERS: dict[tuple[str, str], Any] = {}  # one TextEncoder per Python worker process
 
 
-def cached_encoder(model: str = "default", device: str = "cpu"):
+def cached_encoder(model: str = "default", device: str = "cpu") -> TextEncoder:
     """The process-wide :class:`recsys_lib.embeddings.TextEncoder` for (model, device).
 
     Loaded on first use in each Python worker, then reused by every later task that the

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_ITEM_TEMPLATE = "Movie: {title}. Genres: {genres}."
 
@@ -238,7 +242,7 @@ def user_descriptions(
     n_titles: int = 3,
     like_threshold: float = 4.0,
     max_tokens: int | None = None,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     genre_weighting: str = "lift",
 ) -> pd.Series:
     """One description per user, built only from ``train_ratings``; Series indexed by user_id.
@@ -302,7 +306,7 @@ def user_descriptions(
     )
 
 
-def token_lengths(texts: Iterable[str], tokenizer) -> np.ndarray:
+def token_lengths(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
     """Number of tokens the encoder sees per text, special tokens ([CLS], [SEP]) included.
 
     ``tokenizer`` is a Hugging Face tokenizer (e.g. ``TextEncoder(...).tokenizer``). No
