@@ -152,38 +152,6 @@ def test_popularity_weights_and_sampling_errors(log):
 # ------------------------------------------------------------------ metrics and baseline
 
 
-def test_roc_auc_and_log_loss_by_hand():
-    labels = np.array([1, 0, 1, 0])
-    scores = np.array([0.9, 0.9, 0.4, 0.1])
-    # pairs (pos, neg): (0.9,0.9)=0.5, (0.9,0.1)=1, (0.4,0.9)=0, (0.4,0.1)=1 -> 2.5 / 4
-    assert pr.roc_auc(labels, scores) == pytest.approx(0.625)
-    probs = np.array([0.8, 0.3, 0.6, 0.1])
-    expected = -(math.log(0.8) + math.log(0.7) + math.log(0.6) + math.log(0.9)) / 4
-    assert pr.log_loss(labels, probs) == pytest.approx(expected)
-    with pytest.raises(ValueError, match="both classes"):
-        pr.roc_auc(np.ones(3), np.arange(3))
-
-
-def test_auc_difference_by_hand_and_its_interval():
-    labels = np.array([1, 0, 1, 0])
-    a = np.array([0.9, 0.9, 0.4, 0.1])  # AUC 0.625 (see above)
-    b = np.array([0.9, 0.1, 0.4, 0.5])  # pairs: 1, 1, 1, 0 -> 0.75
-    out = pr.auc_difference(labels, a, b, n_boot=200, seed=1)
-    assert out["auc_a"] == pytest.approx(0.625) and out["auc_b"] == pytest.approx(0.75)
-    assert out["difference"] == pytest.approx(-0.125)
-    assert out["ci_low"] <= out["ci_high"]
-    same = pr.auc_difference(labels, a, a, n_boot=50)  # a model against itself: exactly zero
-    assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0
-    # a clearly better model on many pairs: the interval excludes zero
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 2000)
-    good, noisy = y + rng.normal(0, 0.5, 2000), y + rng.normal(0, 2.0, 2000)
-    far = pr.auc_difference(y, good, noisy, n_boot=200)
-    assert far["ci_low"] > 0 and far["ci_low"] < far["difference"] < far["ci_high"]
-    with pytest.raises(ValueError, match="same pairs"):
-        pr.auc_difference(labels, a, b[:3])
-
-
 def test_percentile_popularity_words_are_ordered():
     counts = pd.DataFrame({"item_id": np.repeat(np.arange(100), np.arange(100) + 1)})
     words = pr.popularity_labels(counts, np.arange(100), pr.PERCENTILE_CUTS, pr.PERCENTILE_WORDS)

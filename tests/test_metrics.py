@@ -174,3 +174,53 @@ def test_interval_verdict_reads_the_side_of_zero():
     assert m.interval_verdict({"ci_low": 0.01, "ci_high": 0.02}) == "a real gain"
     assert m.interval_verdict({"ci_low": -0.02, "ci_high": -0.001}) == "a real loss"
     assert m.interval_verdict({"ci_low": -0.01, "ci_high": 0.02}) == "not distinguishable from zero"
+
+
+def test_roc_auc_and_log_loss_by_hand():
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.9, 0.4, 0.1])
+    # pairs (pos, neg): (0.9,0.9)=0.5, (0.9,0.1)=1, (0.4,0.9)=0, (0.4,0.1)=1 -> 2.5 / 4
+    assert m.roc_auc(labels, scores) == pytest.approx(0.625)
+    probs = np.array([0.8, 0.3, 0.6, 0.1])
+    expected = -np.log([0.8, 0.7, 0.6, 0.9]).mean()
+    assert m.log_loss(labels, probs) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="both classes"):
+        m.roc_auc(np.ones(3), np.arange(3))
+
+
+def test_auc_difference_by_hand_and_its_interval():
+    labels = np.array([1, 0, 1, 0])
+    a = np.array([0.9, 0.9, 0.4, 0.1])  # AUC 0.625 (see above)
+    b = np.array([0.9, 0.1, 0.4, 0.5])  # pairs: 1, 1, 1, 0 -> 0.75
+    out = m.auc_difference(labels, a, b, n_boot=200, seed=1)
+    assert out["auc_a"] == pytest.approx(0.625) and out["auc_b"] == pytest.approx(0.75)
+    assert out["difference"] == pytest.approx(-0.125)
+    assert out["ci_low"] <= out["ci_high"]
+    same = m.auc_difference(labels, a, a, n_boot=50)  # a model against itself: exactly zero
+    assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0
+    # a clearly better model on many pairs: the interval excludes zero
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    good, noisy = y + rng.normal(0, 0.5, 2000), y + rng.normal(0, 2.0, 2000)
+    far = m.auc_difference(y, good, noisy, n_boot=200)
+    assert far["ci_low"] > 0 and far["ci_low"] < far["difference"] < far["ci_high"]
+    with pytest.raises(ValueError, match="same pairs"):
+        m.auc_difference(labels, a, b[:3])
+
+
+def test_bootstrap_rows_is_seeded_chunked_and_checked():
+    chunks = list(m.bootstrap_rows(5, 7, seed=3, chunk=3))
+    assert [start for start, _ in chunks] == [0, 3, 6]
+    assert [rows.shape for _, rows in chunks] == [(3, 5), (3, 5), (1, 5)]
+    again = np.vstack([rows for _, rows in m.bootstrap_rows(5, 7, seed=3, chunk=3)])
+    assert np.array_equal(np.vstack([rows for _, rows in chunks]), again)
+    assert ((again >= 0) & (again < 5)).all()
+    with pytest.raises(ValueError, match="n_rows >= 1"):
+        next(m.bootstrap_rows(0, 5))
+
+
+def test_auc_and_log_loss_keep_their_old_names_in_pairs():
+    from recsys_lib import pairs
+
+    assert pairs.roc_auc is m.roc_auc and pairs.log_loss is m.log_loss
+    assert pairs.auc_difference is m.auc_difference
