@@ -200,6 +200,7 @@ def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
     write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
     # run from another folder, as a reader would: RECSYS_HOME says where the course lives
     monkeypatch.setenv("RECSYS_HOME", str(Path(__file__).resolve().parent.parent))
+    monkeypatch.setenv("RECSYS_CHOICES", str(tmp_path / "choices.json"))  # not the course's file
     monkeypatch.chdir(tmp_path)  # a relative path, as a reader would type it
     build = tmp_path / "build"
     args = [
