@@ -11,7 +11,10 @@ to ``build/choices.json``::
 Later chapters call :func:`validated`, which reads that entry, or, when the file or the entry
 is absent (a chapter run on its own), runs the same search with chapter 3's grid
 (:data:`GRIDS`) and writes it, so every chapter still runs alone. Smoke and full runs, and
-different split seeds, keep separate entries. ``RECSYS_CHOICES`` overrides the file's path;
+different split seeds, keep separate entries, and so does each dataset: MovieLens under
+"full/seed42", a team's own data under "full/seed42/own-<fingerprint of its ratings>" (see
+:func:`recsys_lib.owndata.dataset_key`), so chapter 3 run on your data never overwrites
+MovieLens's choices. ``RECSYS_CHOICES`` overrides the file's path;
 otherwise it lives under ``$RECSYS_HOME/build`` when that is set (see :func:`choices_path`).
 """
 
@@ -28,6 +31,7 @@ import pandas as pd
 
 from recsys_lib.mf import ALS, BPR, EASE, PureSVD, best_params, grid_search
 from recsys_lib.models import Model
+from recsys_lib.owndata import MOVIELENS
 from recsys_lib.splits import BenchmarkData
 
 logger = logging.getLogger(__name__)
@@ -69,8 +73,9 @@ def choices_path(path: str | os.PathLike | None = None) -> Path:
     return Path(home) / "build" / "choices.json" if home else DEFAULT_PATH
 
 
-def _key(smoke: bool, seed: int) -> str:
-    return f"{'smoke' if smoke else 'full'}/seed{int(seed)}"
+def _key(smoke: bool, seed: int, dataset: str = MOVIELENS) -> str:
+    base = f"{'smoke' if smoke else 'full'}/seed{int(seed)}"
+    return base if dataset == MOVIELENS else f"{base}/{dataset}"
 
 
 def _load(path: Path) -> dict:
@@ -88,10 +93,18 @@ def _load(path: Path) -> dict:
 
 
 def read_choice(
-    name: str, *, smoke: bool, seed: int, path: str | os.PathLike | None = None
+    name: str,
+    *,
+    smoke: bool,
+    seed: int,
+    path: str | os.PathLike | None = None,
+    dataset: str = MOVIELENS,
 ) -> dict | None:
-    """The stored record of choice ``name`` ({"value", "chapter", ...}), or None if absent."""
-    return _load(choices_path(path)).get(_key(smoke, seed), {}).get(name)
+    """The stored record of choice ``name`` ({"value", "chapter", ...}), or None if absent.
+
+    ``dataset``: "movielens-100k" or an own dataset's :func:`~recsys_lib.owndata.dataset_key`.
+    """
+    return _load(choices_path(path)).get(_key(smoke, seed, dataset), {}).get(name)
 
 
 def write_choice(
@@ -103,6 +116,7 @@ def write_choice(
     seed: int,
     evidence: dict | None = None,
     path: str | os.PathLike | None = None,
+    dataset: str = MOVIELENS,
 ) -> Path:
     """Store ``value`` (JSON-able) as choice ``name`` with where it came from; returns the file.
 
@@ -112,7 +126,7 @@ def write_choice(
     target.parent.mkdir(parents=True, exist_ok=True)
     content = _load(target)
     record = {"value": value, "chapter": chapter, **(evidence or {})}
-    content.setdefault(_key(smoke, seed), {})[name] = json.loads(json.dumps(record))
+    content.setdefault(_key(smoke, seed, dataset), {})[name] = json.loads(json.dumps(record))
     staging = target.with_suffix(f".tmp{os.getpid()}")
     staging.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     staging.replace(target)
@@ -147,6 +161,7 @@ def choose(
     seed: int,
     k: int = 10,
     path: str | os.PathLike | None = None,
+    dataset: str = MOVIELENS,
     **fixed: Any,
 ) -> tuple[dict, pd.DataFrame]:
     """:func:`search`, then :func:`write_choice` of the winner with its validation figure."""
@@ -158,7 +173,8 @@ def choose(
         "fixed": fixed,
         "protocol": "grid search on (fit, valid) carved from train; benchmark split seed",
     }
-    write_choice(name, best, chapter=chapter, smoke=smoke, seed=seed, evidence=evidence, path=path)
+    write_choice(name, best, chapter=chapter, smoke=smoke, seed=seed, evidence=evidence, path=path,
+                 dataset=dataset)  # fmt: skip
     return best, table
 
 
@@ -170,20 +186,23 @@ def validated(
     seed: int,
     k: int = 10,
     path: str | os.PathLike | None = None,
+    dataset: str = MOVIELENS,
 ) -> dict:
     """Chapter 3's validated parameters for model ``name`` ("als" or "ease").
 
     Read from the choices file; when absent, chapter 3's search (grid from :data:`GRIDS`) is
     run on ``data`` and written, so the caller gets the same value chapter 3 would have.
     ``data`` may be a function returning the :class:`BenchmarkData`, called only then.
+    ``dataset``: "movielens-100k" or an own dataset's :func:`~recsys_lib.owndata.dataset_key`
+    (each dataset keeps its own choices).
     """
-    stored = read_choice(name, smoke=smoke, seed=seed, path=path)
+    stored = read_choice(name, smoke=smoke, seed=seed, path=path, dataset=dataset)
     if stored is not None:
         return dict(stored["value"])
     grids = GRIDS["smoke" if smoke else "full"]
     if name not in grids:
         raise KeyError(
-            f"no stored choice {name!r} for {_key(smoke, seed)} in {choices_path(path)} and no "
+            f"no stored choice {name!r} for {_key(smoke, seed, dataset)} in {choices_path(path)} and no "
             f"default grid to re-run; run chapter 3 first (grids exist for {sorted(grids)})."
         )
     logger.info("choice %r absent from %s: running chapter 3's search", name, choices_path(path))
@@ -196,5 +215,6 @@ def validated(
         seed=seed,
         k=k,
         path=path,
+        dataset=dataset,
     )
     return best

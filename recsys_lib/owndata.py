@@ -24,8 +24,10 @@ by "|"); optional ``users.csv`` with user_id and attributes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,6 +296,58 @@ def load_dataset(
         items=items,
         users=users,
     )
+
+
+def is_movielens(data: MovieLens) -> bool:
+    """True for MovieLens 100K, False for a team's own data (an :class:`OwnData`)."""
+    return not isinstance(data, OwnData)
+
+
+def dataset_key(data: MovieLens) -> str:
+    """The key of a dataset: "movielens-100k", or "own-" and a fingerprint of its ratings.
+
+    The fingerprint (12 hex digits of a SHA-1 over every rating row) changes whenever the
+    ratings do, so stored choices (:mod:`recsys_lib.choices`) never mix two datasets.
+    """
+    if is_movielens(data):
+        return MOVIELENS
+    rows = pd.util.hash_pandas_object(data.ratings, index=False).to_numpy()
+    return "own-" + hashlib.sha1(rows.tobytes()).hexdigest()[:12]
+
+
+def item_template(data: MovieLens) -> str:
+    """The item-description template that fits ``data``'s item columns.
+
+    MovieLens: :data:`recsys_lib.text.DEFAULT_ITEM_TEMPLATE` (title and genres); own data: the
+    template its loader chose from the columns the items table has (title, description, tags).
+    """
+    from recsys_lib.text import DEFAULT_ITEM_TEMPLATE
+
+    return DEFAULT_ITEM_TEMPLATE if is_movielens(data) else data.item_template
+
+
+def example_ids(
+    data: MovieLens,
+    kind: str,
+    movielens_ids: Sequence,
+    among: Iterable | None = None,
+) -> list:
+    """The users or items a chapter shows as examples.
+
+    On MovieLens, ``movielens_ids`` (the hand-picked ones its prose names) that are in
+    ``among``; on own data, as many of the most active users (``kind="user"``) or most
+    interacted items (``kind="item"``) among ``among``, ties by id. ``among`` defaults to every
+    id in the ratings.
+    """
+    if kind not in ("user", "item"):
+        raise ValueError(f"kind must be 'user' or 'item', got {kind!r}.")
+    column = data.ratings[f"{kind}_id"]
+    allowed = set(column.tolist()) if among is None else set(np.asarray(among).tolist())
+    if is_movielens(data):
+        return [i for i in movielens_ids if i in allowed]
+    counts = column[column.isin(allowed)].value_counts()
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [key for key, _ in order[: len(movielens_ids)]]
 
 
 def write_example_dataset(

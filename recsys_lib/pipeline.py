@@ -126,15 +126,15 @@ def build_quickstart(
     validation (fit/valid inside train).
     """
     from recsys_lib.embeddings import TextEncoder
-    from recsys_lib.text import DEFAULT_ITEM_TEMPLATE, item_descriptions, user_descriptions
+    from recsys_lib.owndata import dataset_key, item_template
+    from recsys_lib.text import item_descriptions, user_descriptions
 
     data = benchmark_data(movielens.ratings, seed=seed)
-    params = als_params or choices.validated("als", data, smoke=smoke, seed=seed)
+    params = als_params or choices.validated("als", data, smoke=smoke, seed=seed,
+                                             dataset=dataset_key(movielens))  # fmt: skip
     catalogue = data.train.catalogue
     items = movielens.items.set_index("item_id").loc[catalogue.item_ids].reset_index()
-    # own data (recsys_lib.owndata) carries the template that fits its item columns
-    template = getattr(movielens, "item_template", DEFAULT_ITEM_TEMPLATE)
-    descriptions = item_descriptions(items, template)
+    descriptions = item_descriptions(items, item_template(movielens))  # own data: its own
     encoder = encoder or TextEncoder("default", device=device)
     item_text = normalize_rows(encoder.encode(descriptions.tolist()))
 

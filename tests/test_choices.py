@@ -38,6 +38,19 @@ def test_write_then_read_keeps_modes_and_seeds_apart(tmp_path):
     assert sorted(json.loads(path.read_text())) == ["full/seed42", "smoke/seed42"]
 
 
+def test_each_dataset_keeps_its_own_choices(tmp_path):
+    """Chapter 3 run on a team's data must not overwrite (or be read as) MovieLens's choice."""
+    path = tmp_path / "choices.json"
+    choices.write_choice("als", {"factors": 8}, chapter="03", smoke=True, seed=42, path=path)
+    choices.write_choice("als", {"factors": 4}, chapter="03", smoke=True, seed=42, path=path,
+                         dataset="own-0123456789ab")  # fmt: skip
+    assert choices.read_choice("als", smoke=True, seed=42, path=path)["value"] == {"factors": 8}
+    own = choices.read_choice("als", smoke=True, seed=42, path=path, dataset="own-0123456789ab")
+    assert own["value"] == {"factors": 4}
+    assert choices.read_choice("als", smoke=True, seed=42, path=path, dataset="own-other") is None
+    assert sorted(json.loads(path.read_text())) == ["smoke/seed42", "smoke/seed42/own-0123456789ab"]
+
+
 def test_environment_variables_move_the_file(tmp_path, monkeypatch):
     monkeypatch.delenv(choices.CHOICES_ENV, raising=False)
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))

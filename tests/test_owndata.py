@@ -12,11 +12,16 @@ import pytest
 from recsys_lib.data import DataError
 from recsys_lib.owndata import (
     OwnData,
+    dataset_key,
+    example_ids,
+    is_movielens,
+    item_template,
     load_dataset,
     load_interactions,
     summarize,
     write_example_dataset,
 )
+from recsys_lib.text import DEFAULT_ITEM_TEMPLATE
 
 
 def clicks() -> pd.DataFrame:
@@ -147,6 +152,34 @@ def test_write_example_dataset_is_seeded(tmp_path):
     assert per_user.between(8, 20).all()
 
 
+def test_dataset_key_and_template_tell_datasets_apart(tmp_path, movielens):
+    kw = {"user_col": "customer", "item_col": "sku", "rating_col": "stars"}
+    data = load_interactions(clicks(), **kw)
+    assert is_movielens(movielens) and not is_movielens(data)
+    assert dataset_key(movielens) == "movielens-100k"
+    key = dataset_key(data)
+    assert key.startswith("own-") and len(key) == len("own-") + 12
+    assert dataset_key(load_interactions(clicks(), **kw)) == key  # the same rows, the same key
+    changed = load_interactions(clicks().assign(stars=[5, 3, 4, 2]), **kw)
+    assert dataset_key(changed) != key  # one rating differs
+    assert item_template(movielens) == DEFAULT_ITEM_TEMPLATE
+    assert item_template(data) == "Item: {title}."
+
+
+def test_example_ids_hand_picked_on_movielens_busiest_on_own_data(movielens):
+    assert example_ids(movielens, "item", [50, 181, 99_999]) == [50, 181]  # 99999 is no film
+    assert example_ids(movielens, "user", [1, 42], among=[42]) == [42]
+    frame = pd.DataFrame({"customer": ["a", "a", "b", "c", "c", "c"],
+                          "sku": [10, 11, 10, 12, 10, 11]})  # fmt: skip
+    data = load_interactions(frame, user_col="customer", item_col="sku")
+    # item 10: 3 interactions, 11: 2, 12: 1; users c: 3, a: 2, b: 1
+    assert example_ids(data, "item", [50, 181]) == [10, 11]
+    assert example_ids(data, "item", [50, 181], among=[11, 12]) == [11, 12]
+    assert example_ids(data, "user", [1, 42, 405, 7]) == ["c", "a", "b"]  # only three users
+    with pytest.raises(ValueError, match="kind must be 'user' or 'item', got 'film'"):
+        example_ids(data, "film", [1])
+
+
 def test_build_artefact_on_own_data(tmp_path):
     from recsys_lib.service import build_artefact
     from recsys_lib.serving import Recommender
@@ -167,6 +200,7 @@ def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
     write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
     # run from another folder, as a reader would: RECSYS_HOME says where the course lives
     monkeypatch.setenv("RECSYS_HOME", str(Path(__file__).resolve().parent.parent))
+    monkeypatch.setenv("RECSYS_CHOICES", str(tmp_path / "choices.json"))  # not the course's file
     monkeypatch.chdir(tmp_path)  # a relative path, as a reader would type it
     build = tmp_path / "build"
     args = [
@@ -187,3 +221,46 @@ def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
     assert m["text_ndcg@10"] > m["popularity_ndcg@10"]
     executed = (build / "notebooks" / "00_quickstart.ipynb").read_text()
     assert "Everything for" in executed and "Toy Story" not in executed  # it ran on our data
+
+
+#: Chapters 0-4 on a generated dataset: name pattern for --only -> a metric that must be there.
+OWN_DATA_CHAPTERS = {
+    "00_data_and_evaluation": "popularity_ndcg@10",
+    "01_text_descriptions": "n_item_descriptions",
+    "02_bert_embeddings": "n_item_embeddings",
+    "03_matrix_factorization": "als_ndcg@10",
+    "04_similarity_and_hybrid": "hybrid_ndcg@10",
+}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter", list(OWN_DATA_CHAPTERS))
+def test_chapter_runs_end_to_end_on_generated_data(chapter, tmp_path, monkeypatch):
+    """The README's command for chapters 0-4: run --smoke --only CHAPTER --dataset DIR.
+
+    Each run keeps its validated choices in its own file (RECSYS_CHOICES), so runs in parallel
+    never race on the course's build/choices.json.
+    """
+    import json
+
+    from recsys_lib.notebooks import main
+
+    folder = write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
+    monkeypatch.setenv("RECSYS_CHOICES", str(tmp_path / "choices.json"))
+    build = tmp_path / "build"
+    args = [
+        "run",
+        "--smoke",
+        "--only",
+        chapter,
+        "--dataset",
+        str(folder),
+        "--build-dir",
+        str(build),
+    ]
+    assert main(args) == 0, (build / "summary.md").read_text()
+    metrics = json.loads((build / "metrics.json").read_text())[chapter]
+    assert OWN_DATA_CHAPTERS[chapter] in metrics
+    cells = json.loads((build / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
+    shown = json.dumps([c.get("outputs", []) for c in cells])  # what the reader sees
+    assert "Toy Story" not in shown and "Star Wars" not in shown  # it ran on our data
