@@ -10,6 +10,11 @@ on its wall time there).
 
     python benchmarks/bench_spark.py                      # 1e5 1e6 1e7, partitions 4
     python benchmarks/bench_spark.py --sizes 1e6 --partitions 2 4 8 16 --repeats 3
+
+Chapter 10 runs 10^5 and 10^6 events live and reads the 10^7-event row from the file that
+``--output`` writes (committed as ``benchmarks/results/spark_scaling.json``):
+
+    python benchmarks/bench_spark.py --sizes 1e7 --output benchmarks/results/spark_scaling.json
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             for size in args.sizes:
                 events = str(Path(tmp) / f"events_{int(size)}")
                 t = time.perf_counter()
-                rs.synthetic_interactions(spark, int(size), seed=0).write.parquet(events)
+                rs.synthetic_interactions(spark, int(size), seed=args.seed).write.parquet(events)
                 generate_s = time.perf_counter() - t
                 for parts in args.partitions:
                     runs = []
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                                 factors=args.factors,
                                 iterations=args.iterations,
                                 partitions=parts,
+                                seed=0,
                             )
                         )
                         runs[-1]["cpu_s"] = tree_cpu_seconds(jvm) - cpu_before
@@ -108,8 +115,27 @@ if __name__ == "__main__":
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--factors", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic events")
+    parser.add_argument("--output", help="also write the rows and settings to this JSON file")
     args = parser.parse_args()
     rows = run(args)
+    if args.output:
+        result = {
+            "script": "benchmarks/bench_spark.py",
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "load_average_after": os.getloadavg()[0],
+            "settings": {
+                key: getattr(args, key)
+                for key in ("master", "k", "factors", "iterations", "seed", "repeats")
+            },
+            "rows": rows,
+        }
+        target = Path(args.output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_suffix(".tmp")
+        staging.write_text(json.dumps(result, indent=2) + "\n")
+        staging.replace(target)
     print_table(
         f"Spark score job on {args.master}: medians of {args.repeats} run(s), seconds", rows
     )

@@ -7,6 +7,7 @@ import pytest
 
 from recsys_lib import metrics
 from recsys_lib.business import (
+    candidate_positions,
     catalog_coverage,
     ctr,
     cvr,
@@ -181,6 +182,19 @@ def test_fit_multitask_learns_signal(shop_and_log):
     assert np.allclose(predict_ctr_cvr(m2, u[:50], cands[:50], shop.catalog)[0], pc[:50])
 
 
+def test_fit_multitask_thread_setting_is_restored_and_does_not_change_the_model(shop_and_log):
+    import torch
+
+    shop, log = shop_and_log
+    u, sl = log.requests.users[:3_000], log.slates[:3_000]
+    c, p = log.clicks[:3_000], log.purchases[:3_000]
+    before = torch.get_num_threads()
+    fits = [fit_multitask(u, sl, c, p, shop.catalog, shop.n_users, epochs=1, seed=0,
+                          device="cpu", num_threads=t) for t in (1, 2)]  # fmt: skip
+    assert torch.get_num_threads() == before
+    assert fits[0].losses == fits[1].losses
+
+
 def test_value_weighted_training_favours_expensive_items(shop_and_log):
     shop, log = shop_and_log
     u, sl = log.requests.users, log.slates
@@ -285,3 +299,22 @@ def test_value_weight_tradeoff_on_logged_data_uses_the_estimates(shop_and_log):
     best = max(ok, key=lambda w: est[w]["revenue_per_impression"])
     assert out["value_weight"] == best
     assert out["tune_ctr_change"] == pytest.approx(est[best]["ctr"] / est[0.0]["ctr"] - 1)
+
+
+def test_slate_predictions_from_candidates_equal_a_new_forward_pass(shop_and_log):
+    from recsys_lib.business import slate_predictions, slate_predictions_from
+
+    shop, log = shop_and_log
+    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
+                          shop.n_users, epochs=1, seed=0, device="cpu")  # fmt: skip
+    req = sample_requests(shop, 500, seed=9)
+    pc, pv = predict_ctr_cvr(model, req.users, req.candidates, shop.catalog)
+    slates = tradeoff_slates(pc, pv, shop.price[req.candidates], req.candidates, 5, 0.5)
+    direct = slate_predictions(model, req.users, slates, shop.catalog)
+    gathered = slate_predictions_from(pc, pv, req.candidates, slates, shop.price)
+    for metric in direct:
+        np.testing.assert_allclose(gathered[metric], direct[metric], rtol=1e-6)
+    assert (req.candidates[np.arange(500)[:, None], candidate_positions(req.candidates, slates)]
+            == slates).all()  # fmt: skip
+    with pytest.raises(ValueError, match="not among"):
+        candidate_positions(req.candidates[:1], np.array([[-1]]))

@@ -12,6 +12,9 @@ from recsys_lib.mf import (
     best_params,
     grid_search,
     numpy_als,
+    read_search,
+    search_key,
+    write_search,
 )
 
 
@@ -233,3 +236,17 @@ def test_explicit_als_warns_on_binary_input(caplog):
     with caplog.at_level("WARNING"):
         ExplicitALS(factors=2, iterations=1).fit(train)
     assert "pass ratings" in caplog.text
+
+
+def test_stored_search_is_read_back_only_for_the_same_splits(tmp_path):
+    train, valid = block_interactions(seed=0)
+    other_train, other_valid = block_interactions(seed=1)  # other held-out pairs
+    table = pd.DataFrame({"factors": [2, 1], "ndcg@2": [0.5, 0.25], "fit_s": [0.1, 0.1]})
+    key = search_key(train, valid, dataset="blocks", seed=0)
+    assert key == search_key(train, valid, dataset="blocks", seed=0)
+    assert key != search_key(other_train, other_valid, dataset="blocks", seed=0)
+    assert key != search_key(train, valid, dataset="blocks", seed=1)
+    path = write_search(tmp_path / "search.json", table, key, script="test")
+    pd.testing.assert_frame_equal(read_search(path, key), table)
+    assert read_search(path, search_key(other_train, other_valid, dataset="blocks", seed=0)) is None
+    assert read_search(tmp_path / "absent.json", key) is None
