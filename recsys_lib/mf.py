@@ -304,7 +304,10 @@ class ExplicitALS(FactorScorer):
 
 class BPR(FactorScorer):
     """Bayesian Personalised Ranking (Rendle et al. 2009) through ``implicit``: maximises
-    sum ln sigma(x_u.y_i - x_u.y_j) over (user, seen i, unseen j) triples, minus L2."""
+    sum ln sigma(x_u.y_i - x_u.y_j) over (user, seen i, unseen j) triples, minus L2.
+
+    ``num_threads``: implicit's CPU threads (0 = all cores). Its SGD updates shared factors
+    from several threads at once, so only ``num_threads=1`` repeats exactly under a seed."""
 
     name = "bpr"
 
@@ -316,6 +319,7 @@ class BPR(FactorScorer):
         iterations: int = 100,
         seed: int = 0,
         use_gpu: bool | str = "auto",
+        num_threads: int = 0,
     ) -> None:
         super().__init__()
         _check_hyper(
@@ -326,7 +330,7 @@ class BPR(FactorScorer):
         )
         self.factors, self.learning_rate = factors, learning_rate
         self.regularization, self.iterations = regularization, iterations
-        self.seed, self.use_gpu = seed, use_gpu
+        self.seed, self.use_gpu, self.num_threads = seed, use_gpu, num_threads
 
     def _fit(self, train: Interactions) -> None:
         from implicit.bpr import BayesianPersonalizedRanking
@@ -339,6 +343,7 @@ class BPR(FactorScorer):
                 iterations=self.iterations,
                 random_state=self.seed,
                 use_gpu=_implicit_gpu(self.use_gpu),
+                **({} if _implicit_gpu(self.use_gpu) else {"num_threads": self.num_threads}),
             )
             model.fit(train.binary().matrix, show_progress=False)
         # implicit appends an item-bias column (user side holds 1s there).
