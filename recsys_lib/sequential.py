@@ -306,6 +306,7 @@ class _Net:
                     cfg = GPT2Config(vocab_size=n_items + 1, n_positions=max_length, n_embd=dim,
                                      n_layer=layers, n_head=heads, resid_pdrop=dropout,
                                      embd_pdrop=dropout, attn_pdrop=dropout,
+                                     activation_function="gelu_pytorch_tanh",
                                      bos_token_id=None, eos_token_id=None)  # fmt: skip
                     self.body = GPT2Model(cfg)
                     self.table = self.body.wte

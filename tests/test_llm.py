@@ -201,6 +201,23 @@ def test_right_padding_does_not_change_last_token_logits():
     np.testing.assert_allclose(batched, alone, atol=1e-5)
 
 
+def test_token_logits_at_equals_slicing_the_full_logits():
+    lm = tiny_lm(seed=6)
+    ids = torch.tensor([[4, 5, 6, 7, 8], [9, 10, 11, 0, 0]])
+    positions, cols = torch.tensor([4, 2]), [2, 3, 7]
+    with torch.no_grad():
+        full = lm.model(input_ids=ids).logits[torch.arange(2), positions][:, cols]
+        picked = llm.token_logits_at(lm.model, positions, cols, input_ids=ids)
+    torch.testing.assert_close(picked, full, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # a head with a bias and a scaled head (full logits) agree too
+        lm.model.lm_head.bias = torch.nn.Parameter(torch.randn(lm.model.config.vocab_size))
+        full = lm.model(input_ids=ids).logits[torch.arange(2), positions][:, cols]
+        torch.testing.assert_close(llm.token_logits_at(lm.model, positions, cols, input_ids=ids),
+                                   full, atol=1e-5, rtol=1e-5)  # fmt: skip
+        lm.model.config.logit_scale = 2.0
+        assert llm._plain_output_head(lm.model) is None
+
+
 def test_generate_is_greedy_and_left_padding_safe():
     lm = tiny_lm(seed=2)
     a, b = lm.encode("viewer liked these films"), lm.encode("Fargo")
