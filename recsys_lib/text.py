@@ -213,6 +213,23 @@ def _compose(uid, demographics: str | None, genres: list[str], titles: list[str]
     return text + "."
 
 
+def names_title(description: str, title: str) -> bool:
+    """Whether a user description from :func:`user_descriptions` lists ``title`` as a loved film.
+
+    A whole-title match, not a substring test: "Heat (1995)" is not named by a text that loves
+    "White Heat (1949)", and titles holding commas ("Crow, The (1994)") still match whole.
+    """
+    loved = description.rsplit("loved ", 1)
+    if len(loved) < 2:
+        return False
+    listed = loved[1].removesuffix(".")
+    return (
+        listed == title
+        or listed.startswith(title + ", ")
+        or (", " + title + ", ") in (listed + ", ")
+    )
+
+
 def _shortenings(uid, demographics, genres, titles) -> list[str]:
     """The description, then each shorter version in drop order, shortest last.
 

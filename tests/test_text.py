@@ -239,3 +239,17 @@ def test_movielens_descriptions_cover_every_item_and_train_user(movielens):
     users = user_descriptions(train_df, movielens.items)
     assert set(users.index) == set(train_df["user_id"])
     assert users.str.contains(" likes ").all()
+
+
+def test_names_title_matches_whole_titles_only():
+    from recsys_lib.text import names_title
+
+    text = "User 7 likes Drama; loved White Heat (1949), Crow, The (1994), Fargo (1996)."
+    assert names_title(text, "Crow, The (1994)")
+    assert names_title(text, "White Heat (1949)")
+    assert names_title(text, "Fargo (1996)")
+    assert not names_title(text, "Heat (1949)")  # a substring of another title
+    # the case MovieLens has: "Fear (1996)" inside "Primal Fear (1996)"
+    assert not names_title("User 1 likes Crime; loved Primal Fear (1996).", "Fear (1996)")
+    assert names_title("User 1 likes Crime; loved Fear (1996).", "Fear (1996)")
+    assert not names_title("User 8 likes Drama.", "Fargo (1996)")
