@@ -28,11 +28,11 @@ venv: $(STAMP)
 
 ## make run: execute every notebook (quick start first) into build/, with build/metrics.json
 run: $(STAMP)
-	$(PY) -m recsys_lib.notebooks run
+	$(PY) -m recsys_lib.course.notebooks run
 
 ## make smoke: the same, in the small smoke configuration
 smoke: $(STAMP)
-	$(PY) -m recsys_lib.notebooks run --smoke --build-dir build/smoke
+	$(PY) -m recsys_lib.course.notebooks run --smoke --build-dir build/smoke
 
 ## make test: lint, format check, unit tests and every notebook in smoke mode
 # Tests run on TEST_WORKERS pytest-xdist workers (notebook kernels wait on I/O and start-up,
@@ -56,7 +56,7 @@ bench: $(STAMP)
 
 ## make docs: render build/notebooks/*.ipynb to a static site in build/site
 docs: $(STAMP)
-	$(PY) -m recsys_lib.site build/notebooks build/site
+	$(PY) -m recsys_lib.course.site build/notebooks build/site
 
 ## make serve: the HTTP recommendation service on 127.0.0.1:$(PORT) (docs at /docs); fits and
 ## saves an ALS artefact from $(DATASET) first when $(ARTEFACT) holds none
@@ -64,12 +64,12 @@ ARTEFACT ?= build/artefacts/als
 PORT ?= 8000
 DATASET ?= movielens-100k
 serve: $(STAMP)
-	@test -f $(ARTEFACT)/manifest.json || $(PY) -m recsys_lib.service build-artefact $(ARTEFACT) --dataset $(DATASET)
-	$(PY) -m recsys_lib.service --artefact $(ARTEFACT) --port $(PORT)
+	@test -f $(ARTEFACT)/manifest.json || $(PY) -m recsys_lib.production.service build-artefact $(ARTEFACT) --dataset $(DATASET)
+	$(PY) -m recsys_lib.production.service --artefact $(ARTEFACT) --port $(PORT)
 
 ## make docs-check: open every page of build/site in headless Chromium (screenshots in build/site-check)
 docs-check: $(STAMP)
-	$(PY) -m recsys_lib.sitecheck build/site --screenshots build/site-check
+	$(PY) -m recsys_lib.course.sitecheck build/site --screenshots build/site-check
 
 ## make lab: JupyterLab on notebooks/ with this project's kernel registered as "Python (recsys-llm-notebooks)"
 KERNEL_NAME := recsys-llm-notebooks
@@ -79,7 +79,7 @@ lab: $(STAMP)
 
 ## make results: regenerate the results table in README.md from build/metrics.json
 results: $(STAMP)
-	$(PY) -m recsys_lib.site readme build/metrics.json README.md
+	$(PY) -m recsys_lib.course.site readme build/metrics.json README.md
 
 clean:
 	rm -rf build .pytest_cache

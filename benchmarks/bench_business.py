@@ -10,7 +10,7 @@ import argparse
 import statistics
 import time
 
-from recsys_lib.shop import make_shop, simulate_logs
+from recsys_lib.business.shop import make_shop, simulate_logs
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from _common import median_seconds, print_table
 
-from recsys_lib import data, metrics
+from recsys_lib.data import movielens as data
+from recsys_lib.evaluation import metrics
 
 
 def loader_rows() -> list[dict]:

@@ -59,9 +59,9 @@ def useful_flops(lengths: np.ndarray, config) -> float:
 
 
 def movielens_texts(n: int, seed: int) -> list[str]:
-    from recsys_lib.data import load_movielens_100k
-    from recsys_lib.splits import recommenders_stratified_split
-    from recsys_lib.text import item_descriptions, user_descriptions
+    from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.data.splits import recommenders_stratified_split
+    from recsys_lib.text.descriptions import item_descriptions, user_descriptions
 
     ml = load_movielens_100k()
     train_df, _ = recommenders_stratified_split(ml.ratings)
@@ -89,8 +89,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from recsys_lib.embeddings import TextEncoder
-    from recsys_lib.text import token_lengths
+    from recsys_lib.text.embeddings import TextEncoder
+    from recsys_lib.text.descriptions import token_lengths
 
     texts = movielens_texts(args.n, args.seed)
     enc = TextEncoder(args.model, device="cpu", use_cache=False)

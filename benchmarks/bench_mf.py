@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from _common import median_seconds, print_table
 
-from recsys_lib.interactions import Catalogue, Interactions
-from recsys_lib.mf import ALS
-from recsys_lib.models import FactorModel
+from recsys_lib.data.interactions import Catalogue, Interactions
+from recsys_lib.models.mf import ALS
+from recsys_lib.models.base import FactorModel
 
 
 def synthetic(n_users: int = 6040, n_items: int = 3706, nnz: int = 1_000_000, seed: int = 0):
@@ -59,7 +59,7 @@ def wrapper_overhead(train: Interactions) -> list[dict]:
     return [
         {"fit": "implicit AlternatingLeastSquares", "median_s": raw_s, "relative": "-"},
         {
-            "fit": "recsys_lib.mf.ALS (wrapper)",
+            "fit": "recsys_lib.models.mf.ALS (wrapper)",
             "median_s": wrapped_s,
             "relative": f"{wrapped_s / raw_s - 1:+.1%}",
         },

@@ -35,7 +35,7 @@ TARGET_SPEEDUP, TARGET_COSINE = 1.5, 0.99
 
 def text_ndcg(encoder, user_texts, item_texts, train, test, k: int = 10) -> float:
     """nDCG@k of ranking items by cosine of description embeddings (train items excluded)."""
-    from recsys_lib.models import FactorModel, evaluate
+    from recsys_lib.models.base import FactorModel, evaluate
 
     users = encoder.encode(
         user_texts.reindex(train.catalogue.user_ids).tolist(), show_progress=False
@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recsys_lib import quantize
-    from recsys_lib.data import load_movielens_100k
-    from recsys_lib.embeddings import TextEncoder
-    from recsys_lib.interactions import shared_interactions
-    from recsys_lib.splits import recommenders_stratified_split
-    from recsys_lib.text import item_descriptions, user_descriptions
+    from recsys_lib.production import quantize
+    from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.text.embeddings import TextEncoder
+    from recsys_lib.data.interactions import shared_interactions
+    from recsys_lib.data.splits import recommenders_stratified_split
+    from recsys_lib.text.descriptions import item_descriptions, user_descriptions
 
     torch.set_num_threads(args.threads)
     ml = load_movielens_100k()

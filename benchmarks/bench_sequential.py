@@ -28,9 +28,9 @@ def bench(args) -> list[dict]:
     import numpy as np
     import torch
 
-    from recsys_lib import sequential as sq
-    from recsys_lib.data import load_movielens_100k
-    from recsys_lib.finetune import TrainConfig
+    from recsys_lib.models import sequential as sq
+    from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.text.finetune import TrainConfig
     from recsys_lib.runtime import resolve_device
 
     device = resolve_device(args.device)

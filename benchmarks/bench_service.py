@@ -1,11 +1,11 @@
-"""The HTTP service (recsys_lib.service) under load over loopback, next to in-process calls.
+"""The HTTP service (recsys_lib.production.service) under load over loopback, next to in-process calls.
 
     .venv/bin/python benchmarks/bench_service.py [--requests 5000] [--repeats 3] [--factors 64]
 
 Model: ALS (``--factors`` factors, bench_serving.fit_model) fitted on the MovieLens 100K benchmark split's train set,
-saved with ``Recommender.save`` and served by ``python -m recsys_lib.service`` (uvicorn, one
+saved with ``Recommender.save`` and served by ``python -m recsys_lib.production.service`` (uvicorn, one
 process, one worker) in a child process on a free 127.0.0.1 port. The client
-(:func:`recsys_lib.loadtest.load_test`, aiohttp, closed loop) sends ``GET
+(:func:`recsys_lib.production.loadtest.load_test`, aiohttp, closed loop) sends ``GET
 /recommend?user_id=U&k=10`` for user ids drawn uniformly (seeded) at concurrency 1, 8 and 32;
 each run is bounded by ``--requests`` answers and ``--time-limit`` seconds. The table gives the
 median of p50/p95/p99 and requests/s over ``--repeats`` runs, and the error count summed. The
@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from recsys_lib.data import load_movielens_100k
-    from recsys_lib.loadtest import ServiceProcess, load_test_table, request_paths
-    from recsys_lib.serving import Recommender, latency_percentiles, time_requests
-    from recsys_lib.splits import benchmark_data
+    from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.production.loadtest import ServiceProcess, load_test_table, request_paths
+    from recsys_lib.production.serving import Recommender, latency_percentiles, time_requests
+    from recsys_lib.data.splits import benchmark_data
 
     ml = load_movielens_100k()
     data = benchmark_data(ml.ratings, seed=args.seed)

@@ -1,4 +1,4 @@
-"""Latency and throughput of the serving object (recsys_lib.serving.Recommender) on MovieLens 100K.
+"""Latency and throughput of the serving object (recsys_lib.production.serving.Recommender) on MovieLens 100K.
 
     .venv/bin/python benchmarks/bench_serving.py [--requests 10000] [--repeats 3] [--factors 64]
 
@@ -35,11 +35,11 @@ def fit_model(train, factors: int, seed: int):
     try:
         import implicit  # noqa: F401
 
-        from recsys_lib.mf import ALS
+        from recsys_lib.models.mf import ALS
 
         return ALS(factors=factors, iterations=15, seed=seed, use_gpu=False).fit(train)
     except ImportError:
-        from recsys_lib.mf import PureSVD
+        from recsys_lib.models.mf import PureSVD
 
         return PureSVD(factors=factors, seed=seed).fit(train)
 
@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from recsys_lib.data import load_movielens_100k
-    from recsys_lib.interactions import shared_interactions
-    from recsys_lib.serving import Recommender, latency_percentiles, time_requests
-    from recsys_lib.splits import recommenders_stratified_split
+    from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.data.interactions import shared_interactions
+    from recsys_lib.production.serving import Recommender, latency_percentiles, time_requests
+    from recsys_lib.data.splits import recommenders_stratified_split
 
     ml = load_movielens_100k()
     train_df, test_df = recommenders_stratified_split(ml.ratings, seed=args.seed)

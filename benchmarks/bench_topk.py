@@ -13,7 +13,7 @@ import time
 import numpy as np
 from _common import matmul_peak_gflops, print_table
 
-from recsys_lib.similarity import blocked_top_k
+from recsys_lib.retrieval.similarity import blocked_top_k
 
 
 def run(n_queries: int, n_items: int, dim: int = 384, block: int = 1024) -> dict:

@@ -49,7 +49,7 @@ FINE_WORDS = ("almost unknown", "rarely watched", "little known", "modestly know
 
 
 def _phrasing(name: str) -> dict:
-    from recsys_lib import pairs as pr
+    from recsys_lib.text import pairs as pr
 
     if name == "percentile":
         return {"cuts": pr.PERCENTILE_CUTS, "words": pr.PERCENTILE_WORDS}
@@ -59,10 +59,11 @@ def _phrasing(name: str) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from recsys_lib import finetune as ft
-    from recsys_lib import pairs as pr
-    from recsys_lib import splits, text
-    from recsys_lib.data import load_movielens_100k
+    from recsys_lib.text import finetune as ft
+    from recsys_lib.text import pairs as pr
+    from recsys_lib.data import splits
+    from recsys_lib.text import descriptions as text
+    from recsys_lib.data.movielens import load_movielens_100k
     from recsys_lib.runtime import resolve_device
 
     device = resolve_device(args.device)

@@ -3,7 +3,7 @@
 Each repetition draws fresh logs from the shop's epsilon-greedy logging policy, evaluates a
 fixed revenue-leaning target policy offline, and checks whether the interval covers the
 target's true value (computed exactly from the simulator on a large independent sample of
-visits). PBM is :func:`recsys_lib.ope.pbm_estimate` without a reward model, with the position
+visits). PBM is :func:`recsys_lib.business.ope.pbm_estimate` without a reward model, with the position
 effect measured on each log's exploration traffic. Target: IPS coverage >= 90% of 100 repetitions.
 
 Usage: ``python benchmarks/ips_coverage.py [--reps 100] [--impressions 500000]``.
@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from recsys_lib import ope
+from recsys_lib.business import ope
 from recsys_lib.business import tradeoff_slates
-from recsys_lib.shop import (
+from recsys_lib.business.shop import (
     click_prob,
     make_shop,
     purchase_prob,

@@ -26,8 +26,10 @@ STAGES = ["world", "log", "train", "tune", "pilot", "ab_visits", "ab_assign", "a
 def run(args) -> pd.DataFrame:
     import torch
 
-    from recsys_lib import business, ope, pairs
-    from recsys_lib import shop as sim
+    from recsys_lib import business
+    from recsys_lib.business import ope
+    from recsys_lib.text import pairs
+    from recsys_lib.business import shop as sim
 
     torch.set_num_threads(args.threads)
     seeds = sim.stage_seeds(args.seed, STAGES)

@@ -24,7 +24,7 @@ def run(args) -> pd.DataFrame:
     import torch
 
     from recsys_lib import business
-    from recsys_lib import shop as sim
+    from recsys_lib.business import shop as sim
 
     torch.set_num_threads(args.threads)
     stages = ["world", "log", "train", "tune", "pilot", "ab_visits"]  # chapter 8's first stages

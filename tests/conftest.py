@@ -36,15 +36,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def movielens():
-    from recsys_lib.data import load_movielens_100k
+    from recsys_lib.data.movielens import load_movielens_100k
 
     return load_movielens_100k(download=False)
 
 
 @pytest.fixture(scope="session")
 def benchmark_split(movielens):
-    from recsys_lib.interactions import shared_interactions
-    from recsys_lib.splits import recommenders_stratified_split
+    from recsys_lib.data.interactions import shared_interactions
+    from recsys_lib.data.splits import recommenders_stratified_split
 
     train_df, test_df = recommenders_stratified_split(movielens.ratings)
     train, test = shared_interactions(train_df, test_df)

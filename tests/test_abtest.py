@@ -8,7 +8,7 @@ from scipy import stats
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportions_ztest
 
-from recsys_lib.abtest import (
+from recsys_lib.business.abtest import (
     bootstrap_test,
     guardrail_check,
     minimum_detectable_effect,
@@ -156,7 +156,7 @@ def test_bootstrap_and_noninferiority_refuse_constant_arms():
 
 
 def test_round_up_sample_size_grid():
-    from recsys_lib.abtest import round_up_sample_size
+    from recsys_lib.business.abtest import round_up_sample_size
 
     assert round_up_sample_size(1796) == round_up_sample_size(1938) == 2000
     assert [round_up_sample_size(n) for n in (1, 7, 11, 150, 151, 2001, 7501, 53_400)] == [

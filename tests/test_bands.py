@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recsys_lib import bands
+from recsys_lib.course import bands
 
 
 def test_value_band_uses_the_larger_of_rtol_and_atol():

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib import choices
-from recsys_lib.notebooks import list_notebooks
-from recsys_lib.splits import benchmark_data
+from recsys_lib.course import choices
+from recsys_lib.course.notebooks import list_notebooks
+from recsys_lib.data.splits import benchmark_data
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -132,11 +132,11 @@ def test_no_notebook_hard_codes_a_value_chosen_in_a_chapter(notebook):
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     found = hard_coded_choices(code)
     assert not found, f"{notebook.name} types a chosen value by hand; read it with " \
-        f"recsys_lib.choices.validated instead: {found}"  # fmt: skip
+        f"recsys_lib.course.choices.validated instead: {found}"  # fmt: skip
 
 
 def test_the_pipeline_copy_of_the_als_choice_matches_chapter_3_when_it_has_run():
-    from recsys_lib.pipeline import DEFAULT_ALS_PARAMS
+    from recsys_lib.course.pipeline import DEFAULT_ALS_PARAMS
 
     stored = choices.read_choice("als", smoke=False, seed=42)
     if stored is None:

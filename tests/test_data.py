@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys_lib import data
-from recsys_lib.data import DataError
+from recsys_lib.data import movielens as data
+from recsys_lib.data.movielens import DataError
 
 
 def test_real_copy_parses_with_expected_shapes(movielens):

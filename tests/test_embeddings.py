@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from recsys_lib import embeddings  # noqa: E402
-from recsys_lib.embeddings import (  # noqa: E402
+from recsys_lib.text import embeddings  # noqa: E402
+from recsys_lib.text.embeddings import (  # noqa: E402
     DEFAULT_MODEL_SHA256,
     EmbeddingCache,
     ModelIntegrityError,

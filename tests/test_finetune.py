@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recsys_lib import finetune as ft  # noqa: E402
-from recsys_lib import pairs as pr  # noqa: E402
-from recsys_lib.interactions import shared_interactions  # noqa: E402
+from recsys_lib.text import finetune as ft  # noqa: E402
+from recsys_lib.text import pairs as pr  # noqa: E402
+from recsys_lib.data.interactions import shared_interactions  # noqa: E402
 
 # ------------------------------------------------------------------------------- fixtures
 
@@ -524,7 +524,7 @@ def test_load_encoder_is_the_verified_minilm_without_a_head():
 
 
 def test_lora_starts_as_the_base_model_trains_few_weights_and_merges(tokenizer, tmp_path):
-    from recsys_lib import lora
+    from recsys_lib.text import lora
 
     pairs = pd.DataFrame({"user_id": [1, 2, 3, 4, 1, 2, 3, 4],
                           "item_id": [10, 11, 12, 13, 14, 15, 10, 11],
@@ -557,7 +557,7 @@ def test_lora_starts_as_the_base_model_trains_few_weights_and_merges(tokenizer, 
 
 
 def test_lora_rejects_bad_settings():
-    from recsys_lib import lora
+    from recsys_lib.text import lora
 
     with pytest.raises(ValueError, match="rank"):
         lora.LoRALinear(torch.nn.Linear(4, 4), rank=5)

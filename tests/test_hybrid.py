@@ -2,16 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.coldstart import RidgeMapping, TextToFactors, warm_item_columns
-from recsys_lib.hybrid import (
+from recsys_lib.models.coldstart import RidgeMapping, TextToFactors, warm_item_columns
+from recsys_lib.models.hybrid import (
     HybridModel,
     LearnedBlend,
     blend,
     blend_weight_curve,
     normalize_scores,
 )
-from recsys_lib.interactions import Catalogue, Interactions, shared_interactions
-from recsys_lib.models import FactorModel, Popularity
+from recsys_lib.data.interactions import Catalogue, Interactions, shared_interactions
+from recsys_lib.models.base import FactorModel, Popularity
 
 
 def test_zscore_and_rank_normalisation_by_hand():
@@ -104,7 +104,7 @@ def test_text_to_factors_fills_only_cold_items():
 
 
 def test_select_ridge_alpha_prefers_small_alpha_on_clean_linear_data():
-    from recsys_lib.coldstart import select_ridge_alpha
+    from recsys_lib.models.coldstart import select_ridge_alpha
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))
@@ -115,7 +115,7 @@ def test_select_ridge_alpha_prefers_small_alpha_on_clean_linear_data():
 
 
 def test_cold_start_data_keeps_cold_items_out_of_train(movielens):
-    from recsys_lib.coldstart import cold_start_data
+    from recsys_lib.models.coldstart import cold_start_data
 
     data = cold_start_data(movielens.ratings, cold_fraction=0.1, seed=0)
     assert data.train.matrix[:, data.cold_items].nnz == 0
@@ -125,7 +125,7 @@ def test_cold_start_data_keeps_cold_items_out_of_train(movielens):
 
 
 def test_weight_grid_search_covers_the_grid_and_sorts(two_models):
-    from recsys_lib.hybrid import weight_grid_search
+    from recsys_lib.models.hybrid import weight_grid_search
 
     train, cf, text = two_models
     table = weight_grid_search({"cf": cf, "text": text}, {"text": [0.0, 0.5, 2.0]}, train, k=2)

@@ -1,4 +1,4 @@
-"""recsys_lib.llm: loader errors, prompts, verbaliser and pointwise scores, the shared-prefix
+"""recsys_lib.llm.generative: loader errors, prompts, verbaliser and pointwise scores, the shared-prefix
 cache, the yes/no click model, and the hand-written LoRA against peft. Tiny models only: a
 2-layer Llama built from a config and a word-level tokenizer, so nothing is downloaded."""
 
@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recsys_lib import llm  # noqa: E402
-from recsys_lib.embeddings import ModelIntegrityError, ModelNotFoundError  # noqa: E402
+from recsys_lib.llm import generative as llm  # noqa: E402
+from recsys_lib.text.embeddings import ModelIntegrityError, ModelNotFoundError  # noqa: E402
 
 WORDS = ["[UNK]", "[PAD]", "Yes", "No", *llm.LABELS, "viewer", "liked", "these", "films",
          ":", "-", "Answer", "?", '"', ".", "Fargo", "Heat", "Alien", "Big"]  # fmt: skip
@@ -229,7 +229,7 @@ def test_generate_is_greedy_and_left_padding_safe():
 # ------------------------------------------------------------------ LoRA and the click model
 def test_hand_written_lora_equals_peft():
     peft = pytest.importorskip("peft")
-    from recsys_lib import lora
+    from recsys_lib.text import lora
 
     base = tiny_lm(seed=4).model
     ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
@@ -258,8 +258,8 @@ def test_hand_written_lora_equals_peft():
 
 
 def test_train_yes_no_moves_only_the_adapters_and_learns():
-    from recsys_lib import lora
-    from recsys_lib.finetune import TrainConfig
+    from recsys_lib.text import lora
+    from recsys_lib.text.finetune import TrainConfig
 
     lm = tiny_lm(seed=5)
     lora.add_lora_by_name(lm.model, ("q_proj", "v_proj"), rank=2, alpha=4.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_lib import metrics as m
+from recsys_lib.evaluation import metrics as m
 
 # Three users; user 1 has no relevant items (ignored); user 2's list is short (-1 padding).
 RECOMMENDED = np.array([[0, 1, 2], [3, 4, -1], [5, 6, 7]])
@@ -220,7 +220,7 @@ def test_bootstrap_rows_is_seeded_chunked_and_checked():
 
 
 def test_auc_and_log_loss_keep_their_old_names_in_pairs():
-    from recsys_lib import pairs
+    from recsys_lib.text import pairs
 
     assert pairs.roc_auc is m.roc_auc and pairs.log_loss is m.log_loss
     assert pairs.auc_difference is m.auc_difference

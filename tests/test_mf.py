@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.interactions import shared_interactions
-from recsys_lib.mf import (
+from recsys_lib.data.interactions import shared_interactions
+from recsys_lib.models.mf import (
     ALS,
     BPR,
     EASE,
@@ -174,7 +174,7 @@ def test_invalid_hyper_parameters_are_refused_with_the_value(make, message):
 def test_explain_als_matches_implicit_explain():
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from recsys_lib.mf import explain_als
+    from recsys_lib.models.mf import explain_als
 
     train, _ = block_interactions()
     model = ALS(factors=3, regularization=0.5, alpha=2.0, iterations=5, use_gpu=False).fit(train)
@@ -199,8 +199,8 @@ def test_explain_als_matches_implicit_explain():
 
 
 def test_explicit_als_recovers_a_low_rank_rating_matrix():
-    from recsys_lib.interactions import Interactions
-    from recsys_lib.mf import ExplicitALS
+    from recsys_lib.data.interactions import Interactions
+    from recsys_lib.models.mf import ExplicitALS
 
     rng = np.random.default_rng(0)
     truth = 1 + 4 * rng.random((10, 2)) @ rng.random((2, 8))  # ratings of rank 3 at most
@@ -217,7 +217,7 @@ def test_explicit_als_recovers_a_low_rank_rating_matrix():
 def test_explicit_als_half_step_is_the_weighted_ridge_solution():
     import scipy.sparse as sp
 
-    from recsys_lib.mf import ExplicitALS
+    from recsys_lib.models.mf import ExplicitALS
 
     rng = np.random.default_rng(1)
     r = sp.random(5, 7, density=0.5, random_state=1, format="csr") * 5
@@ -230,7 +230,7 @@ def test_explicit_als_half_step_is_the_weighted_ridge_solution():
 
 
 def test_explicit_als_warns_on_binary_input(caplog):
-    from recsys_lib.mf import ExplicitALS
+    from recsys_lib.models.mf import ExplicitALS
 
     train, _ = block_interactions()
     with caplog.at_level("WARNING"):

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 import recsys_lib
-from recsys_lib.interactions import Catalogue
-from recsys_lib.models import Model, NotFittedError
+from recsys_lib.data.interactions import Catalogue
+from recsys_lib.models.base import Model, NotFittedError
 
 N_USERS, N_ITEMS = 14, 16
 
@@ -24,7 +24,7 @@ N_USERS, N_ITEMS = 14, 16
 @pytest.fixture(scope="module")
 def train():
     """14 users x 16 items; item 15 is never seen (a cold item); timestamps give an order."""
-    from recsys_lib.sequential import Sequences
+    from recsys_lib.models.sequential import Sequences
 
     rng = np.random.default_rng(0)
     rows = []
@@ -42,26 +42,26 @@ def _factors(train, seed=0):
 
 
 def _popularity(train):
-    from recsys_lib.models import Popularity
+    from recsys_lib.models.base import Popularity
 
     return Popularity().fit(train)
 
 
 def _svd(train):
-    from recsys_lib.mf import PureSVD
+    from recsys_lib.models.mf import PureSVD
 
     return PureSVD(factors=3).fit(train)
 
 
 def _als(train):
-    from recsys_lib.mf import ALS
+    from recsys_lib.models.mf import ALS
 
     return ALS(factors=3, iterations=3, use_gpu=False).fit(train)
 
 
 def _tiny_transformer(cls):
     def make(train):
-        from recsys_lib.finetune import TrainConfig
+        from recsys_lib.text.finetune import TrainConfig
 
         config = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_ratio=0.0, max_length=6,
                              eval_every=None, patience=None, device="cpu", progress=False)  # fmt: skip
@@ -71,7 +71,8 @@ def _tiny_transformer(cls):
 
 
 def _factories():
-    from recsys_lib import coldstart, hybrid, mf, models, privacy, sequential
+    from recsys_lib.models import coldstart, hybrid, mf, base as models, sequential
+    from recsys_lib.production import privacy
 
     return {
         models.Popularity: _popularity,
@@ -211,7 +212,7 @@ def test_same_seed_same_model(fitted, train):
 
 
 def test_unfitted_model_says_so():
-    from recsys_lib.models import Popularity
+    from recsys_lib.models.base import Popularity
 
     with pytest.raises(NotFittedError, match="fit"):
         Popularity().recommend([0])
@@ -220,8 +221,8 @@ def test_unfitted_model_says_so():
 # ------------------------------------------------------------------ the serving Recommender
 @pytest.fixture(scope="module")
 def served(train):
-    from recsys_lib.models import FactorModel
-    from recsys_lib.serving import Recommender
+    from recsys_lib.models.base import FactorModel
+    from recsys_lib.production.serving import Recommender
 
     users, items = _factors(train)
     items[[2, 7, 11]] = items[4]  # exact ties: items 2, 4, 7, 11 score alike for everyone
@@ -249,7 +250,7 @@ def test_recommender_ties_seen_items_and_history(served, train):
 
 
 def test_recommender_k_bounds_and_unknown_ids(served, train):
-    from recsys_lib.serving import UnknownIdError
+    from recsys_lib.production.serving import UnknownIdError
 
     _, rec = served
     for bad in (0, -3, train.shape[1] + 1):

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.interactions import Catalogue, Interactions, shared_interactions
-from recsys_lib.models import (
+from recsys_lib.data.interactions import Catalogue, Interactions, shared_interactions
+from recsys_lib.models.base import (
     FactorModel,
     NotFittedError,
     Popularity,
@@ -112,7 +112,7 @@ def test_candidates_restrict_ranking_and_relevance(toy):
 
 
 def test_random_tie_break_only_reorders_exact_ties(toy):
-    from recsys_lib.models import RandomTieBreak
+    from recsys_lib.models.base import RandomTieBreak
 
     train, _ = toy
     base = FactorModel(np.ones((3, 1)), np.array([[2.0], [0.0], [0.0], [0.0]])).fit(train)
@@ -138,7 +138,7 @@ def test_resolve_device_and_seeding():
 
 
 def test_evaluate_per_user_means_equal_evaluate(toy):
-    from recsys_lib.models import evaluate_per_user
+    from recsys_lib.models.base import evaluate_per_user
 
     train, test = toy
     model = Popularity().fit(train)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib import monitoring as mon
+from recsys_lib.production import monitoring as mon
 
 
 def test_item_distribution_counts_events_in_catalogue_order():

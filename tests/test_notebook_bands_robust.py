@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys_lib.bands import check_metrics, format_check, read_expected
-from recsys_lib.notebooks import execute_notebook, list_notebooks
+from recsys_lib.course.bands import check_metrics, format_check, read_expected
+from recsys_lib.course.notebooks import execute_notebook, list_notebooks
 
 STEM = "08_business_objectives"
 EXPECTED_DIR = Path(__file__).parent / "expected"

@@ -6,7 +6,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from recsys_lib import notebooks as nbh
+from recsys_lib.course import notebooks as nbh
 
 
 def executed_notebook(tmp_path, values: dict):
@@ -76,7 +76,7 @@ def test_check_cli_exit_codes(tmp_path):
     good.write_text(json.dumps({"nb": {"a": {"value": 1.0, "rtol": 0.01}}}))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"nb": {"a": {"value": 2.0, "rtol": 0.01}}}))
-    run = [sys.executable, "-m", "recsys_lib.notebooks", "check", "--metrics", str(metrics)]
+    run = [sys.executable, "-m", "recsys_lib.course.notebooks", "check", "--metrics", str(metrics)]
     assert subprocess.run([*run, str(good)], capture_output=True).returncode == 0
     failed = subprocess.run([*run, str(bad)], capture_output=True, text=True)
     assert failed.returncode == 1 and "REGRESSION" in failed.stdout
@@ -113,7 +113,7 @@ def tiny_notebook(path, *bodies):
     nb.cells.append(params)
     nb.cells.append(
         nbformat.v4.new_code_cell(
-            "from recsys_lib.notebooks import record\nrecord('seed_seen', SEED)"
+            "from recsys_lib.course.notebooks import record\nrecord('seed_seen', SEED)"
         )
     )
     nb.cells.extend(nbformat.v4.new_code_cell(body) for body in bodies)
@@ -222,7 +222,9 @@ def test_atomic_write_text_replaces_whole_files_only(tmp_path, monkeypatch):
 
 
 def test_paths_come_from_the_project_home_not_the_package(tmp_path, monkeypatch):
-    from recsys_lib import data, embeddings, runtime
+    from recsys_lib.data import movielens as data
+    from recsys_lib.text import embeddings
+    from recsys_lib import runtime
 
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
     monkeypatch.delenv("RECSYS_CACHE_DIR", raising=False)

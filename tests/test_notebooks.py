@@ -1,8 +1,8 @@
 """Every course notebook runs in smoke mode and its recorded metrics stay inside their bands.
 
 A notebook is covered by adding ``tests/expected/<notebook stem>.json`` (measure it with
-``python -m recsys_lib.notebooks bands <stem> --seeds 20``): the same mechanism teams use on
-full runs. Every band states its kind and where its tolerance came from (recsys_lib.bands).
+``python -m recsys_lib.course.notebooks bands <stem> --seeds 20``): the same mechanism teams use on
+full runs. Every band states its kind and where its tolerance came from (recsys_lib.course.bands).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys_lib.bands import check_metrics, format_check, read_expected, validate_expected
-from recsys_lib.notebooks import execute_notebook, list_notebooks
+from recsys_lib.course.bands import check_metrics, format_check, read_expected, validate_expected
+from recsys_lib.course.notebooks import execute_notebook, list_notebooks
 
 EXPECTED_DIR = Path(__file__).parent / "expected"
 NOTEBOOKS = list_notebooks()
@@ -72,7 +72,7 @@ def test_notebook_smoke_run(notebook, tmp_path):
 @pytest.mark.notebook
 def test_same_seed_gives_the_same_metrics_twice(tmp_path):
     """Two runs of one notebook on this machine agree to 4 decimals (timings excluded)."""
-    from recsys_lib.bands import is_timing_metric
+    from recsys_lib.course.bands import is_timing_metric
 
     [notebook] = list_notebooks(only=DETERMINISM_NOTEBOOK)
     runs = []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from recsys_lib.ope import (
+from recsys_lib.business.ope import (
     Estimate,
     effective_sample_size,
     ips_estimate,
@@ -93,7 +93,7 @@ def test_estimate_covers_and_ess():
 
 
 def test_dr_estimate_by_hand_and_reduces_to_ips():
-    from recsys_lib.ope import dr_estimate
+    from recsys_lib.business.ope import dr_estimate
 
     r, t, mu, _ = _bandit(4_000, 3)
     zero = np.zeros_like(r)
@@ -125,7 +125,7 @@ def _pbm_logs(n, seed, eps=0.5):
 
 
 def test_pbm_estimate_by_hand():
-    from recsys_lib.ope import pbm_estimate
+    from recsys_lib.business.ope import pbm_estimate
 
     logged, target = np.array([[1, 2], [3, 4]]), np.array([[2, 1], [3, 5]])
     mu, b = np.array([[0.5, 0.25], [0.5, 0.1]]), np.array([1.0, 0.5])
@@ -144,7 +144,7 @@ def test_pbm_estimate_by_hand():
 
 
 def test_pbm_estimate_unbiased_and_tighter_than_item_position_ips():
-    from recsys_lib.ope import pbm_estimate
+    from recsys_lib.business.ope import pbm_estimate
 
     target = np.array([2, 0])  # item 2 on top, item 0 second
     errors, widths = [], []
@@ -162,7 +162,7 @@ def test_pbm_estimate_unbiased_and_tighter_than_item_position_ips():
 
 
 def test_position_bias_from_exploration():
-    from recsys_lib.ope import position_bias_from_exploration
+    from recsys_lib.business.ope import position_bias_from_exploration
 
     clicks = np.array([[1, 0], [1, 1], [0, 0], [1, 1]])
     explored = np.array([True, True, False, False])

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.data import DataError
-from recsys_lib.owndata import (
+from recsys_lib.data.movielens import DataError
+from recsys_lib.data.owndata import (
     OwnData,
     dataset_key,
     example_ids,
@@ -21,7 +21,7 @@ from recsys_lib.owndata import (
     summarize,
     write_example_dataset,
 )
-from recsys_lib.text import DEFAULT_ITEM_TEMPLATE
+from recsys_lib.text.descriptions import DEFAULT_ITEM_TEMPLATE
 
 
 def clicks() -> pd.DataFrame:
@@ -181,8 +181,8 @@ def test_example_ids_hand_picked_on_movielens_busiest_on_own_data(movielens):
 
 
 def test_build_artefact_on_own_data(tmp_path):
-    from recsys_lib.service import build_artefact
-    from recsys_lib.serving import Recommender
+    from recsys_lib.production.service import build_artefact
+    from recsys_lib.production.serving import Recommender
 
     folder = write_example_dataset(tmp_path / "shop", n_users=30, n_items=40, seed=2)
     out = build_artefact(tmp_path / "art", dataset=str(folder))
@@ -192,10 +192,10 @@ def test_build_artefact_on_own_data(tmp_path):
 
 @pytest.mark.notebook
 def test_quickstart_runs_end_to_end_on_generated_data(tmp_path, monkeypatch):
-    """The README's command: python -m recsys_lib.notebooks run --only 00_quickstart --dataset DIR"""
+    """The README's command: python -m recsys_lib.course.notebooks run --only 00_quickstart --dataset DIR"""
     import json
 
-    from recsys_lib.notebooks import main
+    from recsys_lib.course.notebooks import main
 
     write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
     # run from another folder, as a reader would: RECSYS_HOME says where the course lives
@@ -243,7 +243,7 @@ def test_chapter_runs_end_to_end_on_generated_data(chapter, tmp_path, monkeypatc
     """
     import json
 
-    from recsys_lib.notebooks import main
+    from recsys_lib.course.notebooks import main
 
     folder = write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0)
     monkeypatch.setenv("RECSYS_CHOICES", str(tmp_path / "choices.json"))

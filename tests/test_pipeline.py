@@ -1,7 +1,7 @@
 import numpy as np
 
-from recsys_lib import choices
-from recsys_lib.pipeline import build_quickstart
+from recsys_lib.course import choices
+from recsys_lib.course.pipeline import build_quickstart
 
 
 class FakeEncoder:

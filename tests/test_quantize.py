@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys_lib import quantize
+from recsys_lib.production import quantize
 
 
 def tiny_bert(layers: int = 3):
@@ -165,7 +165,7 @@ def test_int8_refuses_models_on_cuda_and_half_needs_cuda():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from recsys_lib.embeddings import ModelNotFoundError, TextEncoder
+    from recsys_lib.text.embeddings import ModelNotFoundError, TextEncoder
 
     try:
         return TextEncoder(device="cpu", use_cache=False)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.interactions import shared_interactions
-from recsys_lib.models import Popularity, RandomModel, evaluate
-from recsys_lib.splits import recommenders_stratified_split
+from recsys_lib.data.interactions import shared_interactions
+from recsys_lib.models.base import Popularity, RandomModel, evaluate
+from recsys_lib.data.splits import recommenders_stratified_split
 
 
 def pandas_split(ratings, ratio=0.75, seed=42):

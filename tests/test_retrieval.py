@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from recsys_lib.retrieval import top_k
+from recsys_lib.retrieval.topk import top_k
 
 
 def brute_force(scores, k):
@@ -37,7 +37,7 @@ def test_bad_arguments():
 
 
 def test_torch_and_numpy_paths_agree_on_ties_and_exclusions():
-    from recsys_lib.retrieval import top_k_numpy
+    from recsys_lib.retrieval.topk import top_k_numpy
 
     rng = np.random.default_rng(5)
     scores = rng.integers(0, 4, size=(64, 30)).astype(np.float32)
@@ -53,7 +53,7 @@ def test_torch_and_numpy_paths_agree_on_ties_and_exclusions():
 def test_exclude_entries_sets_minus_inf_at_stored_entries_numpy_and_torch():
     import scipy.sparse as sp
 
-    from recsys_lib.retrieval import exclude_entries
+    from recsys_lib.retrieval.topk import exclude_entries
 
     mask = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1]]))
     scores = np.zeros((2, 3))
@@ -68,7 +68,7 @@ def test_exclude_entries_sets_minus_inf_at_stored_entries_numpy_and_torch():
 
 
 def test_top_k_candidates_maps_positions_to_ids_with_the_one_tie_rule():
-    from recsys_lib.retrieval import top_k_candidates
+    from recsys_lib.retrieval.topk import top_k_candidates
 
     scores = np.array([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
     cands = np.array([[10, 11, 12], [20, 21, 22], [32, 31, 30]])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recsys_lib import semantic_ids as si
+from recsys_lib.models import semantic_ids as si
 
 
 def blobs(seed=0):

@@ -13,8 +13,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from recsys_lib.loadtest import ServiceProcess, free_port, load_test, load_test_table  # noqa: E402
-from recsys_lib.serving import Recommender  # noqa: E402
+from recsys_lib.production.loadtest import ServiceProcess, free_port, load_test, load_test_table  # noqa: E402
+from recsys_lib.production.serving import Recommender  # noqa: E402
 
 USERS = [10, 20, 30]
 ITEMS = list(range(1, 13))  # 12 items, so the default k=10 is valid
@@ -198,7 +198,7 @@ def test_free_port_is_bindable():
 
 
 def test_cli_refuses_bad_artefacts_and_unset_keys(artefacts, tmp_path, monkeypatch, capsys):
-    from recsys_lib.service import create_app, main
+    from recsys_lib.production.service import create_app, main
 
     assert main(["--artefact", str(artefacts / "tampered")]) == 2
     assert "checksum" in capsys.readouterr().err
@@ -212,7 +212,7 @@ def test_cli_refuses_bad_artefacts_and_unset_keys(artefacts, tmp_path, monkeypat
 
 
 def test_request_paths_quote_ids():
-    from recsys_lib.loadtest import request_paths
+    from recsys_lib.production.loadtest import request_paths
 
     assert request_paths(np.array([196, 7]), k=5) == [
         "/recommend?user_id=196&k=5",
@@ -224,7 +224,7 @@ def test_request_paths_quote_ids():
 def test_ids_are_parsed_as_the_catalogue_type():
     from fastapi import HTTPException
 
-    from recsys_lib.service import _parse_id
+    from recsys_lib.production.service import _parse_id
 
     assert _parse_id("196", "i", "user_id") == 196 and _parse_id(7, "i", "user_id") == 7
     assert _parse_id(" 12 ", "u", "item_id") == 12

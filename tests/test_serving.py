@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.interactions import Catalogue, Interactions
-from recsys_lib.models import FactorModel, Popularity
-from recsys_lib.serving import (
+from recsys_lib.data.interactions import Catalogue, Interactions
+from recsys_lib.models.base import FactorModel, Popularity
+from recsys_lib.production.serving import (
     ArtefactError,
     Recommender,
     UnknownIdError,

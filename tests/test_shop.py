@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from recsys_lib.retrieval import top_k_candidates
-from recsys_lib.shop import (
+from recsys_lib.retrieval.topk import top_k_candidates
+from recsys_lib.business.shop import (
     ShopConfig,
     affinity,
     click_prob,
@@ -158,7 +158,7 @@ def test_explored_visits_follow_epsilon(shop):
 
 
 def test_stage_seeds_are_independent_of_other_stages():
-    from recsys_lib.shop import stage_seeds
+    from recsys_lib.business.shop import stage_seeds
 
     a = stage_seeds(42, ["world", "log", "pilot"])
     b = stage_seeds(42, ["world", "log", "pilot", "extra"])

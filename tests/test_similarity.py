@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_lib.similarity import (
+from recsys_lib.retrieval.similarity import (
     article_cosine,
     blocked_top_k,
     cosine_similarity,
@@ -72,7 +72,7 @@ def test_similar_items_excludes_itself():
 
 
 def test_user_profiles_average_unit_item_vectors():
-    from recsys_lib.interactions import Catalogue, Interactions
+    from recsys_lib.data.interactions import Catalogue, Interactions
 
     matrix = sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 0]], dtype=np.float32))
     train = Interactions(matrix, Catalogue(np.array([1, 2]), np.array([7, 8, 9])))

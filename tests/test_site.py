@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 import nbformat
 import pytest
 
-from recsys_lib import site
+from recsys_lib.course import site
 
 
 def write_notebook(path, heading: str | None, body: str = "Some text."):

@@ -9,9 +9,9 @@ import io
 import nbformat
 import pytest
 
-from recsys_lib import site
-from recsys_lib.notebooks import RECORD_MIME
-from recsys_lib.sitecheck import check_site, find_chromium
+from recsys_lib.course import site
+from recsys_lib.course.notebooks import RECORD_MIME
+from recsys_lib.course.sitecheck import check_site, find_chromium
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

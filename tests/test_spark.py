@@ -16,10 +16,10 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_lib import spark as rs
-from recsys_lib.interactions import shared_interactions
-from recsys_lib.metrics import ranking_report
-from recsys_lib.models import Popularity, evaluation_users
-from recsys_lib.retrieval import top_k
+from recsys_lib.data.interactions import shared_interactions
+from recsys_lib.evaluation.metrics import ranking_report
+from recsys_lib.models.base import Popularity, evaluation_users
+from recsys_lib.retrieval.topk import top_k
 
 REASON = rs.spark_unavailable_reason()
 # pyspark 4.3 warns on every pandas 3 conversion; the conversions below are checked by value.
@@ -113,7 +113,7 @@ def test_implicit_to_spark_hyperparameters():
 
 
 def test_cached_encoder_loads_once_per_process(monkeypatch):
-    import recsys_lib.embeddings as emb
+    import recsys_lib.text.embeddings as emb
 
     calls = []
 

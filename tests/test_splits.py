@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib import splits
+from recsys_lib.data import splits
 
 
 def upstream_stratified(frame, ratio=0.75, by="item_id", seed=42):

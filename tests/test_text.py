@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.text import (
+from recsys_lib.text.descriptions import (
     DEFAULT_ITEM_TEMPLATE,
     PRIVACY_EXCLUDED_FIELDS,
     age_bucket,
@@ -231,7 +231,7 @@ def test_token_lengths_counts_special_tokens():
 
 
 def test_movielens_descriptions_cover_every_item_and_train_user(movielens):
-    from recsys_lib.splits import recommenders_stratified_split
+    from recsys_lib.data.splits import recommenders_stratified_split
 
     train_df, _ = recommenders_stratified_split(movielens.ratings)
     items = item_descriptions(movielens.items)
@@ -242,7 +242,7 @@ def test_movielens_descriptions_cover_every_item_and_train_user(movielens):
 
 
 def test_names_title_matches_whole_titles_only():
-    from recsys_lib.text import names_title
+    from recsys_lib.text.descriptions import names_title
 
     text = "User 7 likes Drama; loved White Heat (1949), Crow, The (1994), Fargo (1996)."
     assert names_title(text, "Crow, The (1994)")

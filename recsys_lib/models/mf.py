@@ -1,0 +1,495 @@
+"""Matrix factorisation and linear models behind one contract: PureSVD, ALS, BPR, EASE.
+
+All follow :class:`recsys_lib.models.base.Model`: ``fit(Interactions)`` on a users x items matrix,
+``score``/``recommend`` for user rows. ALS and BPR wrap ``implicit`` (GPU when
+``implicit.gpu.HAS_CUDA``, CPU otherwise); PureSVD uses ``scipy.sparse.linalg.svds``; EASE is
+the closed form of Steck (2019).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+from recsys_lib.data.interactions import Interactions
+from recsys_lib.models.base import FactorScorer, Model, evaluate
+
+logger = logging.getLogger(__name__)
+
+
+def _implicit_gpu(use_gpu: bool | str) -> bool:
+    import implicit.gpu
+
+    if use_gpu == "auto":
+        return bool(implicit.gpu.HAS_CUDA)
+    if use_gpu and not implicit.gpu.HAS_CUDA:
+        raise RuntimeError("use_gpu=True but implicit was built without CUDA; use 'auto'.")
+    return bool(use_gpu)
+
+
+def _single_threaded_blas():
+    """implicit parallelises over users itself; a multi-threaded BLAS underneath only
+    oversubscribes the cores (implicit warns about it), so pin BLAS to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, "blas")
+
+
+def _check_hyper(
+    owner: str,
+    *,
+    ints: dict | None = None,
+    non_negative: dict | None = None,
+    positive: dict | None = None,
+) -> None:
+    """Reject hyper-parameters that would fail deep inside BLAS or silently do nothing.
+
+    ints: names -> values that must be integers >= 1; non_negative / positive: names -> values
+    that must be finite reals >= 0 / > 0. Messages name the value and the fix.
+    """
+    for name, value in (ints or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
+    for name, value in (non_negative or {}).items():
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{owner}: {name} must be a finite number >= 0, got {value!r}; a negative "
+                "penalty rewards large weights instead of shrinking them."
+            )
+    for name, value in (positive or {}).items():
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
+
+
+def _to_numpy(factors) -> np.ndarray:
+    return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
+
+
+class PureSVD(FactorScorer):
+    """Truncated SVD of the binary interaction matrix, X ~= U S V^T (Cremonesi et al. 2010).
+
+    ``scaling="sqrt"`` returns user_factors = U sqrt(S), item_factors = V sqrt(S);
+    ``scaling="full"`` returns U S and V. Both give the same scores U S V^T.
+    ``normalize="item"`` divides each column by sqrt(item count) first, damping popularity.
+    Note U^T U = I and V^T V = I hold for SVD's singular vectors — not for ALS factors.
+    """
+
+    name = "puresvd"
+
+    def __init__(
+        self, factors: int = 64, scaling: str = "sqrt", normalize: str | None = None, seed: int = 0
+    ) -> None:
+        super().__init__()
+        if scaling not in ("sqrt", "full"):
+            raise ValueError(f"scaling must be 'sqrt' or 'full', got {scaling!r}.")
+        if normalize not in (None, "item"):
+            raise ValueError(f"normalize must be None or 'item', got {normalize!r}.")
+        _check_hyper("PureSVD", ints={"factors": factors})
+        self.factors, self.scaling, self.normalize, self.seed = factors, scaling, normalize, seed
+
+    def _fit(self, train: Interactions) -> None:
+        from scipy.sparse.linalg import svds
+
+        x = train.binary().matrix.astype(np.float64)
+        if self.normalize == "item":
+            counts = np.asarray(x.sum(0)).ravel()
+            x = x @ sp.diags(1.0 / np.sqrt(np.maximum(counts, 1)))
+        k = min(self.factors, min(x.shape) - 1)
+        v0 = np.random.default_rng(self.seed).random(min(x.shape))
+        u, s, vt = svds(x, k=k, v0=v0)
+        order = np.argsort(-s)  # svds returns ascending singular values
+        u, s, vt = u[:, order], s[order], vt[order]
+        self.singular_values_ = s
+        self.u_, self.v_ = u, vt.T
+        root = np.sqrt(s) if self.scaling == "sqrt" else s
+        self.user_factors = (u * root).astype(np.float32)
+        item = vt.T * (np.sqrt(s) if self.scaling == "sqrt" else 1.0)
+        self.item_factors = item.astype(np.float32)
+
+
+class ALS(FactorScorer):
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through ``implicit``.
+
+    Minimises sum_{u,i} c_ui (p_ui - x_u.y_i)^2 + reg (|x_u|^2 + |y_i|^2) with preference
+    p_ui = 1 for observed pairs and confidence c_ui = 1 + alpha * r_ui (r_ui = 1 for binary
+    data). ``implicit`` reads its input as the confidence itself, so we pass 1 + alpha * r.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 1.0,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        seed: int = 0,
+        use_gpu: bool | str = "auto",
+        binary: bool = True,
+        use_cg: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_hyper(
+            "ALS",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization, "alpha": alpha},
+        )
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.iterations, self.seed, self.use_gpu = iterations, seed, use_gpu
+        self.binary, self.use_cg = binary, use_cg
+
+    def confidence(self, train: Interactions) -> sp.csr_matrix:
+        """users x items CSR of c_ui = 1 + alpha * r_ui on the observed pairs."""
+        m = (train.binary() if self.binary else train).matrix.copy()
+        m.data = 1.0 + self.alpha * m.data
+        return m
+
+    def _fit(self, train: Interactions) -> None:
+        from implicit.als import AlternatingLeastSquares
+
+        gpu = _implicit_gpu(self.use_gpu)
+        with _single_threaded_blas():
+            kwargs = dict(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=1.0,
+                iterations=self.iterations,
+                random_state=self.seed,
+                use_gpu=gpu,
+            )
+            if not gpu:
+                kwargs["use_cg"] = self.use_cg
+            model = AlternatingLeastSquares(**kwargs)
+            model.fit(self.confidence(train), show_progress=False)
+        self.user_factors = _to_numpy(model.user_factors)
+        self.item_factors = _to_numpy(model.item_factors)
+
+
+def explain_als(
+    model: ALS, user_row: int, item_cols: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Implicit ALS's exact decomposition of scores into the user's history items.
+
+    Given the item factors Y, ALS's user vector is the ridge solution
+    x_u = W_u Y^T C_u p_u with W_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1, and p_u is 1 on the
+    history H_u and 0 elsewhere, so x_u = sum_{j in H_u} c_uj W_u y_j and
+
+        score(u, i) = y_i . x_u = sum_{j in H_u} c_uj (y_i^T W_u y_j),
+
+    one term per history item j (Hu, Koren & Volinsky 2008, section 5; ``implicit``'s
+    ``AlternatingLeastSquares.explain`` computes the same). x_u is recomputed from Y, so the
+    scores can differ slightly from ``model.score`` (whose last update was the items').
+
+    user_row: the user's row in the train catalogue; item_cols: (n,) item columns.
+    Returns (history_cols (h,), contributions (n, h), scores (n,)), scores = row sums.
+    """
+    train = model._require_fitted()
+    confidence = model.confidence(train)
+    if not 0 <= user_row < confidence.shape[0]:
+        raise IndexError(f"user row {user_row} out of range for {confidence.shape[0]} users.")
+    start, stop = confidence.indptr[user_row], confidence.indptr[user_row + 1]
+    history, conf = confidence.indices[start:stop], confidence.data[start:stop].astype(np.float64)
+    y = model.item_factors.astype(np.float64)
+    y_h = y[history]
+    a = y.T @ y + y_h.T @ ((conf - 1.0)[:, None] * y_h) + model.regularization * np.eye(y.shape[1])
+    weighted = np.linalg.solve(a, (conf[:, None] * y_h).T)  # (f, h): c_uj W_u y_j per column
+    items = np.atleast_1d(np.asarray(item_cols, dtype=np.int64))
+    contributions = y[items] @ weighted
+    return history, contributions, contributions.sum(1)
+
+
+def numpy_als(
+    confidence: sp.csr_matrix,
+    user_init: np.ndarray,
+    item_init: np.ndarray,
+    regularization: float,
+    iterations: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Implicit ALS in plain numpy: the closed-form updates, for teaching and for checking.
+
+    confidence: users x items CSR of c_ui (> 0 where observed; unobserved pairs have c = 1,
+    p = 0). Each half-step solves, for every user u,
+        (Y^T Y + Y^T (C_u - I) Y + reg I) x_u = Y^T C_u p_u
+    and then the same for items with the roles swapped.
+    """
+    x, y = user_init.astype(np.float64), item_init.astype(np.float64)
+    c_ui, c_iu = confidence.tocsr(), confidence.T.tocsr()
+
+    def half_step(c: sp.csr_matrix, fixed: np.ndarray, n_rows: int) -> np.ndarray:
+        gram = fixed.T @ fixed + regularization * np.eye(fixed.shape[1])
+        solved = np.zeros((n_rows, fixed.shape[1]))
+        for row in range(n_rows):
+            cols = c.indices[c.indptr[row] : c.indptr[row + 1]]
+            conf = c.data[c.indptr[row] : c.indptr[row + 1]]
+            f = fixed[cols]
+            a = gram + f.T @ ((conf - 1.0)[:, None] * f)
+            solved[row] = np.linalg.solve(a, f.T @ conf)
+        return solved
+
+    for _ in range(iterations):
+        x = half_step(c_ui, y, c_ui.shape[0])
+        y = half_step(c_iu, x, c_iu.shape[0])
+    return x, y
+
+
+class ExplicitALS(FactorScorer):
+    """Rating regression by ALS with weighted-lambda regularisation (Zhou et al. 2008), the
+    objective of Spark's ``ALS(implicitPrefs=False)`` (recommenders' published "ALS" row):
+
+        min_{X, Y} sum_{(u,i) observed} (r_ui - x_u.y_i)^2
+                   + reg (sum_u n_u |x_u|^2 + sum_i n_i |y_i|^2),
+
+    n_u / n_i = ratings of user u / item i. Only observed cells enter the loss, so it predicts
+    *ratings*; ranking by predicted rating is what the published row does. Fit on an
+    :class:`Interactions` holding ratings (``value_col="rating"``). Each half-step solves every
+    row's ridge system at once (``np.linalg.solve`` on a stack of f x f matrices).
+    """
+
+    name = "explicit_als"
+
+    def __init__(
+        self, factors: int = 10, regularization: float = 0.05, iterations: int = 20, seed: int = 0
+    ) -> None:
+        super().__init__()
+        _check_hyper(
+            "ExplicitALS",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization},
+        )
+        self.factors, self.regularization = factors, regularization
+        self.iterations, self.seed = iterations, seed
+
+    @staticmethod
+    def _half_step(r: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarray:
+        """Solve (sum_{i in row} y_i y_i^T + reg n_row I) x_row = sum_i r_i y_i for every row."""
+        n, f = r.shape[0], fixed.shape[1]
+        a = np.empty((n, f, f))
+        b = np.empty((n, f))
+        for row in range(n):  # one small BLAS product per row; the solves are batched below
+            span = slice(r.indptr[row], r.indptr[row + 1])
+            block = fixed[r.indices[span]]
+            a[row] = block.T @ block
+            b[row] = r.data[span] @ block
+        a += reg * np.maximum(np.diff(r.indptr), 1)[:, None, None] * np.eye(f)
+        return np.linalg.solve(a, b[..., None])[..., 0]
+
+    def _fit(self, train: Interactions) -> None:
+        r = train.matrix.astype(np.float64).tocsr()
+        if r.nnz and r.data.min() == r.data.max():
+            logger.warning(
+                "ExplicitALS got a matrix whose values are all %s: pass ratings "
+                "(Interactions.from_frame(..., value_col='rating')), not binary interactions.",
+                r.data[0],
+            )
+        rng = np.random.default_rng(self.seed)
+        y = rng.normal(0.0, 0.1, (r.shape[1], self.factors))
+        rt = r.T.tocsr()
+        for _ in range(self.iterations):
+            x = self._half_step(r, y, self.regularization)
+            y = self._half_step(rt, x, self.regularization)
+        self.user_factors = x.astype(np.float32)
+        self.item_factors = y.astype(np.float32)
+
+
+class BPR(FactorScorer):
+    """Bayesian Personalised Ranking (Rendle et al. 2009) through ``implicit``: maximises
+    sum ln sigma(x_u.y_i - x_u.y_j) over (user, seen i, unseen j) triples, minus L2.
+
+    ``num_threads``: implicit's CPU threads (0 = all cores). Its SGD updates shared factors
+    from several threads at once, so only ``num_threads=1`` repeats exactly under a seed."""
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        seed: int = 0,
+        use_gpu: bool | str = "auto",
+        num_threads: int = 0,
+    ) -> None:
+        super().__init__()
+        _check_hyper(
+            "BPR",
+            ints={"factors": factors, "iterations": iterations},
+            non_negative={"regularization": regularization},
+            positive={"learning_rate": learning_rate},
+        )
+        self.factors, self.learning_rate = factors, learning_rate
+        self.regularization, self.iterations = regularization, iterations
+        self.seed, self.use_gpu, self.num_threads = seed, use_gpu, num_threads
+
+    def _fit(self, train: Interactions) -> None:
+        from implicit.bpr import BayesianPersonalizedRanking
+
+        with _single_threaded_blas():
+            model = BayesianPersonalizedRanking(
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.seed,
+                use_gpu=_implicit_gpu(self.use_gpu),
+                **({} if _implicit_gpu(self.use_gpu) else {"num_threads": self.num_threads}),
+            )
+            model.fit(train.binary().matrix, show_progress=False)
+        # implicit appends an item-bias column (user side holds 1s there).
+        self.user_factors = _to_numpy(model.user_factors)
+        self.item_factors = _to_numpy(model.item_factors)
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else physical memory via sysconf."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class EASE(Model):
+    """EASE (Steck 2019): item-item weights B = I - P / diag(P), P = (X^T X + lambda I)^-1,
+    so diag(B) = 0; score(u) = x_u B. Dense items x items: O(n_items^2) memory."""
+
+    name = "ease"
+
+    def __init__(
+        self,
+        regularization: float = 250.0,
+        dtype: type[np.floating] = np.float32,
+        memory_fraction: float = 0.5,
+    ) -> None:
+        super().__init__()
+        _check_hyper("EASE", non_negative={"regularization": regularization})
+        if not 0 < memory_fraction <= 1:
+            raise ValueError(f"EASE: memory_fraction must be in (0, 1], got {memory_fraction!r}.")
+        self.regularization, self.dtype, self.memory_fraction = (
+            regularization,
+            dtype,
+            memory_fraction,
+        )
+
+    def required_bytes(self, n_items: int) -> int:
+        """About three dense items x items matrices live at once (Gram, inverse, B)."""
+        return 3 * n_items * n_items * np.dtype(self.dtype).itemsize
+
+    def _fit(self, train: Interactions) -> None:
+        n_items = train.shape[1]
+        need, have = self.required_bytes(n_items), available_memory_bytes()
+        if need > self.memory_fraction * have:
+            raise MemoryError(
+                f"EASE needs about {need / 2**30:.1f} GiB for {n_items:,} items (dense items x "
+                f"items), more than {self.memory_fraction:.0%} of the {have / 2**30:.1f} GiB "
+                "available. Keep the most popular items only, or use ALS."
+            )
+        x = train.binary().matrix.astype(self.dtype)
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices(n_items)] += self.regularization
+        p = np.linalg.inv(gram)
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices(n_items)] = 0.0
+        self.weights_ = b.astype(self.dtype)
+
+    def _score(self, user_rows):
+        return np.asarray(self.train_.binary().matrix[user_rows] @ self.weights_)
+
+
+def grid_search(
+    make_model: Callable[..., Model],
+    grid: dict[str, list],
+    fit: Interactions,
+    valid: Interactions,
+    *,
+    k: int = 10,
+    metric: str | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fit ``make_model(**params)`` on ``fit`` for each grid point and score it on ``valid``.
+
+    ``fit``/``valid`` must be carved from TRAIN (never test). ``n_samples`` draws that many
+    points at random instead of the full grid. Returns one row per point: the parameters,
+    every ranking metric, fit seconds; sorted by ``metric`` (default ndcg@k), best first.
+    """
+    from tqdm.auto import tqdm
+
+    metric = metric or f"ndcg@{k}"
+    names = list(grid)
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+    if n_samples is not None and n_samples < len(points):
+        chosen = np.random.default_rng(seed).choice(len(points), n_samples, replace=False)
+        points = [points[i] for i in sorted(chosen)]
+    rows = []
+    for params in tqdm(points, desc="grid search", disable=not progress):
+        start = time.perf_counter()
+        model = make_model(**params).fit(fit)
+        seconds = time.perf_counter() - start
+        rows.append({**params, **evaluate(model, valid, k), "fit_s": seconds})
+    table = pd.DataFrame(rows)
+    if metric not in table:
+        raise KeyError(f"metric {metric!r} not among {list(table.columns)}.")
+    return table.sort_values(metric, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def best_params(table: pd.DataFrame, grid: dict[str, list]) -> dict:
+    """The parameters of the first (best) row of a :func:`grid_search` table, as Python types."""
+    row = table.iloc[0]
+    return {name: type(grid[name][0])(row[name]) for name in grid}
+
+
+def search_key(fit: Interactions, valid: Interactions, **about) -> dict:
+    """What a stored search was run on: both splits' shapes, sizes and a CRC32 of their
+    entries, plus ``about`` (e.g. dataset, seed, grid). Two runs on the same splits and
+    settings give equal keys; any other data gives another key."""
+
+    def crc(part: Interactions) -> int:
+        m = part.matrix.tocsr()
+        value = zlib.crc32(np.ascontiguousarray(m.indptr, dtype=np.int64).tobytes())
+        return zlib.crc32(np.ascontiguousarray(m.indices, dtype=np.int64).tobytes(), value)
+
+    key = {name: {"shape": list(part.shape), "nnz": int(part.nnz), "crc32": crc(part)}
+           for name, part in (("fit", fit), ("valid", valid))}  # fmt: skip
+    return json.loads(json.dumps({**key, **about}))  # plain JSON types, comparable on reload
+
+
+def write_search(path: str | os.PathLike, table: pd.DataFrame, key: dict, **about) -> Path:
+    """Store a :func:`grid_search` table with its :func:`search_key` (and ``about``: script,
+    date, machine) as JSON; the file is replaced atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    content = {"key": key, **about, "table": table.to_dict("records")}
+    staging = target.with_suffix(f".tmp{os.getpid()}")
+    staging.write_text(json.dumps(content, indent=1) + "\n")
+    staging.replace(target)
+    return target
+
+
+def read_search(path: str | os.PathLike, key: dict) -> pd.DataFrame | None:
+    """The table stored by :func:`write_search` if the file exists and its key equals ``key``
+    (same splits and settings), else None, logging why."""
+    target = Path(path)
+    if not target.exists():
+        logger.info("no stored search at %s", target)
+        return None
+    content = json.loads(target.read_text())
+    if content.get("key") != key:
+        logger.warning("%s was run on other data or settings; not used", target)
+        return None
+    return pd.DataFrame(content["table"])

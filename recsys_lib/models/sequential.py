@@ -1,0 +1,469 @@
+"""A user's history as a sentence of items: sequences, leave-last-out, SASRec and BERT4Rec.
+
+    split = sequence_split(ratings)                  # train / valid / history / test
+    model = SASRec(config=TrainConfig(...)).fit(split.train, valid=split.valid)
+    evaluate(condition_on(model, split.history), split.test)   # the shared evaluation code
+
+**Order and ties.** Interactions are ordered per user by timestamp; equal timestamps keep the
+order of the rows in the frame (a stable sort, the same rule as ``splits.leave_k_out``).
+MovieLens stores seconds and many ratings of one user share a second (a rating session), so
+part of the "order" is the file's order, not the user's: :func:`timestamp_ties` measures how
+much.
+
+**Tokens.** Item column ``c`` is token ``c + 1``; token 0 is padding; BERT4Rec's mask token is
+``n_items + 1``. Sequences are left-padded (the latest item is always at the last position).
+
+Both transformers are built from ``transformers`` configurations (GPT-2 for the causal SASRec,
+BERT for the bidirectional BERT4Rec) with an item vocabulary and no pretrained weights, and are
+trained with full-softmax cross-entropy over the catalogue by ``finetune``'s training loop
+(AdamW, early stopping on validation nDCG, tqdm, AMP on CUDA only).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+from recsys_lib.text.finetune import TrainConfig, TrainHistory, _train_loop
+from recsys_lib.data.interactions import Catalogue, Interactions
+from recsys_lib.models.base import Model, evaluate, evaluation_users
+from recsys_lib.retrieval.topk import top_k
+from recsys_lib.runtime import resolve_device
+from recsys_lib.data.splits import _check_columns, leave_k_out
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ sequences
+def order_interactions(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by (user_id, timestamp); equal timestamps keep the frame's row order."""
+    _check_columns(ratings, "user_id", "item_id", "timestamp")
+    order = np.lexsort(
+        (np.arange(len(ratings)), ratings["timestamp"].to_numpy(), ratings["user_id"].to_numpy())
+    )
+    return ratings.iloc[order]
+
+
+def timestamp_ties(ratings: pd.DataFrame) -> dict[str, float]:
+    """How much of the order is decided by the tie rule rather than by time.
+
+    Returns shares in [0, 1]: ``tied_pairs`` (consecutive interactions of a user with equal
+    timestamps), ``tied_interactions`` (interactions sharing their second with another of the
+    same user), ``users_with_ties``, and ``tied_last`` (users whose last interaction, the
+    leave-last-out test item, shares its timestamp with the one before).
+    """
+    ordered = order_interactions(ratings)
+    users, stamps = ordered["user_id"].to_numpy(), ordered["timestamp"].to_numpy()
+    same_user = users[1:] == users[:-1]
+    tied = same_user & (stamps[1:] == stamps[:-1])
+    in_tie = np.zeros(len(users), dtype=bool)
+    in_tie[1:] |= tied
+    in_tie[:-1] |= tied
+    last = np.r_[~same_user, True]  # the last row of each user
+    tied_last = in_tie & last & np.r_[False, tied]
+    n_users = int(last.sum())
+    return {
+        "tied_pairs": float(tied.sum() / max(same_user.sum(), 1)),
+        "tied_interactions": float(in_tie.mean()) if len(users) else 0.0,
+        "users_with_ties": float(pd.Series(in_tie).groupby(users).any().mean()) if n_users else 0.0,
+        "tied_last": float(tied_last.sum() / max(n_users, 1)),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Sequences(Interactions):
+    """:class:`Interactions` that remember the order: ``items[u]`` holds user row u's item
+    columns (int64), oldest first. Every model accepts it; sequential models require it."""
+
+    items: tuple = ()
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, catalogue: Catalogue | None = None) -> Sequences:
+        """Sequences (ordered by :func:`order_interactions`) plus their users x items matrix."""
+        catalogue = catalogue or Catalogue.from_frames(frame)
+        ordered = order_interactions(frame)
+        rows = catalogue.user_index(ordered["user_id"].to_numpy())
+        cols = catalogue.item_index(ordered["item_id"].to_numpy())
+        bounds = np.searchsorted(rows, np.arange(catalogue.n_users + 1))  # rows are sorted
+        items = tuple(cols[bounds[u] : bounds[u + 1]] for u in range(catalogue.n_users))
+        matrix = Interactions.from_frame(ordered, catalogue).matrix
+        return cls(matrix, catalogue, items)
+
+    def lengths(self) -> np.ndarray:
+        """(n_users,) number of interactions of each user."""
+        return np.array([len(s) for s in self.items], dtype=np.int64)
+
+
+def _require_sequences(train: Interactions) -> Sequences:
+    if not isinstance(train, Sequences) or len(train.items) != train.shape[0]:
+        raise TypeError(
+            f"this model needs the order of the interactions, got {type(train).__name__}; build "
+            "the training data with Sequences.from_frame(frame, catalogue) or sequence_split()."
+        )
+    return train
+
+
+def pad_sequences(sequences: Iterable[ArrayLike], max_length: int, offset: int = 1) -> np.ndarray:
+    """Left-padded token matrix (n, max_length) int64 of the latest ``max_length`` items.
+
+    Token = item column + ``offset`` (so 0 stays free for padding).
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}.")
+    out = np.zeros((len(sequences), max_length), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tail = np.asarray(seq, dtype=np.int64)[-max_length:]
+        if len(tail):
+            out[row, max_length - len(tail) :] = tail + offset
+    return out
+
+
+@dataclass(frozen=True)
+class SequenceSplit:
+    """Leave-last-out on one catalogue: ``test`` = each user's last item, ``valid`` = the one
+    before, ``train`` = the rest (a :class:`Sequences`), ``history`` = train + valid (what a
+    model may read when it predicts the test item)."""
+
+    train: Sequences
+    valid: Interactions
+    history: Sequences
+    test: Interactions
+    train_df: pd.DataFrame
+    valid_df: pd.DataFrame
+    test_df: pd.DataFrame
+
+
+def sequence_split(ratings: pd.DataFrame) -> SequenceSplit:
+    """Leave-last-out per user (``splits.leave_k_out`` twice; its tie rule is ours).
+
+    Users with fewer than three interactions keep them all in train and are not evaluated.
+    """
+    _check_columns(ratings, "user_id", "item_id", "timestamp")
+    short = ratings.groupby("user_id")["user_id"].transform("size").to_numpy() < 3
+    history_df, test_df = leave_k_out(ratings[~short], k=1, how="last")
+    train_df, valid_df = leave_k_out(history_df, k=1, how="last")
+    history_df = pd.concat([history_df, ratings[short]])
+    train_df = pd.concat([train_df, ratings[short]])
+    catalogue = Catalogue.from_frames(ratings)
+    return SequenceSplit(
+        train=Sequences.from_frame(train_df, catalogue),
+        valid=Interactions.from_frame(valid_df, catalogue),
+        history=Sequences.from_frame(history_df, catalogue),
+        test=Interactions.from_frame(test_df, catalogue),
+        train_df=train_df,
+        valid_df=valid_df,
+        test_df=test_df,
+    )
+
+
+def condition_on(model: Model, history: Interactions) -> Model:
+    """A shallow copy of a fitted model that reads ``history`` (and excludes its items) when
+    it scores, without retraining: how a sequential model predicts the test item from the
+    history that includes the validation item. Same catalogue required."""
+    model._require_fitted()
+    if history.shape != model.train_.shape:
+        raise ValueError(f"history is {history.shape} but the model was fitted on "
+                         f"{model.train_.shape}; use the same catalogue.")  # fmt: skip
+    conditioned = copy.copy(model)
+    conditioned.train_ = history
+    return conditioned
+
+
+# ----------------------------------------------------------------------------- baselines
+class Transition(Model):
+    """First-order Markov baseline: score(u, j) = #(last item of u -> j) in train sequences.
+
+    Ties (most items never followed the last one) are broken by popularity, scaled far below
+    one count.
+    """
+
+    name = "transition"
+
+    def _fit(self, train: Interactions) -> None:
+        seqs = _require_sequences(train)
+        prev = np.concatenate([s[:-1] for s in seqs.items] + [np.empty(0, np.int64)])
+        nxt = np.concatenate([s[1:] for s in seqs.items] + [np.empty(0, np.int64)])
+        n = train.shape[1]
+        self.counts_ = sp.csr_matrix((np.ones(len(prev), np.float32), (prev, nxt)), shape=(n, n))
+        popularity = np.asarray(train.binary().matrix.sum(0)).ravel()
+        self.tie_break_ = (1e-3 * popularity / max(popularity.max(), 1)).astype(np.float32)
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        seqs = _require_sequences(self.train_)
+        out = np.tile(self.tie_break_, (len(user_rows), 1))
+        for i, u in enumerate(user_rows):
+            if len(seqs.items[u]):
+                out[i] += self.counts_[seqs.items[u][-1]].toarray().ravel()
+        return out
+
+
+# --------------------------------------------------------------------- evaluation helpers
+def sampled_evaluate(
+    model: Model, test: Interactions, n_negatives: int = 100, k: int = 10, seed: int = 0
+) -> dict[str, float]:
+    """Ranking metrics when each user's test items compete with ``n_negatives`` random items
+    only (uniform over items the user has not interacted with), as many papers report.
+
+    Krichene & Rendle (2020) show these *sampled* metrics can order models differently from
+    full ranking; compare with :func:`recsys_lib.models.base.evaluate`.
+    """
+    from recsys_lib.evaluation.metrics import ranking_report
+
+    train = model._require_fitted()
+    users = evaluation_users(test)
+    scores = model.score(users).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    n_items = train.shape[1]
+    masked = np.full_like(scores, -np.inf)
+    for i, u in enumerate(users):
+        positives = test.matrix[u].indices
+        taken = np.zeros(n_items, dtype=bool)
+        taken[train.matrix[u].indices] = True
+        taken[positives] = True
+        pool = np.flatnonzero(~taken)
+        keep = np.r_[positives, rng.choice(pool, min(n_negatives, len(pool)), replace=False)]
+        masked[i, keep] = scores[i, keep]
+    recommended = top_k(masked, k)[0]
+    return ranking_report(recommended, test.matrix[users], k)
+
+
+def popularity_buckets(
+    train: Interactions, test: Interactions, edges: tuple[int, ...] = (20, 100)
+) -> pd.Series:
+    """Each test user's bucket by the train count of their test item: ``< edges[0]``,
+    ``edges[0]..edges[1]-1``, ... (labels name the ranges). Indexed by raw user id, like
+    :func:`recsys_lib.models.base.evaluate_per_user`, so the two align."""
+    counts = np.asarray(train.binary().matrix.sum(0)).ravel()
+    users = evaluation_users(test)
+    item = test.matrix[users].indices[test.matrix[users].indptr[:-1]]  # first test item
+    bounds = [0, *edges, np.inf]
+    labels = [
+        f"{int(lo)}-{int(hi) - 1}" if np.isfinite(hi) else f"{int(lo)}+"
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    bucket = pd.cut(counts[item], bounds, right=False, labels=labels)
+    user_ids = test.catalogue.user_ids[users]
+    return pd.Series(bucket, index=pd.Index(user_ids, name="user_id"), name="popularity")
+
+
+def project_item_vectors(vectors: np.ndarray, dim: int, std: float = 0.02) -> np.ndarray:
+    """Item text vectors (n_items, d_in) -> (n_items, dim) initial item embeddings.
+
+    Centres the vectors, keeps their top ``dim`` principal directions (SVD) and rescales so
+    the entries have standard deviation ``std`` (the transformers' default initialisation), so
+    text-initialised and random tables start at the same scale.
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim != 2 or dim > min(x.shape):
+        raise ValueError(f"need (n_items, d_in) vectors with dim <= min(n_items, d_in); got "
+                         f"{x.shape} and dim={dim}.")  # fmt: skip
+    x = x - x.mean(0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    z = u[:, :dim] * s[:dim]
+    return (z * std / max(z.std(), 1e-12)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- transformers
+def mask_items(
+    tokens: np.ndarray, prob: float, mask_token: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """BERT4Rec's cloze task: hide each item token with probability ``prob``.
+
+    tokens: (n, L) int64, 0 = padding. Returns (inputs, labels): inputs has ``mask_token`` at
+    the hidden positions, labels the hidden token there and 0 elsewhere. Padding is never
+    hidden; a row with no hidden item gets its last item hidden, so every row has a target.
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}.")
+    real = tokens > 0
+    hide = real & (rng.random(tokens.shape) < prob)
+    none = real.any(1) & ~hide.any(1)
+    hide[none, -1] = True  # left padding: the last position holds the latest item
+    return np.where(hide, mask_token, tokens), np.where(hide, tokens, 0)
+
+
+class _Net:
+    """Builds the torch modules lazily so importing this module does not import torch."""
+
+    @staticmethod
+    def build(kind: str, n_items: int, max_length: int, dim: int, layers: int, heads: int,
+              dropout: float, item_init: np.ndarray | None):  # fmt: skip
+        import torch
+        from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
+
+        class Net(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                if kind == "causal":
+                    cfg = GPT2Config(vocab_size=n_items + 1, n_positions=max_length, n_embd=dim,
+                                     n_layer=layers, n_head=heads, resid_pdrop=dropout,
+                                     embd_pdrop=dropout, attn_pdrop=dropout,
+                                     activation_function="gelu_pytorch_tanh",
+                                     bos_token_id=None, eos_token_id=None)  # fmt: skip
+                    self.body = GPT2Model(cfg)
+                    self.table = self.body.wte
+                else:
+                    cfg = BertConfig(vocab_size=n_items + 2, hidden_size=dim,
+                                     num_hidden_layers=layers, num_attention_heads=heads,
+                                     intermediate_size=4 * dim, hidden_dropout_prob=dropout,
+                                     attention_probs_dropout_prob=dropout,
+                                     max_position_embeddings=max_length, type_vocab_size=1)  # fmt: skip
+                    self.body = BertModel(cfg, add_pooling_layer=False)
+                    self.table = self.body.embeddings.word_embeddings
+                self.bias = torch.nn.Parameter(torch.zeros(n_items))
+                if item_init is not None:
+                    with torch.no_grad():
+                        self.table.weight[1 : n_items + 1] = torch.as_tensor(item_init)
+
+            def hidden(self, tokens):
+                """(n, L) tokens -> (n, L, dim) states; padding masked out of attention."""
+                return self.body(input_ids=tokens, attention_mask=(tokens > 0).long())[0]
+
+            def item_logits(self, states):
+                """(..., dim) states -> (..., n_items) scores against the item table."""
+                return states @ self.table.weight[1 : n_items + 1].T + self.bias
+
+        return Net()
+
+
+class _TransformerRecommender(Model):
+    """Shared parts of SASRec and BERT4Rec: building, training, scoring from the last position."""
+
+    kind = "causal"
+
+    def __init__(self, *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.2,
+                 item_init: np.ndarray | None = None, config: TrainConfig | None = None,
+                 k: int = 10, score_batch: int = 256) -> None:  # fmt: skip
+        super().__init__()
+        self.dim, self.layers, self.heads, self.dropout = dim, layers, heads, dropout
+        self.item_init, self.k, self.score_batch = item_init, k, score_batch
+        self.config = config or TrainConfig(epochs=50, batch_size=64, lr=1e-3, warmup_ratio=0.0,
+                                            max_length=50, eval_every=None, patience=5)  # fmt: skip
+        self.valid: Interactions | None = None
+        self.history_: TrainHistory | None = None
+
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Model:
+        """Train on the ``train`` sequences; with ``valid`` (each user's next item), stop early
+        on validation nDCG@k and keep the best weights."""
+        self.valid = valid
+        return super().fit(train)
+
+    def _fit(self, train: Interactions) -> None:
+        import torch
+
+        seqs = _require_sequences(train)
+        cfg = self.config
+        if self.item_init is not None and self.item_init.shape != (train.shape[1], self.dim):
+            raise ValueError(f"item_init must be (n_items, dim) = {(train.shape[1], self.dim)}, "
+                             f"got {self.item_init.shape}; see project_item_vectors().")  # fmt: skip
+        self.device_ = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.net_ = _Net.build(self.kind, train.shape[1], cfg.max_length, self.dim, self.layers,
+                               self.heads, self.dropout, self.item_init).to(self.device_)  # fmt: skip
+        examples = self._examples(seqs)
+        n_rows = len(examples)
+        n_batches = max(1, -(-n_rows // cfg.batch_size))
+
+        def batches(rng):
+            order = rng.permutation(n_rows)
+            for start in range(0, n_rows, cfg.batch_size):
+                yield self._batch(examples[order[start : start + cfg.batch_size]], rng)
+
+        def loss_fn(batch):
+            inputs, targets = (torch.as_tensor(a, device=self.device_) for a in batch)
+            keep = targets > 0
+            logits = self.net_.item_logits(self.net_.hidden(inputs)[keep]).float()
+            return torch.nn.functional.cross_entropy(logits, targets[keep] - 1), len(inputs)
+
+        def validate():
+            return {f"ndcg@{self.k}": evaluate(self, self.valid, self.k)[f"ndcg@{self.k}"]}
+
+        self.history_ = _train_loop(self.net_, batches, n_batches, loss_fn, cfg,
+                                    validate if self.valid is not None else None,
+                                    f"ndcg@{self.k}", True)  # fmt: skip
+        log.info("%s: best validation nDCG@%d %.4f at step %s", self.name, self.k,
+                 self.history_.best_score or float("nan"), self.history_.best_step)  # fmt: skip
+
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        import torch
+
+        seqs = _require_sequences(self.train_)
+        self.net_.eval()
+        out = np.empty((len(user_rows), self.train_.shape[1]), dtype=np.float32)
+        for start in range(0, len(user_rows), self.score_batch):
+            rows = user_rows[start : start + self.score_batch]
+            tokens = torch.as_tensor(self._inference_tokens([seqs.items[u] for u in rows]),
+                                     device=self.device_)  # fmt: skip
+            with torch.inference_mode():
+                last = self.net_.hidden(tokens)[:, -1]
+                out[start : start + len(rows)] = self.net_.item_logits(last).float().cpu().numpy()
+        return out
+
+    def future_influence(self, tokens: np.ndarray, position: int) -> tuple[float, float]:
+        """Replace the item at ``position`` in (n, L) ``tokens`` by another item and return the
+        largest change of the output states (before ``position``, from ``position`` on).
+
+        A causal model gives 0.0 for the first number: no position reads a later one.
+        """
+        import torch
+
+        self._require_fitted()
+        self.net_.eval()
+        base = torch.as_tensor(tokens, device=self.device_)
+        changed = base.clone()
+        changed[:, position] = changed[:, position] % self.train_.shape[1] + 1  # another item
+        with torch.inference_mode():
+            delta = (self.net_.hidden(base) - self.net_.hidden(changed)).abs()
+        return float(delta[:, :position].max()) if position else 0.0, float(
+            delta[:, position:].max()
+        )
+
+
+class SASRec(_TransformerRecommender):
+    """SASRec (Kang & McAuley 2018): a causal transformer (a small GPT-2 configuration over
+    item tokens) reads the history and predicts the next item at every position; trained with
+    full-softmax cross-entropy over the catalogue (Klenitskiy & Vasilev 2023)."""
+
+    name = "sasrec"
+    kind = "causal"
+
+    def _examples(self, seqs: Sequences) -> np.ndarray:
+        # (n_users, L + 1): the latest L + 1 items; inputs are [:-1], next-item targets [1:].
+        return pad_sequences([s for s in seqs.items if len(s) > 1], self.config.max_length + 1)
+
+    def _batch(self, rows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        return rows[:, :-1], rows[:, 1:]
+
+    def _inference_tokens(self, sequences) -> np.ndarray:
+        return pad_sequences(sequences, self.config.max_length)
+
+
+class BERT4Rec(_TransformerRecommender):
+    """BERT4Rec (Sun et al. 2019): a bidirectional transformer (a small BERT configuration
+    over item tokens) fills in hidden items (:func:`mask_items`); it predicts the next item
+    by reading the history followed by one mask token."""
+
+    name = "bert4rec"
+    kind = "bidirectional"
+
+    def __init__(self, *, mask_prob: float = 0.2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mask_prob = mask_prob
+
+    def _examples(self, seqs: Sequences) -> np.ndarray:
+        return pad_sequences([s for s in seqs.items if len(s)], self.config.max_length)
+
+    def _batch(self, rows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        return mask_items(rows, self.mask_prob, self.train_.shape[1] + 1, rng)
+
+    def _inference_tokens(self, sequences) -> np.ndarray:
+        tokens = pad_sequences(sequences, self.config.max_length - 1)
+        return np.c_[tokens, np.full(len(tokens), self.train_.shape[1] + 1)]

@@ -1,0 +1,330 @@
+"""A saved :class:`~recsys_lib.production.serving.Recommender` behind HTTP: FastAPI app, served by uvicorn.
+
+    python -m recsys_lib.production.service build-artefact build/artefacts/als   # fit ALS, save it
+    python -m recsys_lib.production.service --artefact build/artefacts/als --port 8000     # make serve
+    curl 'http://127.0.0.1:8000/recommend?user_id=196&k=5'
+
+Endpoints (typed with pydantic; interactive OpenAPI docs at ``/docs``):
+
+- ``GET /health``: status, catalogue sizes, the artefact's path, checksum and load count.
+- ``GET /recommend?user_id=&k=``: top-k unseen items of one user.
+- ``POST /recommend`` with ``{"user_ids": [...], "k": 10}``: a batch (at most ``max_batch``).
+- ``GET /similar?item_id=&k=``: the k most similar items.
+- ``GET /explain?user_id=&item_id=``: "because you liked ...".
+- ``POST /reload`` with ``{"artefact": DIR}`` (or ``{}`` for the same folder): load and verify
+  an artefact, then swap it in. Requests in flight finish on the old one; none is dropped.
+
+Bad input is answered 4xx with the library's own message: 404 for an unknown user or item id,
+422 for a bad ``k``, an id of the wrong type, malformed JSON or a missing field, 413 for an
+oversized batch, 409 for a tampered or missing artefact on reload (the old one keeps serving).
+
+API key: off by default. Start with ``--api-key-env NAME`` (the key is read from the
+environment variable NAME, never from the command line, so it stays out of ``ps``) and every
+endpoint except ``/health`` and the docs needs the header ``X-API-Key: <key>`` (401 otherwise).
+``/reload`` only accepts artefact folders beside the first one (same parent folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from recsys_lib.production.serving import MANIFEST_FILE, ArtefactError, Recommender, UnknownIdError
+
+log = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+DEFAULT_MAX_BATCH = 1_000
+
+RawId = int | str
+
+
+# ----------------------------------------------------------------------------- models
+class Health(BaseModel):
+    status: str = Field(description='"ok" while an artefact is loaded')
+    n_users: int
+    n_items: int
+    artefact: str = Field(description="folder of the artefact being served")
+    sha256: str = Field(description="checksum of its arrays file, from the verified manifest")
+    loads: int = Field(description="1 after start-up, +1 per successful reload")
+
+
+class Recommendation(BaseModel):
+    user_id: RawId
+    items: list[RawId] = Field(description="raw item ids, best first, train items excluded")
+
+
+class BatchRequest(BaseModel):
+    user_ids: list[RawId] = Field(description="raw user ids, at most max_batch of them")
+    k: int = Field(10, description="list length, 1..catalogue size")
+
+
+class BatchResponse(BaseModel):
+    results: list[Recommendation]
+
+
+class Similar(BaseModel):
+    item_id: RawId
+    items: list[RawId] = Field(description="the most similar items, the item itself excluded")
+
+
+class Explanation(BaseModel):
+    user_id: RawId
+    item_id: RawId
+    because_item_id: RawId = Field(description="the user's train item closest to item_id")
+    similarity: float
+    reason: str
+
+
+class ReloadRequest(BaseModel):
+    artefact: str | None = Field(None, description="folder to load (default: the current one)")
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+# ----------------------------------------------------------------------------- state
+@dataclass(frozen=True)
+class Loaded:
+    """One verified artefact; replaced as a whole on reload (an atomic reference swap)."""
+
+    recommender: Recommender
+    folder: Path
+    sha256: str
+    loads: int
+
+
+def load_artefact(folder: str | os.PathLike, loads: int = 1) -> Loaded:
+    """Load and verify (format, version, SHA-256) a saved recommender; raises ArtefactError."""
+    folder = Path(folder).resolve()
+    recommender = Recommender.load(folder)  # refuses a tampered or truncated copy
+    sha = json.loads((folder / MANIFEST_FILE).read_text())["sha256"]
+    return Loaded(recommender, folder, sha, loads)
+
+
+def _parse_id(raw: RawId, ids_kind: str, name: str) -> RawId:
+    """A raw id from JSON or a query string, as the catalogue's type (int or str)."""
+    if ids_kind in "iu":
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise HTTPException(
+                422,
+                f"{name} must be an integer for this artefact (its ids are integers), got {raw!r}.",
+            ) from None
+    return str(raw)
+
+
+def _items(values) -> list[RawId]:
+    return [v for v in values.tolist() if v != -1 and v != ""]
+
+
+def create_app(
+    artefact: str | os.PathLike,
+    *,
+    api_key: str | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> FastAPI:
+    """The FastAPI app serving the verified artefact in ``artefact`` (a saved Recommender).
+
+    ``api_key``: when given, every endpoint but /health and the docs needs the header
+    ``X-API-Key``. ``max_batch``: the most user ids one POST /recommend may carry (413 above).
+    Raises :class:`~recsys_lib.production.serving.ArtefactError` when the artefact is missing or tampered.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be at least 1, got {max_batch}.")
+    state = {"current": load_artefact(artefact)}
+    root = state["current"].folder.parent
+    app = FastAPI(
+        title="recsys-lib recommendation service",
+        description="Top-k recommendations, similar items and explanations from a saved "
+        "recsys_lib Recommender (see recsys_lib.production.service).",
+        version="1",
+    )
+
+    def check_key(x_api_key: str | None = Header(None, alias=API_KEY_HEADER)) -> None:
+        if api_key is None:
+            return
+        if x_api_key is None or not secrets.compare_digest(x_api_key, api_key):
+            raise HTTPException(401, f"missing or wrong {API_KEY_HEADER} header; send the key.")
+
+    guarded = [Depends(check_key)] if api_key is not None else []
+    errors = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+    @app.exception_handler(UnknownIdError)
+    async def _unknown(request: Request, err: UnknownIdError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=404)
+
+    @app.exception_handler(ValueError)
+    async def _value(request: Request, err: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.exception_handler(TypeError)
+    async def _type(request: Request, err: TypeError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body"))
+            parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        cur = state["current"]
+        rec = cur.recommender
+        return Health(status="ok", n_users=rec.n_users, n_items=rec.n_items,
+                      artefact=str(cur.folder), sha256=cur.sha256, loads=cur.loads)  # fmt: skip
+
+    @app.get("/recommend", response_model=Recommendation, responses=errors, dependencies=guarded)
+    async def recommend(user_id: str = Query(...), k: int = Query(10)) -> Recommendation:
+        rec = state["current"].recommender
+        uid = _parse_id(user_id, rec.user_ids.dtype.kind, "user_id")
+        return Recommendation(user_id=uid, items=_items(rec.recommend(uid, k)))
+
+    @app.post("/recommend", response_model=BatchResponse, dependencies=guarded,
+              responses={**errors, 413: {"model": ErrorBody}})  # fmt: skip
+    async def recommend_batch(body: BatchRequest) -> BatchResponse:
+        if len(body.user_ids) > max_batch:
+            raise HTTPException(
+                413, f"batch of {len(body.user_ids)} user ids is over the limit of {max_batch}; "
+                "split it into smaller requests.",
+            )  # fmt: skip
+        if not body.user_ids:
+            raise HTTPException(422, "user_ids is empty; send at least one user id.")
+        rec = state["current"].recommender
+        ids = [_parse_id(u, rec.user_ids.dtype.kind, "user_ids") for u in body.user_ids]
+        top = rec.recommend_many(ids, body.k)
+        results = [
+            Recommendation(user_id=u, items=_items(row)) for u, row in zip(ids, top, strict=True)
+        ]
+        return BatchResponse(results=results)
+
+    @app.get("/similar", response_model=Similar, responses=errors, dependencies=guarded)
+    async def similar(item_id: str = Query(...), k: int = Query(10)) -> Similar:
+        rec = state["current"].recommender
+        iid = _parse_id(item_id, rec.item_ids.dtype.kind, "item_id")
+        return Similar(item_id=iid, items=_items(rec.similar_items(iid, k)))
+
+    @app.get("/explain", response_model=Explanation, responses=errors, dependencies=guarded)
+    async def explain(user_id: str = Query(...), item_id: str = Query(...)) -> Explanation:
+        rec = state["current"].recommender
+        uid = _parse_id(user_id, rec.user_ids.dtype.kind, "user_id")
+        iid = _parse_id(item_id, rec.item_ids.dtype.kind, "item_id")
+        row = rec.explain(uid, [iid]).iloc[0]
+        return Explanation(user_id=uid, item_id=iid, because_item_id=row["because_item_id"].item(),
+                           similarity=float(row["similarity"]), reason=str(row["reason"]))  # fmt: skip
+
+    @app.post("/reload", response_model=Health, dependencies=guarded,
+              responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}})  # fmt: skip
+    async def reload(body: ReloadRequest | None = None) -> Health:
+        cur = state["current"]
+        folder = Path(body.artefact).resolve() if body and body.artefact else cur.folder
+        if folder.parent != root:
+            raise HTTPException(
+                403, f"{folder} is not beside the first artefact; reload only loads folders in "
+                f"{root}. Save the new artefact there.",
+            )  # fmt: skip
+        try:  # load and verify off the event loop: requests keep being answered meanwhile
+            new = await run_in_threadpool(load_artefact, folder, cur.loads + 1)
+        except (ArtefactError, OSError, ValueError, KeyError) as err:
+            raise HTTPException(409, f"reload refused, still serving {cur.folder}: {err}") from None
+        state["current"] = new  # one reference assignment: atomic for every later request
+        log.info("reloaded %s (sha256 %s)", new.folder, new.sha256[:12])
+        return await health()
+
+    return app
+
+
+def build_artefact(
+    out: str | os.PathLike, *, dataset: str = "movielens-100k", seed: int = 42
+) -> Path:
+    """Fit ALS (the quick start's parameters) on a dataset's benchmark train split; save it.
+
+    ``dataset``: "movielens-100k" or a path readable by :func:`recsys_lib.data.owndata.load_dataset`.
+    The artefact carries the item titles (for explanations) and no text embeddings, so
+    similar items and explanations use the ALS item factors. Returns the artefact folder.
+    """
+    from recsys_lib.models.mf import ALS
+    from recsys_lib.data.owndata import load_dataset
+    from recsys_lib.course.pipeline import DEFAULT_ALS_PARAMS
+    from recsys_lib.data.splits import benchmark_data
+
+    data = load_dataset(dataset)
+    split = benchmark_data(data.ratings, seed=seed)
+    als = ALS(seed=seed, **DEFAULT_ALS_PARAMS).fit(split.train)
+    titles = data.items.set_index("item_id")["title"]
+    return Recommender.from_model(als, split.train, item_names=titles).save(out, overwrite=True)
+
+
+def _one_thread_per_request() -> None:
+    """This process answers one request at a time on its event loop; a 1-row top-k gains
+    nothing from torch's thread pool but pays its wake-ups (milliseconds on a busy machine)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m recsys_lib.production.service",
+        description="Serve a saved recsys_lib Recommender over HTTP (docs at /docs).",
+    )
+    parser.add_argument("--artefact", required=True, type=Path, help="folder from Recommender.save")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key-env", default=None,
+                        help="name of an environment variable holding the API key (off if unset)")  # fmt: skip
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
+    parser.add_argument("--log-level", default="warning")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "build-artefact":
+        build = argparse.ArgumentParser(prog="python -m recsys_lib.production.service build-artefact")
+        build.add_argument("out", type=Path, help="artefact folder to (over)write")
+        build.add_argument("--dataset", default="movielens-100k", help="name or path")
+        build.add_argument("--seed", type=int, default=42)
+        b = build.parse_args(argv[1:])
+        print(f"wrote {build_artefact(b.out, dataset=b.dataset, seed=b.seed)}")
+        return 0
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            print(f"error: --api-key-env {args.api_key_env} names an empty or unset variable; "
+                  "export the key first.", file=sys.stderr)  # fmt: skip
+            return 2
+    try:
+        app = create_app(args.artefact, api_key=api_key, max_batch=args.max_batch)
+    except (ArtefactError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    _one_thread_per_request()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
