@@ -89,8 +89,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from recsys_lib.text.embeddings import TextEncoder
     from recsys_lib.text.descriptions import token_lengths
+    from recsys_lib.text.embeddings import TextEncoder
 
     texts = movielens_texts(args.n, args.seed)
     enc = TextEncoder(args.model, device="cpu", use_cache=False)

@@ -22,10 +22,10 @@ import pandas as pd
 def _texts(data_dir: str | None, n_users: int, n_items: int):
     """Training split of a slice of MovieLens (the per-pair cost does not depend on the
     catalogue size; a slice keeps the two-tower trunk cache quick to build)."""
-    from recsys_lib.text import pairs as pr
     from recsys_lib.data import splits
-    from recsys_lib.text import descriptions as text
     from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.text import descriptions as text
+    from recsys_lib.text import pairs as pr
 
     ml = load_movielens_100k(data_dir)
     ratings = pr.subsample_ratings(ml.ratings, n_users=n_users, n_items=n_items, seed=0)
@@ -40,9 +40,9 @@ def _texts(data_dir: str | None, n_users: int, n_items: int):
 def bench(args) -> pd.DataFrame:
     import torch
 
+    from recsys_lib.runtime import resolve_device
     from recsys_lib.text import finetune as ft
     from recsys_lib.text import pairs as pr
-    from recsys_lib.runtime import resolve_device
 
     device = resolve_device(args.device)
     if device == "cpu":

@@ -27,8 +27,8 @@ from _common import print_table
 
 
 def requests(n_users: int, n_candidates: int, history: int):
-    from recsys_lib.llm import generative as llm
     from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.llm import generative as llm
 
     ml = load_movielens_100k()
     ratings, items = ml.ratings, ml.items

@@ -17,8 +17,8 @@ import pandas as pd
 from _common import median_seconds, print_table
 
 from recsys_lib.data.interactions import Catalogue, Interactions
-from recsys_lib.models.mf import ALS
 from recsys_lib.models.base import FactorModel
+from recsys_lib.models.mf import ALS
 
 
 def synthetic(n_users: int = 6040, n_items: int = 3706, nnz: int = 1_000_000, seed: int = 0):

@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recsys_lib.production import quantize
-    from recsys_lib.data.movielens import load_movielens_100k
-    from recsys_lib.text.embeddings import TextEncoder
     from recsys_lib.data.interactions import shared_interactions
+    from recsys_lib.data.movielens import load_movielens_100k
     from recsys_lib.data.splits import recommenders_stratified_split
+    from recsys_lib.production import quantize
     from recsys_lib.text.descriptions import item_descriptions, user_descriptions
+    from recsys_lib.text.embeddings import TextEncoder
 
     torch.set_num_threads(args.threads)
     ml = load_movielens_100k()

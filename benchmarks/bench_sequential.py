@@ -28,10 +28,10 @@ def bench(args) -> list[dict]:
     import numpy as np
     import torch
 
-    from recsys_lib.models import sequential as sq
     from recsys_lib.data.movielens import load_movielens_100k
-    from recsys_lib.text.finetune import TrainConfig
+    from recsys_lib.models import sequential as sq
     from recsys_lib.runtime import resolve_device
+    from recsys_lib.text.finetune import TrainConfig
 
     device = resolve_device(args.device)
     if device == "cpu":

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.data.splits import benchmark_data
     from recsys_lib.production.loadtest import ServiceProcess, load_test_table, request_paths
     from recsys_lib.production.serving import Recommender, latency_percentiles, time_requests
-    from recsys_lib.data.splits import benchmark_data
 
     ml = load_movielens_100k()
     data = benchmark_data(ml.ratings, seed=args.seed)

@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from recsys_lib.data.movielens import load_movielens_100k
     from recsys_lib.data.interactions import shared_interactions
-    from recsys_lib.production.serving import Recommender, latency_percentiles, time_requests
+    from recsys_lib.data.movielens import load_movielens_100k
     from recsys_lib.data.splits import recommenders_stratified_split
+    from recsys_lib.production.serving import Recommender, latency_percentiles, time_requests
 
     ml = load_movielens_100k()
     train_df, test_df = recommenders_stratified_split(ml.ratings, seed=args.seed)

@@ -18,9 +18,9 @@ import time
 
 from _common import print_table
 
-from recsys_lib.models import mf
 from recsys_lib.data.owndata import load_dataset
 from recsys_lib.data.splits import benchmark_data
+from recsys_lib.models import mf
 
 GRID = {
     "factors": [64, 128, 200],

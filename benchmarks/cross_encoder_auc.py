@@ -59,12 +59,12 @@ def _phrasing(name: str) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from recsys_lib.text import finetune as ft
-    from recsys_lib.text import pairs as pr
     from recsys_lib.data import splits
-    from recsys_lib.text import descriptions as text
     from recsys_lib.data.movielens import load_movielens_100k
     from recsys_lib.runtime import resolve_device
+    from recsys_lib.text import descriptions as text
+    from recsys_lib.text import finetune as ft
+    from recsys_lib.text import pairs as pr
 
     device = resolve_device(args.device)
     ml = load_movielens_100k(args.data)

@@ -22,12 +22,12 @@ import pandas as pd
 def run(args) -> pd.DataFrame:
     import torch
 
+    from recsys_lib.data import splits
+    from recsys_lib.data.interactions import Interactions, shared_interactions
+    from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.text import descriptions as text
     from recsys_lib.text import finetune as ft
     from recsys_lib.text import pairs as pr
-    from recsys_lib.data import splits
-    from recsys_lib.text import descriptions as text
-    from recsys_lib.data.movielens import load_movielens_100k
-    from recsys_lib.data.interactions import Interactions, shared_interactions
 
     torch.set_num_threads(args.threads)
     ml = load_movielens_100k(args.data)

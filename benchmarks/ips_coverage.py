@@ -16,8 +16,7 @@ import time
 
 import numpy as np
 
-from recsys_lib.business import ope
-from recsys_lib.business import tradeoff_slates
+from recsys_lib.business import ope, tradeoff_slates
 from recsys_lib.business.shop import (
     click_prob,
     make_shop,

@@ -28,8 +28,8 @@ def run(args) -> pd.DataFrame:
 
     from recsys_lib import business
     from recsys_lib.business import ope
-    from recsys_lib.text import pairs
     from recsys_lib.business import shop as sim
+    from recsys_lib.text import pairs
 
     torch.set_num_threads(args.threads)
     seeds = sim.stage_seeds(args.seed, STAGES)

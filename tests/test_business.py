@@ -5,7 +5,6 @@ import itertools
 import numpy as np
 import pytest
 
-from recsys_lib.evaluation import metrics
 from recsys_lib.business import (
     candidate_positions,
     catalog_coverage,
@@ -28,8 +27,15 @@ from recsys_lib.business import (
     tradeoff_slates,
     value_weight_tradeoff,
 )
+from recsys_lib.business.shop import (
+    ShopConfig,
+    click_prob,
+    make_shop,
+    sample_requests,
+    simulate_logs,
+)
+from recsys_lib.evaluation import metrics
 from recsys_lib.retrieval.topk import top_k_candidates
-from recsys_lib.business.shop import ShopConfig, click_prob, make_shop, sample_requests, simulate_logs
 
 SLATES = np.array([[0, 1, 2], [2, 3, 4]])
 CLICKS = np.array([[1, 0, 1], [0, 0, 1]], dtype=bool)
@@ -244,8 +250,7 @@ def test_value_weight_tradeoff_chooses_on_tune_and_measures_on_test(shop_and_log
 
 
 def test_offline_estimates_cover_the_truth_and_pbm_is_tightest(shop_and_log):
-    from recsys_lib.business import ope
-    from recsys_lib.business import offline_estimates, slate_predictions
+    from recsys_lib.business import offline_estimates, ope, slate_predictions
     from recsys_lib.business.shop import true_policy_value
 
     shop, log = shop_and_log
@@ -275,8 +280,7 @@ def test_offline_estimates_cover_the_truth_and_pbm_is_tightest(shop_and_log):
 
 
 def test_value_weight_tradeoff_on_logged_data_uses_the_estimates(shop_and_log):
-    from recsys_lib.business import ope
-    from recsys_lib.business import offline_estimates, slate_predictions
+    from recsys_lib.business import offline_estimates, ope, slate_predictions
 
     shop, log = shop_and_log
     model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,

@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from recsys_lib.data.interactions import shared_interactions  # noqa: E402
 from recsys_lib.text import finetune as ft  # noqa: E402
 from recsys_lib.text import pairs as pr  # noqa: E402
-from recsys_lib.data.interactions import shared_interactions  # noqa: E402
 
 # ------------------------------------------------------------------------------- fixtures
 

@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys_lib.data.interactions import Catalogue, Interactions, shared_interactions
+from recsys_lib.models.base import FactorModel, Popularity
 from recsys_lib.models.coldstart import RidgeMapping, TextToFactors, warm_item_columns
 from recsys_lib.models.hybrid import (
     HybridModel,
@@ -10,8 +12,6 @@ from recsys_lib.models.hybrid import (
     blend_weight_curve,
     normalize_scores,
 )
-from recsys_lib.data.interactions import Catalogue, Interactions, shared_interactions
-from recsys_lib.models.base import FactorModel, Popularity
 
 
 def test_zscore_and_rank_normalisation_by_hand():

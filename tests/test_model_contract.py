@@ -71,7 +71,8 @@ def _tiny_transformer(cls):
 
 
 def _factories():
-    from recsys_lib.models import coldstart, hybrid, mf, base as models, sequential
+    from recsys_lib.models import base as models
+    from recsys_lib.models import coldstart, hybrid, mf, sequential
     from recsys_lib.production import privacy
 
     return {

@@ -222,9 +222,9 @@ def test_atomic_write_text_replaces_whole_files_only(tmp_path, monkeypatch):
 
 
 def test_paths_come_from_the_project_home_not_the_package(tmp_path, monkeypatch):
+    from recsys_lib import runtime
     from recsys_lib.data import movielens as data
     from recsys_lib.text import embeddings
-    from recsys_lib import runtime
 
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
     monkeypatch.delenv("RECSYS_CACHE_DIR", raising=False)

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.production import privacy
 from recsys_lib.data.interactions import Interactions, shared_interactions
 from recsys_lib.models.base import Popularity, evaluate
+from recsys_lib.production import privacy
 
 
 @pytest.fixture

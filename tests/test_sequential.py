@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_lib.models import sequential as sq
-from recsys_lib.text.finetune import TrainConfig
 from recsys_lib.data.interactions import Interactions
+from recsys_lib.models import sequential as sq
 from recsys_lib.models.base import Popularity, evaluate, evaluate_per_user
+from recsys_lib.text.finetune import TrainConfig
 
 
 def frame(rows):

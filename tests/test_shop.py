@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from recsys_lib.retrieval.topk import top_k_candidates
 from recsys_lib.business.shop import (
     ShopConfig,
     affinity,
@@ -18,6 +17,7 @@ from recsys_lib.business.shop import (
     simulate_outcomes,
     true_policy_value,
 )
+from recsys_lib.retrieval.topk import top_k_candidates
 
 SMALL = ShopConfig(n_items=200, n_users=300, n_candidates=30)
 

@@ -325,5 +325,7 @@ def read_expected(path: Path) -> dict:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); fix or regenerate it.") from err
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path} must map notebook -> metric -> spec (see recsys_lib.course.bands).")
+        raise ValueError(
+            f"{path} must map notebook -> metric -> spec (see recsys_lib.course.bands)."
+        )
     return data

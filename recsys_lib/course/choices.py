@@ -29,10 +29,10 @@ from typing import Any
 
 import pandas as pd
 
-from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD, best_params, grid_search
-from recsys_lib.models.base import Model
 from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData
+from recsys_lib.models.base import Model
+from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD, best_params, grid_search
 
 logger = logging.getLogger(__name__)
 

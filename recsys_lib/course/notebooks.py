@@ -377,7 +377,9 @@ def measure_notebook_bands(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys_lib.course.notebooks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m recsys_lib.course.notebooks", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order")
     run.add_argument("--smoke", action="store_true", help="small, fast configuration")

@@ -22,14 +22,14 @@ import pandas as pd
 
 from recsys_lib.course import choices
 from recsys_lib.data.movielens import MovieLens
-from recsys_lib.models.hybrid import blend, blend_weight_curve
-from recsys_lib.linalg import normalize_rows
+from recsys_lib.data.splits import BenchmarkData, benchmark_data
 from recsys_lib.evaluation.metrics import paired_bootstrap
-from recsys_lib.models.mf import ALS, explain_als
+from recsys_lib.linalg import normalize_rows
 from recsys_lib.models.base import FactorModel, Model, Popularity, evaluate, evaluate_per_user
+from recsys_lib.models.hybrid import blend, blend_weight_curve
+from recsys_lib.models.mf import ALS, explain_als
 from recsys_lib.production.serving import Recommender
 from recsys_lib.retrieval.similarity import user_profiles
-from recsys_lib.data.splits import BenchmarkData, benchmark_data
 
 if TYPE_CHECKING:
     from recsys_lib.text.embeddings import TextEncoder
@@ -125,9 +125,9 @@ def build_quickstart(
     run) unless ``als_params`` overrides them. The hybrid weight is the best of ``weights`` on
     validation (fit/valid inside train).
     """
-    from recsys_lib.text.embeddings import TextEncoder
     from recsys_lib.data.owndata import dataset_key, item_template
     from recsys_lib.text.descriptions import item_descriptions, user_descriptions
+    from recsys_lib.text.embeddings import TextEncoder
 
     data = benchmark_data(movielens.ratings, seed=seed)
     params = als_params or choices.validated("als", data, smoke=smoke, seed=seed,

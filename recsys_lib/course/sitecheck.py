@@ -172,7 +172,9 @@ def check_site(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys_lib.course.sitecheck", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m recsys_lib.course.sitecheck", description=__doc__
+    )
     parser.add_argument("site", type=Path, help="folder built by `make docs` (build/site)")
     parser.add_argument("--screenshots", type=Path, default=None, help="folder for PNG shots")
     args = parser.parse_args(argv)

@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recsys_lib.runtime import resolve_device
 from recsys_lib.text.embeddings import (
     ModelIntegrityError,
     ModelNotFoundError,
     default_embedding_cache_dir,
     sha256_file,
 )
-from recsys_lib.runtime import resolve_device
 
 if TYPE_CHECKING:
     import torch

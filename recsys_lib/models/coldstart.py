@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.data.interactions import Catalogue, Interactions
+from recsys_lib.data.splits import cold_item_split, recommenders_stratified_split
 from recsys_lib.linalg import row_cosine
 from recsys_lib.models.base import FactorScorer, Model
-from recsys_lib.data.splits import cold_item_split, recommenders_stratified_split
 
 
 class RidgeMapping:

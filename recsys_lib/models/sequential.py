@@ -32,12 +32,12 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from recsys_lib.text.finetune import TrainConfig, TrainHistory, _train_loop
 from recsys_lib.data.interactions import Catalogue, Interactions
+from recsys_lib.data.splits import _check_columns, leave_k_out
 from recsys_lib.models.base import Model, evaluate, evaluation_users
 from recsys_lib.retrieval.topk import top_k
 from recsys_lib.runtime import resolve_device
-from recsys_lib.data.splits import _check_columns, leave_k_out
+from recsys_lib.text.finetune import TrainConfig, TrainHistory, _train_loop
 
 log = logging.getLogger(__name__)
 

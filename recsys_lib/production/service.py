@@ -262,10 +262,10 @@ def build_artefact(
     The artefact carries the item titles (for explanations) and no text embeddings, so
     similar items and explanations use the ALS item factors. Returns the artefact folder.
     """
-    from recsys_lib.models.mf import ALS
-    from recsys_lib.data.owndata import load_dataset
     from recsys_lib.course.pipeline import DEFAULT_ALS_PARAMS
+    from recsys_lib.data.owndata import load_dataset
     from recsys_lib.data.splits import benchmark_data
+    from recsys_lib.models.mf import ALS
 
     data = load_dataset(dataset)
     split = benchmark_data(data.ratings, seed=seed)
@@ -298,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "build-artefact":
-        build = argparse.ArgumentParser(prog="python -m recsys_lib.production.service build-artefact")
+        build = argparse.ArgumentParser(
+            prog="python -m recsys_lib.production.service build-artefact"
+        )
         build.add_argument("out", type=Path, help="artefact folder to (over)write")
         build.add_argument("--dataset", default="movielens-100k", help="name or path")
         build.add_argument("--seed", type=int, default=42)

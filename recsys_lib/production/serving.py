@@ -31,8 +31,8 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from recsys_lib.data.movielens import file_digest
 from recsys_lib.data.interactions import Catalogue, Interactions
+from recsys_lib.data.movielens import file_digest
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
 

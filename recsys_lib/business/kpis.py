@@ -1,0 +1,85 @@
+"""kpis: see the package docstring."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys_lib.evaluation import metrics as _metrics
+from recsys_lib.linalg import normalize_rows
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _check_same_shape(**arrays: np.ndarray) -> None:
+    shapes = {k: np.shape(v) for k, v in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"arrays must have the same shape, got {shapes}")
+
+
+def ctr(clicks: np.ndarray) -> float:
+    """Click-through rate: clicks per impression; clicks (n, K) bool/0-1."""
+    clicks = np.asarray(clicks)
+    if clicks.size == 0:
+        raise ValueError("ctr of an empty array is undefined; pass at least one impression")
+    return float(clicks.mean())
+
+
+def cvr(clicks: np.ndarray, purchases: np.ndarray) -> float:
+    """Conversion rate: purchases per click; both (n, K). NaN when there are no clicks."""
+    _check_same_shape(clicks=clicks, purchases=purchases)
+    n_clicks = np.asarray(clicks).sum()
+    return float(np.asarray(purchases).sum() / n_clicks) if n_clicks else float("nan")
+
+
+def revenue_per_impression(purchases: np.ndarray, slates: np.ndarray, price: np.ndarray) -> float:
+    """Revenue per impression; purchases (n, K), slates (n, K) item ids, price (n_items,)."""
+    _check_same_shape(purchases=purchases, slates=slates)
+    return float((np.asarray(purchases) * price[slates]).mean())
+
+
+def margin_per_impression(purchases: np.ndarray, slates: np.ndarray, margin: np.ndarray) -> float:
+    """Margin (profit) per impression; same shapes as :func:`revenue_per_impression`."""
+    return revenue_per_impression(purchases, slates, margin)
+
+
+# One definition each, shared with the ranking chapters (see recsys_lib.evaluation.metrics for sources):
+# coverage = distinct shown items / n_items; novelty = mean -log2(share of users with the item).
+catalog_coverage = _metrics.catalogue_coverage
+novelty = _metrics.novelty
+
+
+def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> float:
+    """Mean pairwise dissimilarity ``1 - cos(f_i, f_j)`` within each slate, averaged.
+
+    slates (n, K) with K >= 2; item_features (n_items, d), e.g. one-hot categories.
+    """
+    k = slates.shape[1]
+    if k < 2:
+        raise ValueError(f"intra-list diversity needs slates of >= 2 items, got K={k}")
+    f = normalize_rows(item_features, dtype=np.float64)[slates]  # (n, K, d)
+    sim = np.einsum("nkd,njd->nkj", f, f)
+    off = (sim.sum(axis=(1, 2)) - np.trace(sim, axis1=1, axis2=2)) / (k * (k - 1))
+    return float(np.mean(1.0 - off))
+
+
+def exposure_share(
+    slates: np.ndarray, item_mask: np.ndarray, position_weights: np.ndarray | None = None
+) -> float:
+    """Share of (position-weighted) exposure that goes to items with ``item_mask`` True.
+
+    slates (n, K); item_mask (n_items,) bool (e.g. new or long-tail items);
+    position_weights (K,) examination weights, default uniform.
+    """
+    w = np.ones(slates.shape[1]) if position_weights is None else np.asarray(position_weights)
+    if w.shape != (slates.shape[1],):
+        raise ValueError(f"position_weights shape {w.shape} must be ({slates.shape[1]},)")
+    return float((np.asarray(item_mask)[slates] * w).sum() / (w.sum() * slates.shape[0]))
+
+
+def one_hot(labels: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """(n,) int labels -> (n, n_classes) float one-hot matrix."""
+    labels = np.asarray(labels)
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    out = np.zeros((labels.size, n_classes))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
