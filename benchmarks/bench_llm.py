@@ -27,8 +27,8 @@ from _common import print_table
 
 
 def requests(n_users: int, n_candidates: int, history: int):
+    from recsys_lib import llm
     from recsys_lib.data.movielens import load_movielens_100k
-    from recsys_lib.llm import generative as llm
 
     ml = load_movielens_100k()
     ratings, items = ml.ratings, ml.items
@@ -67,7 +67,7 @@ def main() -> None:
 
     import torch
 
-    from recsys_lib.llm import generative as llm
+    from recsys_lib import llm
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

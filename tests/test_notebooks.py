@@ -98,7 +98,7 @@ def test_spark_notebooks_skip_with_install_advice_without_java(monkeypatch):
     from recsys_lib import spark
 
     monkeypatch.delenv("RECSYS_REQUIRE_SPARK", raising=False)
-    monkeypatch.setattr(spark, "java_version", lambda: None)
+    monkeypatch.setattr(spark.session, "java_version", lambda: None)
     spark_notebooks = [p for p in NOTEBOOKS if needs_spark(p)]
     assert spark_notebooks, "the Spark chapter should be detected"
     reason = spark_skip_reason(spark_notebooks[0])

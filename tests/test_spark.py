@@ -46,14 +46,14 @@ def spark():
 
 
 def test_unavailable_reason_names_the_java_fix(monkeypatch):
-    monkeypatch.setattr(rs, "java_version", lambda: None)
+    monkeypatch.setattr(rs.session, "java_version", lambda: None)
     reason = rs.spark_unavailable_reason()
     assert "java -version" in reason and "openjdk-17-jre-headless" in reason
-    monkeypatch.setattr(rs, "java_version", lambda: 11)
+    monkeypatch.setattr(rs.session, "java_version", lambda: 11)
     assert "Java 11 found" in rs.spark_unavailable_reason()
     with pytest.raises(rs.SparkUnavailableError, match="Java 17 is required"):
         rs.require_spark()
-    monkeypatch.setattr(rs, "java_version", lambda: 17)
+    monkeypatch.setattr(rs.session, "java_version", lambda: 17)
     assert rs.spark_unavailable_reason() is None
 
 
@@ -122,7 +122,7 @@ def test_cached_encoder_loads_once_per_process(monkeypatch):
             calls.append((model, device, use_cache))
 
     monkeypatch.setattr(emb, "TextEncoder", Fake)
-    monkeypatch.setattr(rs, "_ENCODERS", {})
+    monkeypatch.setattr(rs.distributed, "_ENCODERS", {})
     first = rs.cached_encoder("m", "cpu")
     assert rs.cached_encoder("m", "cpu") is first
     rs.cached_encoder("other", "cpu")

@@ -1,4 +1,6 @@
-"""kpis: see the package docstring."""
+"""Business KPIs of shown slates: CTR, CVR, revenue and margin per impression, exposure shares,
+catalogue coverage and one-hot helpers (diversity and novelty are :mod:`recsys_lib.evaluation.metrics`'s).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""multitask: see the package docstring."""
+"""The multi-task pCTR/pCVR model (shared embeddings, two heads), its fit and predictions, and the
+off-policy estimates of a policy's slates from logged data.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""reranking: see the package docstring."""
+"""Business-aware re-ranking: scalarised objectives, MMR, exposure-constrained re-ranking, Pareto
+fronts and sweeps, and choosing an operating point on off-policy estimates.
+"""
 
 from __future__ import annotations
 

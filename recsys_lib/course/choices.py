@@ -33,11 +33,11 @@ from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData
 from recsys_lib.models.base import Model
 from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD, best_params, grid_search
+from recsys_lib.runtime import project_home
 
 logger = logging.getLogger(__name__)
 
 CHOICES_ENV = "RECSYS_CHOICES"
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "build" / "choices.json"
 
 # Chapter 3's validation grids (its parameters cell holds the same lists; a test checks it).
 GRIDS: dict[str, dict[str, dict[str, list]]] = {
@@ -66,11 +66,10 @@ MODELS: dict[str, Callable[..., Model]] = {
 def choices_path(path: str | os.PathLike | None = None) -> Path:
     """``path`` if given, else ``$RECSYS_CHOICES``, else ``$RECSYS_HOME/build/choices.json``
     (the project home the notebook runner gives its kernels), else ``build/choices.json`` in
-    the checkout that holds this package."""
+    the checkout found from the working directory (:func:`recsys_lib.runtime.project_home`)."""
     if path or os.environ.get(CHOICES_ENV):
         return Path(path or os.environ[CHOICES_ENV])
-    home = os.environ.get("RECSYS_HOME")
-    return Path(home) / "build" / "choices.json" if home else DEFAULT_PATH
+    return project_home() / "build" / "choices.json"
 
 
 def _key(smoke: bool, seed: int, dataset: str = MOVIELENS) -> str:

@@ -1,4 +1,6 @@
-"""als: see the package docstring."""
+"""Spark ML ALS: interactions as a Spark frame, implicit's hyper-parameters translated, fitting, and
+the fitted factors exported into the library's model contract.
+"""
 
 from __future__ import annotations
 

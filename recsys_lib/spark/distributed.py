@@ -1,4 +1,4 @@
-"""distributed: see the package docstring."""
+"""Text embedding and exact top-k scoring on the executors (pandas on every partition)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""evaluation: see the package docstring."""
+"""Ranking metrics computed in Spark over recommendation and relevance frames."""
 
 from __future__ import annotations
 

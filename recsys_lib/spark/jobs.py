@@ -1,4 +1,4 @@
-"""jobs: see the package docstring."""
+"""Synthetic interaction events generated in Spark, the end-to-end scoring job and its command line."""
 
 from __future__ import annotations
 
@@ -198,7 +198,3 @@ def main(argv: list[str] | None = None) -> int:
         if owned:
             spark.stop()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

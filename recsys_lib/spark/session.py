@@ -1,4 +1,6 @@
-"""session: see the package docstring."""
+"""Spark availability (pyspark, Java 17+) with install advice, and a local session that leaves no
+process-wide state behind.
+"""
 
 from __future__ import annotations
 

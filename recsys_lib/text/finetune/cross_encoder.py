@@ -1,4 +1,6 @@
-"""cross_encoder: see the package docstring."""
+"""The cross-encoder click model: (user text, item text) pairs, a cached frozen trunk, training and
+click probabilities.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""training: see the package docstring."""
+"""Loading encoders and cross-encoders, freezing lower layers, and the one training loop (warm-up,
+mixed precision, validation, early stopping) every fine-tuned model here uses.
+"""
 
 from __future__ import annotations
 
@@ -183,9 +185,7 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
     try:
         embeddings, layers = _encoder_layers(model)  # the rest (pooler, head) counts as "head"
         encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
-    except (
-        TypeError
-    ):  # not BERT-shaped (sequential models, recsys_lib.llm.generative decoders): one group
+    except TypeError:  # not BERT-shaped (sequential models, recsys_lib.llm decoders): one group
         encoder_ids = {id(p) for p in model.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():

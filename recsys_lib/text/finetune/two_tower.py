@@ -1,4 +1,6 @@
-"""two_tower: see the package docstring."""
+"""The two-tower retriever: in-batch negatives with a popularity correction, user-unique batches,
+training, ranking metrics and text factors for the model contract.
+"""
 
 from __future__ import annotations
 

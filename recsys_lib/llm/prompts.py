@@ -1,0 +1,81 @@
+"""Prompts: user histories, profile requests, pointwise questions and listwise prompts with
+lettered candidates, as chat-template token ids.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    pass
+from recsys_lib.llm.loading import LABELS, LLM
+
+
+# ------------------------------------------------------------------------------ prompts
+def user_history(
+    train_ratings: pd.DataFrame,
+    items: pd.DataFrame,
+    user_id: int | str,
+    n: int = 10,
+    min_rating: int = 4,
+) -> pd.DataFrame:
+    """The user's ``n`` most recent train films rated >= ``min_rating`` (newest first), with
+    columns item_id, title, genres (a list). Never reads anything but ``train_ratings``."""
+    mine = train_ratings[(train_ratings["user_id"] == user_id)
+                         & (train_ratings["rating"] >= min_rating)]  # fmt: skip
+    mine = mine.sort_values(["timestamp", "item_id"], ascending=[False, True]).head(n)
+    meta = items.set_index("item_id").loc[mine["item_id"], ["title", "genres"]]
+    return meta.reset_index()
+
+
+def history_text(titles: list[str], genres: list[list[str]] | None = None) -> str:
+    """The line "A viewer liked these films:" and one line per film (with its genres when given)."""
+    if not titles:
+        raise ValueError("the history is empty: pick users with at least one liked film.")
+    lines = [f"- {t}" + (f" ({', '.join(g)})" if genres else "")
+             for t, g in zip(titles, genres or [None] * len(titles), strict=True)]  # fmt: skip
+    return "A viewer liked these films:\n" + "\n".join(lines) + "\n"
+
+
+def profile_prompt(titles: list[str], genres: list[list[str]] | None = None) -> str:
+    """Ask for a one-sentence taste profile. With ``genres`` (retrieved from the catalogue) the
+    prompt also restricts the answer to those genres: the grounding technique of chapter 7."""
+    ask = "Describe this viewer's taste in films in one short sentence."
+    if genres:
+        allowed = sorted({g for gs in genres for g in gs})
+        ask += f" Use only these genres: {', '.join(allowed)}. Do not name other films."
+    return history_text(titles, genres) + ask
+
+
+def pointwise_question(candidate: str) -> str:
+    """The per-candidate part of the pointwise prompt (after the history)."""
+    return f'Would this viewer enjoy the film "{candidate}"? Answer Yes or No.'
+
+
+def listwise_prompt(history: str, candidates: list[str]) -> str:
+    """History, then the candidates labelled A, B, ... and the question (LlamaRec style)."""
+    if not 1 <= len(candidates) <= len(LABELS):
+        raise ValueError(
+            f"listwise prompts take 1 to {len(LABELS)} candidates, got {len(candidates)}."
+        )
+    listed = "\n".join(f"{label}. {c}" for label, c in zip(LABELS, candidates, strict=False))
+    return (f"{history}Candidate films:\n{listed}\n"
+            "Which candidate will the viewer enjoy most? Answer with its letter.")  # fmt: skip
+
+
+def pointwise_parts(
+    lm: LLM, history: str, candidates: list[str]
+) -> tuple[list[int], list[list[int]]]:
+    """Token ids of the shared prefix (chat head + history) and of each candidate's suffix
+    (question + chat tail). The prompt of candidate i is exactly ``prefix + suffixes[i]``."""
+    head, tail = lm.chat_parts()
+    prefix = lm.encode(head + history)
+    return prefix, [lm.encode(pointwise_question(c) + tail) for c in candidates]
+
+
+def chat_ids(lm: LLM, message: str) -> list[int]:
+    """Token ids of one user message in the model's chat format, ready for the answer."""
+    head, tail = lm.chat_parts()
+    return lm.encode(head + message + tail)
