@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from recsys_lib.data.interactions import shared_interactions
     from recsys_lib.data.movielens import load_movielens_100k
     from recsys_lib.data.splits import recommenders_stratified_split
+    from recsys_lib.linalg import row_cosine
     from recsys_lib.production import quantize
     from recsys_lib.text.descriptions import item_descriptions, user_descriptions
     from recsys_lib.text.embeddings import TextEncoder
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         gpu_table, gpu_emb = quantize.compare_encoders(
             {"fp16 CUDA": half}, texts, repeats=args.repeats
         )
-        cos = quantize.row_cosine(gpu_emb["fp16 CUDA"], embeddings["fp32"])
+        cos = row_cosine(gpu_emb["fp16 CUDA"], embeddings["fp32"])
         gpu_table.loc["fp16 CUDA", "speedup"] = (
             gpu_table.loc["fp16 CUDA", "texts_per_s"] / table.loc["fp32", "texts_per_s"]
         )

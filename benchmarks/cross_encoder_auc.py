@@ -61,6 +61,7 @@ def _phrasing(name: str) -> dict:
 def run(args) -> pd.DataFrame:
     from recsys_lib.data import splits
     from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.evaluation.metrics import auc_difference
     from recsys_lib.runtime import resolve_device
     from recsys_lib.text import descriptions as text
     from recsys_lib.text import finetune as ft
@@ -107,7 +108,7 @@ def run(args) -> pd.DataFrame:
         seconds = time.perf_counter() - start
         probs = ft.predict_click_proba(model, tokenizer, test, user_train, item_train,
                                        max_length=48, device=device)  # fmt: skip
-        diff = pr.auc_difference(labels, probs, base_probs, n_boot=args.n_boot, seed=args.seed)
+        diff = auc_difference(labels, probs, base_probs, n_boot=args.n_boot, seed=args.seed)
         rows.append({
             "pairs": len(chosen), "layers": layers, "lr": lr, "epochs": epochs,
             "phrasing": phrasing, "val AUC (best)": hist.best_score,

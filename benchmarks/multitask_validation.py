@@ -29,7 +29,7 @@ def run(args) -> pd.DataFrame:
     from recsys_lib import business
     from recsys_lib.business import ope
     from recsys_lib.business import shop as sim
-    from recsys_lib.text import pairs
+    from recsys_lib.evaluation.metrics import log_loss
 
     torch.set_num_threads(args.threads)
     seeds = sim.stage_seeds(args.seed, STAGES)
@@ -48,8 +48,8 @@ def run(args) -> pd.DataFrame:
         p_click = np.clip(bias * pctr, 1e-7, 1 - 1e-7)
         rows.append({
             "epochs": epochs, "lr": lr,
-            "click log-loss": pairs.log_loss(val.clicks.ravel(), p_click.ravel()),
-            "purchase log-loss": pairs.log_loss(val.purchases.ravel(), (p_click * pcvr).ravel()),
+            "click log-loss": log_loss(val.clicks.ravel(), p_click.ravel()),
+            "purchase log-loss": log_loss(val.purchases.ravel(), (p_click * pcvr).ravel()),
             "train s": time.perf_counter() - start,
         })  # fmt: skip
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)

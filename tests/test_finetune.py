@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from recsys_lib.data.interactions import shared_interactions  # noqa: E402
+from recsys_lib.evaluation.metrics import roc_auc  # noqa: E402
 from recsys_lib.text import finetune as ft  # noqa: E402
 from recsys_lib.text import pairs as pr  # noqa: E402
 
@@ -183,7 +184,7 @@ def test_logistic_baseline_is_optimal_and_separates():
     grad = z.T @ (p - y) + np.r_[0.0, 1e-2 * 400 * model.coef_]
     assert np.abs(grad).max() < 1e-6  # Newton converged to the penalised optimum
     assert model.coef_[0] > 0 > model.coef_[1]
-    assert pr.roc_auc(y, model.predict_proba(x)) > 0.95
+    assert roc_auc(y, model.predict_proba(x)) > 0.95
 
 
 # ------------------------------------------------------------------------------- losses

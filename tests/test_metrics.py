@@ -217,10 +217,3 @@ def test_bootstrap_rows_is_seeded_chunked_and_checked():
     assert ((again >= 0) & (again < 5)).all()
     with pytest.raises(ValueError, match="n_rows >= 1"):
         next(m.bootstrap_rows(0, 5))
-
-
-def test_auc_and_log_loss_keep_their_old_names_in_pairs():
-    from recsys_lib.text import pairs
-
-    assert pairs.roc_auc is m.roc_auc and pairs.log_loss is m.log_loss
-    assert pairs.auc_difference is m.auc_difference

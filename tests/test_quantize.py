@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from recsys_lib.linalg import row_cosine
 from recsys_lib.production import quantize
 
 
@@ -45,7 +46,7 @@ def test_int8_replaces_linear_layers_and_keeps_outputs_close():
     ids = torch.randint(0, 50, (4, 7))
     with torch.inference_mode():
         ref, out = model(ids).last_hidden_state, q(ids).last_hidden_state
-    cos = quantize.row_cosine(ref.reshape(-1, 32).numpy(), out.reshape(-1, 32).numpy())
+    cos = row_cosine(ref.reshape(-1, 32).numpy(), out.reshape(-1, 32).numpy())
     assert cos.mean() > 0.99
 
 
@@ -129,9 +130,9 @@ def test_drop_layers_keeps_the_first_layers():
 def test_row_cosine_by_hand():
     a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     b = np.array([[0.0, 2.0], [2.0, 2.0], [1.0, 0.0]])
-    np.testing.assert_allclose(quantize.row_cosine(a, b), [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(row_cosine(a, b), [0.0, 1.0, 0.0])
     with pytest.raises(ValueError, match="one shape"):
-        quantize.row_cosine(a, b[:2])
+        row_cosine(a, b[:2])
 
 
 def test_variant_encoder_and_compare_encoders():
@@ -146,7 +147,7 @@ def test_variant_encoder_and_compare_encoders():
     assert table.loc["fp32", "mean_cosine"] == pytest.approx(1.0)
     assert 0.95 < table.loc["int8", "mean_cosine"] <= 1.0 + 1e-9
     np.testing.assert_allclose(
-        table.loc["int8", "mean_cosine"], quantize.row_cosine(embs["int8"], embs["fp32"]).mean()
+        table.loc["int8", "mean_cosine"], row_cosine(embs["int8"], embs["fp32"]).mean()
     )
     with pytest.raises(KeyError, match="reference"):
         quantize.compare_encoders({"a": enc}, texts, reference="b")
@@ -185,7 +186,7 @@ def test_fp16_copy_on_cuda_agrees_with_fp32():
     with torch.inference_mode():
         ref = model(ids).last_hidden_state.float()
         out = quantize.half_precision(model, "cuda")(ids).last_hidden_state.float()
-    cos = quantize.row_cosine(ref.reshape(-1, 32).cpu().numpy(), out.reshape(-1, 32).cpu().numpy())
+    cos = row_cosine(ref.reshape(-1, 32).cpu().numpy(), out.reshape(-1, 32).cpu().numpy())
     assert cos.min() > 0.999
 
 
@@ -201,7 +202,7 @@ def test_int8_minilm_embeddings_agree_with_fp32(minilm):
     )  # fmt: skip
     ref, out = minilm.encode(TEXTS, show_progress=False), q.encode(TEXTS, show_progress=False)
     assert out.shape == (3, 384) and out.dtype == np.float32
-    assert quantize.row_cosine(ref, out).min() > 0.98
+    assert row_cosine(ref, out).min() > 0.98
     with pytest.raises(ValueError, match="calibration_texts"):
         quantize.int8_encoder(minilm, smooth_alpha=0.5)
     assert minilm.model.encoder.layer[0].output.dense.weight.dtype == torch.float32
@@ -212,5 +213,5 @@ def test_fp16_minilm_on_cuda_agrees_with_fp32(minilm):
     half = quantize.fp16_encoder(minilm, "cuda")
     assert half.device.startswith("cuda") and next(half.model.parameters()).dtype == torch.float16
     ref, out = minilm.encode(TEXTS, show_progress=False), half.encode(TEXTS, show_progress=False)
-    assert out.dtype == np.float32 and quantize.row_cosine(ref, out).min() > 0.999
+    assert out.dtype == np.float32 and row_cosine(ref, out).min() > 0.999
     assert minilm.device == "cpu"  # the original encoder is untouched

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys_lib.evaluation.metrics import auc_difference, log_loss, roc_auc  # noqa: F401 (their old home)
 from recsys_lib.linalg import fit_logistic, positions, row_cosine, sigmoid
 
 CLICK_MIN_RATING = 1  #: any rating is a click (the user watched the film)
