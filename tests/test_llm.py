@@ -76,7 +76,7 @@ def test_converted_cache_is_verified(tmp_path):
     assert folder is not None and llm._converted_folder("cd" * 32, torch.float32, tmp_path) is None
     with open(f"{folder}/model.safetensors", "ab") as f:
         f.write(b"tampered")
-    llm.sha256_file.__globals__["_HASH_MEMO"].clear()
+    llm.loading.sha256_file.__globals__["_HASH_MEMO"].clear()
     assert llm._converted_folder(sha, torch.float32, tmp_path) is None  # re-converted, not trusted
 
 

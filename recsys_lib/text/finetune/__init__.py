@@ -27,17 +27,21 @@ two runs with the same seed give the same weights.
 
 from recsys_lib.text.finetune.cross_encoder import (  # noqa: F401
     PairTrunkCache,
+    _pair_texts,  # noqa: F401 (private, used by sibling packages and tests)
     click_metrics,
     frozen_depth,
     predict_click_proba,
     tokenize_pairs,
     train_cross_encoder,
 )
-from recsys_lib.text.finetune.training import (  # noqa: F401
+from recsys_lib.text.finetune.training import (  # noqa: F401  # noqa: F401 (private, used by sibling packages and tests)
     ID2LABEL,
     LABEL2ID,
     TrainConfig,
     TrainHistory,
+    _encoder_layers,
+    _optimizer_and_schedule,
+    _train_loop,
     count_parameters,
     default_model_path,
     freeze_lower_layers,

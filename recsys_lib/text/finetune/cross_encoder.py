@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 from recsys_lib.text.finetune.training import (
     TrainConfig,
     TrainHistory,
+    _as_index,
+    _call_layer,
     _encoder_layers,
     _train_loop,
 )
-from recsys_lib.text.finetune.two_tower import _as_index, _call_layer
 
 
 # ------------------------------------------------------------------------- cross-encoder

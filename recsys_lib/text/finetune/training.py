@@ -336,3 +336,14 @@ def _train_loop(
         model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def _as_index(rows):
+    import torch
+
+    return torch.as_tensor(np.asarray(rows), dtype=torch.long)
+
+
+def _call_layer(layer, hidden, mask4):
+    out = layer(hidden, mask4)
+    return out[0] if isinstance(out, tuple) else out

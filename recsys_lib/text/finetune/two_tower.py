@@ -25,6 +25,7 @@ from recsys_lib.text.finetune.cross_encoder import _frozen_trunk, _upper_layers
 from recsys_lib.text.finetune.training import (
     TrainConfig,
     TrainHistory,
+    _as_index,
     _encoder_layers,
     _train_loop,
     count_parameters,
@@ -196,17 +197,6 @@ class TwoTower:
                 hidden = self.encoder(**enc).last_hidden_state.float()
                 out[rows] = normalize_rows(pool(hidden, enc["attention_mask"], self.pooling)).cpu()
         return out
-
-
-def _as_index(rows):
-    import torch
-
-    return torch.as_tensor(np.asarray(rows), dtype=torch.long)
-
-
-def _call_layer(layer, hidden, mask4):
-    out = layer(hidden, mask4)
-    return out[0] if isinstance(out, tuple) else out
 
 
 def positive_draw_log_q(pos_users: np.ndarray, pos_items: np.ndarray, n_items: int) -> np.ndarray:
