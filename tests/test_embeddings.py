@@ -389,3 +389,30 @@ def test_cache_keeps_every_entry_with_two_writers_at_once(tmp_path):
     found = cache.get(wanted)
     assert len(found) == len(wanted)  # without the lock, read-modify-write loses entries
     assert found[embeddings.text_hash("w1-r59-t2")][0] == pytest.approx(1.59)
+
+
+# ---------------------------------------------------------------- cached variants (quantize)
+
+
+def test_cached_variant_keys_the_cache_by_the_variants_weights(tiny):
+    from recsys_lib.production import quantize
+
+    texts = ["a film about space", "a comedy", "drama"]
+    fp32 = tiny.encode(texts, show_progress=False)
+    first = quantize.cached_variant(quantize.int8_encoder(tiny))
+    again = quantize.cached_variant(quantize.int8_encoder(tiny))  # rebuilt: same weights, same key
+    assert first.cache_config == again.cache_config != tiny.cache_config
+    q = first.encode(texts, show_progress=False)
+    assert first.last_stats.n_encoded == 3 and not np.array_equal(q, fp32)
+    np.testing.assert_array_equal(again.encode(texts, show_progress=False), q)
+    assert again.last_stats.n_cached == 3 and again.last_stats.n_encoded == 0
+    pruned = quantize.variant_encoder(tiny, quantize.drop_layers(tiny.model, 1))
+    pruned = quantize.cached_variant(pruned)
+    assert pruned.cache_config != first.cache_config
+    pruned.encode(texts, show_progress=False)
+    assert pruned.last_stats.n_encoded == 3  # another variant never reads int8's vectors
+    tiny.encode(texts, show_progress=False)
+    assert tiny.last_stats.n_cached == 3  # and fp32 still reads its own
+    np.testing.assert_array_equal(tiny.encode(texts, show_progress=False), fp32)
+    with pytest.raises(TypeError, match="cache key"):
+        quantize.cached_variant(object())
