@@ -267,7 +267,7 @@ def test_cross_encoder_two_steps_lower_loss_and_round_trip(tokenizer, tmp_path):
 
     def batch_loss():
         model.eval()
-        users, items = ft._pair_texts(pairs, USER_TEXT, ITEM_TEXT)
+        users, items = ft.pair_texts(pairs, USER_TEXT, ITEM_TEXT)
         enc = ft.tokenize_pairs(tokenizer, users, items, 32)
         with torch.no_grad():
             return model(**enc, labels=torch.tensor(pairs["label"].to_numpy())).loss.item()
@@ -425,7 +425,7 @@ def test_optimizer_groups_decay_and_head_learning_rate():
     model = tiny_classifier()
     ft.freeze_lower_layers(model, 1)
     config = ft.TrainConfig(lr=1e-4, head_lr_scale=10.0, weight_decay=0.1)
-    optimizer, _ = ft._optimizer_and_schedule(model, config, total_steps=10)
+    optimizer, _ = ft.training._optimizer_and_schedule(model, config, total_steps=10)
     head = {id(p) for m in (model.bert.pooler, model.classifier) for p in m.parameters()}
     for group in optimizer.param_groups:
         is_head = {id(p) in head for p in group["params"]}
@@ -612,4 +612,4 @@ def test_train_loop_raises_when_an_epoch_yields_too_few_batches():
         yield torch.ones(1, 2)
 
     with pytest.raises(RuntimeError, match="fewer than grad_accum=2"):
-        ft._train_loop(model, one_batch, 2, loss_fn, cfg, None, "loss", False)
+        ft.train_loop(model, one_batch, 2, loss_fn, cfg, None, "loss", False)

@@ -71,13 +71,18 @@ def test_missing_package_says_how_to_install(monkeypatch):
 def test_converted_cache_is_verified(tmp_path):
     lm = tiny_lm()
     sha = "ab" * 32
-    llm._write_converted(lm.model, lm.tokenizer, sha, torch.float32, tmp_path)
-    folder = llm._converted_folder(sha, torch.float32, tmp_path)
-    assert folder is not None and llm._converted_folder("cd" * 32, torch.float32, tmp_path) is None
+    llm.loading._write_converted(lm.model, lm.tokenizer, sha, torch.float32, tmp_path)
+    folder = llm.loading._converted_folder(sha, torch.float32, tmp_path)
+    assert (
+        folder is not None
+        and llm.loading._converted_folder("cd" * 32, torch.float32, tmp_path) is None
+    )
     with open(f"{folder}/model.safetensors", "ab") as f:
         f.write(b"tampered")
     llm.loading.sha256_file.__globals__["_HASH_MEMO"].clear()
-    assert llm._converted_folder(sha, torch.float32, tmp_path) is None  # re-converted, not trusted
+    assert (
+        llm.loading._converted_folder(sha, torch.float32, tmp_path) is None
+    )  # re-converted, not trusted
 
 
 # ------------------------------------------------------------------------------ prompts
@@ -215,7 +220,7 @@ def test_token_logits_at_equals_slicing_the_full_logits():
         torch.testing.assert_close(llm.token_logits_at(lm.model, positions, cols, input_ids=ids),
                                    full, atol=1e-5, rtol=1e-5)  # fmt: skip
         lm.model.config.logit_scale = 2.0
-        assert llm._plain_output_head(lm.model) is None
+        assert llm.scoring._plain_output_head(lm.model) is None
 
 
 def test_generate_is_greedy_and_left_padding_safe():

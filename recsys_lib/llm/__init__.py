@@ -20,7 +20,7 @@
 torch and transformers are imported inside functions, so importing this module is cheap.
 """
 
-from recsys_lib.llm.loading import (  # noqa: F401  # noqa: F401 (private, used by sibling packages and tests)
+from recsys_lib.llm.loading import (  # noqa: F401
     DEFAULT_GGUF,
     DEFAULT_GGUF_SHA256,
     DEFAULT_GGUF_SIZE,
@@ -29,8 +29,6 @@ from recsys_lib.llm.loading import (  # noqa: F401  # noqa: F401 (private, used 
     GENRE_WORDS,
     LABELS,
     LLM,
-    _converted_folder,
-    _write_converted,
     default_gguf_path,
     default_llm_cache_dir,
     load_llm,
@@ -47,7 +45,6 @@ from recsys_lib.llm.prompts import (  # noqa: F401
     user_history,
 )
 from recsys_lib.llm.scoring import (  # noqa: F401
-    _plain_output_head,  # noqa: F401 (private, used by sibling packages and tests)
     generate,
     grounding_check,
     last_token_logits,

@@ -268,7 +268,7 @@ def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: 
     the loop, schedule and best-checkpoint logic are chapter 5's. Returns its TrainHistory."""
     import torch
 
-    from recsys_lib.text.finetune import _train_loop
+    from recsys_lib.text.finetune import train_loop
 
     labels = torch.tensor(np.asarray(labels, dtype=np.float32))
     yes, no = lm.answer_token("Yes"), lm.answer_token("No")
@@ -287,5 +287,5 @@ def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: 
         target = labels[torch.as_tensor(rows)].to(device)
         return torch.nn.functional.binary_cross_entropy_with_logits(margin, target), len(rows)
 
-    return _train_loop(lm.model, batches, -(-n // config.batch_size), loss_fn, config, evaluate,
+    return train_loop(lm.model, batches, -(-n // config.batch_size), loss_fn, config, evaluate,
                        monitor, higher_is_better=True)  # fmt: skip

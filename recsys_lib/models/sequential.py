@@ -37,7 +37,7 @@ from recsys_lib.data.splits import _check_columns, leave_k_out
 from recsys_lib.models.base import Model, evaluate, evaluation_users
 from recsys_lib.retrieval.topk import top_k
 from recsys_lib.runtime import resolve_device
-from recsys_lib.text.finetune import TrainConfig, TrainHistory, _train_loop
+from recsys_lib.text.finetune import TrainConfig, TrainHistory, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class _TransformerRecommender(Model):
         def validate():
             return {f"ndcg@{self.k}": evaluate(self, self.valid, self.k)[f"ndcg@{self.k}"]}
 
-        self.history_ = _train_loop(self.net_, batches, n_batches, loss_fn, cfg,
+        self.history_ = train_loop(self.net_, batches, n_batches, loss_fn, cfg,
                                     validate if self.valid is not None else None,
                                     f"ndcg@{self.k}", True)  # fmt: skip
         log.info("%s: best validation nDCG@%d %.4f at step %s", self.name, self.k,

@@ -87,9 +87,9 @@ def add_lora(
     :func:`recsys_lib.text.finetune.freeze_lower_layers`. Returns
     :func:`recsys_lib.text.finetune.count_parameters` after wrapping.
     """
-    from recsys_lib.text.finetune import _encoder_layers, count_parameters
+    from recsys_lib.text.finetune import count_parameters, encoder_layers
 
-    embeddings, layers = _encoder_layers(model)
+    embeddings, layers = encoder_layers(model)
     if n_layers is not None and not 1 <= n_layers <= len(layers):
         raise ValueError(f"n_layers must be between 1 and {len(layers)}, got {n_layers}.")
     for p in [*embeddings.parameters(), *layers.parameters()]:

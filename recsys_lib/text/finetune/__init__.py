@@ -10,7 +10,7 @@ Two ways to frame recommendation for a pretrained text encoder:
   all items are scored with one matrix product. Trained with in-batch negatives
   (:func:`multiple_negatives_loss`).
 
-Both trainers share one loop (:func:`_train_loop`): dynamic padding, AdamW with linear warm-up
+Both trainers share one loop (:func:`train_loop`): dynamic padding, AdamW with linear warm-up
 and decay, gradient clipping, gradient accumulation, mixed precision on CUDA (bf16 where the
 GPU supports it, else fp16 with loss scaling), periodic validation with early stopping (the best
 weights are restored), a tqdm bar showing the loss, and a :class:`TrainHistory` of everything.
@@ -27,29 +27,28 @@ two runs with the same seed give the same weights.
 
 from recsys_lib.text.finetune.cross_encoder import (  # noqa: F401
     PairTrunkCache,
-    _pair_texts,  # noqa: F401 (private, used by sibling packages and tests)
     click_metrics,
     frozen_depth,
+    pair_texts,
     predict_click_proba,
     tokenize_pairs,
     train_cross_encoder,
 )
-from recsys_lib.text.finetune.training import (  # noqa: F401  # noqa: F401 (private, used by sibling packages and tests)
+from recsys_lib.text.finetune.training import (  # noqa: F401
     ID2LABEL,
     LABEL2ID,
     TrainConfig,
     TrainHistory,
-    _encoder_layers,
-    _optimizer_and_schedule,
-    _train_loop,
     count_parameters,
     default_model_path,
+    encoder_layers,
     freeze_lower_layers,
     linear_warmup_factor,
     load_cross_encoder,
     load_encoder,
     load_tokenizer,
     save_model,
+    train_loop,
 )
 from recsys_lib.text.finetune.two_tower import (  # noqa: F401
     TwoTower,
@@ -65,6 +64,9 @@ from recsys_lib.text.finetune.two_tower import (  # noqa: F401
 )
 
 __all__ = [
+    "train_loop",
+    "pair_texts",
+    "encoder_layers",
     "ID2LABEL",
     "LABEL2ID",
     "PairTrunkCache",

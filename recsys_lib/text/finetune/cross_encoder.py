@@ -24,13 +24,15 @@ from recsys_lib.text.finetune.training import (
     TrainHistory,
     _as_index,
     _call_layer,
-    _encoder_layers,
-    _train_loop,
+    encoder_layers,
+    train_loop,
 )
 
 
 # ------------------------------------------------------------------------- cross-encoder
-def _pair_texts(pairs: pd.DataFrame, user_text: pd.Series, item_text: pd.Series):
+def pair_texts(
+    pairs: pd.DataFrame, user_text: pd.Series, item_text: pd.Series
+) -> tuple[list[str], list[str]]:
     """(user texts, item texts) lists for a pairs frame; raises on ids without a text."""
     users = user_text.reindex(pairs["user_id"].to_numpy())
     items = item_text.reindex(pairs["item_id"].to_numpy())
@@ -83,7 +85,7 @@ def predict_click_proba(
 
     device = resolve_device(device)
     model.to(device).eval()
-    users, items = _pair_texts(pairs, user_text, item_text)
+    users, items = pair_texts(pairs, user_text, item_text)
     lengths = np.array([len(u) + len(i) for u, i in zip(users, items, strict=True)])
     order = np.argsort(-lengths, kind="stable")
     out = np.empty(len(users), dtype=np.float64)
@@ -101,7 +103,7 @@ def predict_click_proba(
 def frozen_depth(model: PreTrainedModel) -> int:
     """How many of the lowest transformer layers are frozen, counting only when the embeddings
     are frozen too (0 otherwise): the part of the network whose output can be cached."""
-    embeddings, layers = _encoder_layers(model)
+    embeddings, layers = encoder_layers(model)
     if any(p.requires_grad for p in embeddings.parameters()):
         return 0
     depth = 0
@@ -187,7 +189,7 @@ def _frozen_trunk(model, enc, n_frozen: int):
     without gradients: hidden states (B, L, H) for a tokenised batch ``enc``."""
     import torch
 
-    embeddings, layers = _encoder_layers(model)
+    embeddings, layers = encoder_layers(model)
     with torch.no_grad():
         embeddings.eval()
         hidden = embeddings(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
@@ -200,7 +202,7 @@ def _frozen_trunk(model, enc, n_frozen: int):
 
 def _upper_layers(model, hidden, attention_mask, n_frozen: int):
     """The layers above the frozen ``n_frozen`` (with gradients): hidden states (B, L, H)."""
-    _, layers = _encoder_layers(model)
+    _, layers = encoder_layers(model)
     mask4 = _bidirectional_mask(model.config, hidden, attention_mask)
     for layer in layers[n_frozen:]:
         hidden = _call_layer(layer, hidden, mask4)
@@ -251,7 +253,7 @@ def train_cross_encoder(
 
     device = resolve_device(config.device)
     model.to(device)
-    users, items = _pair_texts(train_pairs, user_text, item_text)
+    users, items = pair_texts(train_pairs, user_text, item_text)
     labels = torch.tensor(train_pairs["label"].to_numpy().copy(), dtype=torch.long)
     n = len(users)
     if n == 0:
@@ -284,7 +286,7 @@ def train_cross_encoder(
         vtext = user_text if val_user_text is None else val_user_text
         val_trunk = None
         if use_cache:
-            val_trunk = PairTrunkCache(model, tokenizer, *_pair_texts(val_pairs, vtext, item_text),
+            val_trunk = PairTrunkCache(model, tokenizer, *pair_texts(val_pairs, vtext, item_text),
                                        max_length=config.max_length, device=device)  # fmt: skip
 
         def evaluate():
@@ -296,7 +298,7 @@ def train_cross_encoder(
             return click_metrics(val_labels, probs)
 
     setup_seconds = time.perf_counter() - setup
-    history = _train_loop(
+    history = train_loop(
         model, batches, n_batches, loss_fn, config, evaluate, monitor,
         higher_is_better=(monitor != "log_loss"),
     )  # fmt: skip

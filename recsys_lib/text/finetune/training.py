@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,8 @@ def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     return {"trainable": trainable, "total": total, "share": trainable / total if total else 0.0}
 
 
-def _encoder_layers(model):
+def encoder_layers(model: Any) -> tuple[Any, Any]:
+    """(embeddings module, list of transformer layers) of a BERT-style model, LoRA-wrapped or not."""
     base = getattr(model, "base_model", model)
     try:
         return base.embeddings, base.encoder.layer
@@ -109,7 +110,7 @@ def freeze_lower_layers(model: PreTrainedModel, n_trainable: int | None) -> dict
     ``None`` trains everything. Parameters outside the encoder (pooler, classification head)
     stay trainable. Returns :func:`count_parameters` after freezing.
     """
-    embeddings, layers = _encoder_layers(model)
+    embeddings, layers = encoder_layers(model)
     for p in model.parameters():
         p.requires_grad_(True)
     if n_trainable is not None:
@@ -183,7 +184,7 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
     import torch
 
     try:
-        embeddings, layers = _encoder_layers(model)  # the rest (pooler, head) counts as "head"
+        embeddings, layers = encoder_layers(model)  # the rest (pooler, head) counts as "head"
         encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
     except TypeError:  # not BERT-shaped (sequential models, recsys_lib.llm decoders): one group
         encoder_ids = {id(p) for p in model.parameters()}
@@ -222,7 +223,7 @@ def linear_warmup_factor(step: int, total_steps: int, warmup_steps: int) -> floa
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def _train_loop(
+def train_loop(
     model,
     batches: Callable[[np.random.Generator], Iterator],
     n_batches_per_epoch: int,

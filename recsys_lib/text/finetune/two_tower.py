@@ -26,10 +26,10 @@ from recsys_lib.text.finetune.training import (
     TrainConfig,
     TrainHistory,
     _as_index,
-    _encoder_layers,
-    _train_loop,
     count_parameters,
+    encoder_layers,
     freeze_lower_layers,
+    train_loop,
 )
 
 
@@ -91,7 +91,7 @@ class TwoTower:
             for p in pooler.parameters():
                 p.requires_grad_(False)
         self.params = count_parameters(encoder)
-        _, layers = _encoder_layers(encoder)
+        _, layers = encoder_layers(encoder)
         self.n_layers = len(layers)
         self.n_frozen = 0 if n_trainable is None else self.n_layers - n_trainable
         self.cache_trunk = bool(cache_trunk) and self.n_frozen > 0
@@ -296,7 +296,7 @@ def train_two_tower(
         return loss, len(users)
 
     evaluate_fn = None if evaluate is None else (lambda: evaluate(tower))
-    return _train_loop(tower.encoder, batches, n_batches, loss_fn, config, evaluate_fn, monitor,
+    return train_loop(tower.encoder, batches, n_batches, loss_fn, config, evaluate_fn, monitor,
                        higher_is_better=True)  # fmt: skip
 
 
