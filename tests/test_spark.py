@@ -85,20 +85,22 @@ def test_spark_config_local_defaults():
     assert rs.spark_config(extra={"spark.ui.enabled": "true"})["spark.ui.enabled"] == "true"
 
 
-def test_spark_session_leaves_no_environment_filters_or_files_behind(spark, monkeypatch):
-    import glob
+def test_spark_session_leaves_no_environment_filters_or_files_behind(
+    spark, monkeypatch, tmp_path
+):
     import tempfile
     import warnings
 
     for key in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
         monkeypatch.delenv(key, raising=False)
+    # A private temp folder: other pytest-xdist workers (and notebooks) start Spark sessions
+    # of their own in the shared /tmp at the same time, so a glob there races with them.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     env, filters = dict(os.environ), list(warnings.filters)
-    pattern = os.path.join(tempfile.gettempdir(), "recsys_spark_*")
-    files = set(glob.glob(pattern))
     assert rs.spark_session("local[2]") is spark  # one session per process: reused
     assert dict(os.environ) == env
     assert list(warnings.filters) == filters
-    assert set(glob.glob(pattern)) == files
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_implicit_to_spark_hyperparameters():
