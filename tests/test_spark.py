@@ -85,9 +85,7 @@ def test_spark_config_local_defaults():
     assert rs.spark_config(extra={"spark.ui.enabled": "true"})["spark.ui.enabled"] == "true"
 
 
-def test_spark_session_leaves_no_environment_filters_or_files_behind(
-    spark, monkeypatch, tmp_path
-):
+def test_spark_session_leaves_no_environment_filters_or_files_behind(spark, monkeypatch, tmp_path):
     import tempfile
     import warnings
 
