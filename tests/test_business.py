@@ -115,7 +115,9 @@ def test_mmr_matches_bruteforce_greedy():
             key=lambda j: (1 - lam) * rel[j] - lam * max([f[j] @ f[s] for s in chosen] + [0.0]),
         )
         chosen.append(best)
-    assert mmr_rerank(scores, cands, feats, 4, lam)[0].tolist() == chosen
+    assert mmr_rerank(scores, cands, feats, 4, lam)[0].tolist() == chosen  # per-step cosines
+    many = mmr_rerank(np.repeat(scores, 20, 0), np.repeat(cands, 20, 0), feats, 4, lam)
+    assert many.tolist() == [chosen] * 20  # 20 rows: cosines read from the item Gram matrix
 
 
 def test_exposure_constrained_rerank():

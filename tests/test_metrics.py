@@ -103,6 +103,11 @@ def test_intra_list_diversity_by_hand():
     rec = np.array([[0, 1], [0, 2], [1, -1]])
     expected = (1.0 + (1 - 1 / np.sqrt(2))) / 2  # the single-item list is skipped
     assert m.intra_list_diversity(rec, vectors) == pytest.approx(expected)
+    # three items, and a padded slot in the middle of a list
+    rec3 = np.array([[0, 1, 2], [2, -1, 0]])
+    c = 1 / np.sqrt(2)
+    expected3 = ((1.0 + 2 * (1 - c)) / 3 + (1 - c)) / 2
+    assert m.intra_list_diversity(rec3, vectors) == pytest.approx(expected3)
 
 
 def test_coverage_rejects_empty_catalogue():

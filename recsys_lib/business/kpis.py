@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from recsys_lib.evaluation import metrics as _metrics
-from recsys_lib.linalg import normalize_rows
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -48,20 +47,7 @@ def margin_per_impression(purchases: np.ndarray, slates: np.ndarray, margin: np.
 # coverage = distinct shown items / n_items; novelty = mean -log2(share of users with the item).
 catalog_coverage = _metrics.catalogue_coverage
 novelty = _metrics.novelty
-
-
-def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> float:
-    """Mean pairwise dissimilarity ``1 - cos(f_i, f_j)`` within each slate, averaged.
-
-    slates (n, K) with K >= 2; item_features (n_items, d), e.g. one-hot categories.
-    """
-    k = slates.shape[1]
-    if k < 2:
-        raise ValueError(f"intra-list diversity needs slates of >= 2 items, got K={k}")
-    f = normalize_rows(item_features, dtype=np.float64)[slates]  # (n, K, d)
-    sim = np.einsum("nkd,njd->nkj", f, f)
-    off = (sim.sum(axis=(1, 2)) - np.trace(sim, axis1=1, axis2=2)) / (k * (k - 1))
-    return float(np.mean(1.0 - off))
+intra_list_diversity = _metrics.intra_list_diversity  # slates (n, K), item_features (n_items, d)
 
 
 def exposure_share(

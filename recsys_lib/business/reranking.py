@@ -69,7 +69,14 @@ def mmr_rerank(
         raise ValueError(f"k={k} exceeds the number of candidates {c}")
     lo, hi = scores.min(1, keepdims=True), scores.max(1, keepdims=True)
     rel = (scores - lo) / np.where(hi > lo, hi - lo, 1.0)
-    f = normalize_rows(item_features, dtype=np.float64)[candidates]  # (n, C, d)
+    unit = normalize_rows(item_features, dtype=np.float64)
+    n_items, dim = unit.shape
+    # the cosine of a candidate with the item just picked: read from the item-item Gram matrix
+    # when it is smaller than the (n, C, d) candidate features, else computed per step
+    gram = (unit @ unit.T).ravel() if n_items * n_items <= n * c * dim else None
+    f = unit[candidates] if gram is None else None  # (n, C, d)
+    # row offsets of the candidates into the flattened Gram matrix
+    flat = candidates.astype(np.int64) * n_items if gram is not None else None
     max_sim = np.zeros((n, c))
     taken = np.zeros((n, c), dtype=bool)
     out = np.empty((n, k), dtype=candidates.dtype)
@@ -80,7 +87,10 @@ def mmr_rerank(
         j = val.argmax(1)
         taken[rows, j] = True
         out[:, step] = candidates[rows, j]
-        sim = np.einsum("ncd,nd->nc", f, f[rows, j])
+        if gram is not None:
+            sim = np.take(gram, flat + out[:, step, None])  # flat indices: no 2-D fancy indexing
+        else:
+            sim = np.einsum("ncd,nd->nc", f, f[rows, j])
         np.maximum(max_sim, sim, out=max_sim)
     return out
 
