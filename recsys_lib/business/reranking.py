@@ -71,27 +71,30 @@ def mmr_rerank(
     rel = (scores - lo) / np.where(hi > lo, hi - lo, 1.0)
     unit = normalize_rows(item_features, dtype=np.float64)
     n_items, dim = unit.shape
-    # the cosine of a candidate with the item just picked: read from the item-item Gram matrix
-    # when it is smaller than the (n, C, d) candidate features, else computed per step
-    gram = (unit @ unit.T).ravel() if n_items * n_items <= n * c * dim else None
-    f = unit[candidates] if gram is None else None  # (n, C, d)
-    # row offsets of the candidates into the flattened Gram matrix
-    flat = candidates.astype(np.int64) * n_items if gram is not None else None
+    rows = np.arange(n)
+    if n_items * n_items <= n * c * dim:  # the item-item Gram matrix is the smaller table
+        gram = (unit @ unit.T).ravel()
+        offsets = candidates.astype(np.int64) * n_items  # flat indices: no 2-D fancy indexing
+
+        def cosine_to_pick(j: np.ndarray) -> np.ndarray:
+            return np.take(gram, offsets + candidates[rows, j][:, None])
+
+    else:  # a large catalogue: the candidates' features, (n, C, d)
+        f = unit[candidates]
+
+        def cosine_to_pick(j: np.ndarray) -> np.ndarray:
+            return np.einsum("ncd,nd->nc", f, f[rows, j])
+
     max_sim = np.zeros((n, c))
     taken = np.zeros((n, c), dtype=bool)
     out = np.empty((n, k), dtype=candidates.dtype)
-    rows = np.arange(n)
     for step in range(k):
         val = (1.0 - diversity) * rel - diversity * max_sim
         val[taken] = -np.inf
         j = val.argmax(1)
         taken[rows, j] = True
         out[:, step] = candidates[rows, j]
-        if gram is not None:
-            sim = np.take(gram, flat + out[:, step, None])  # flat indices: no 2-D fancy indexing
-        else:
-            sim = np.einsum("ncd,nd->nc", f, f[rows, j])
-        np.maximum(max_sim, sim, out=max_sim)
+        np.maximum(max_sim, cosine_to_pick(j), out=max_sim)
     return out
 
 
