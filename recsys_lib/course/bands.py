@@ -498,6 +498,26 @@ def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -
     return updated
 
 
+def describe_band(spec: dict) -> str:
+    """A short human reading of a spec's check: ``± 0.006 (stochastic)``, ``≤ 0.05 (property)``."""
+    kind = spec.get("kind", "deterministic")
+    parts = []
+    if "relative_to" in spec:
+        parts.append(f"within {_fmt_num(_relative_tol(spec))} of {spec['relative_to']}")
+    elif _is_number(spec.get("value")):
+        tolerance = _tolerance(spec, float(spec["value"]))
+        parts.append("exact" if tolerance == 0 else f"± {_fmt_num(tolerance)}")
+    if "min" in spec:
+        parts.append(f"≥ {_fmt_num(spec['min'])}")
+    if "max" in spec:
+        parts.append(f"≤ {_fmt_num(spec['max'])}")
+    return f"{', '.join(parts) or 'matches'} ({kind})"
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.2g}" if x and abs(x) < 1e-3 else f"{x:.3g}"
+
+
 def read_expected(path: Path) -> dict:
     """An expected file, with a clear error when it is not valid JSON of the right shape."""
     try:

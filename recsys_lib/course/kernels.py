@@ -154,12 +154,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the configurations and their switches")
+    sub.add_parser("names", help="the configuration names, one per line")
     run = sub.add_parser("exec", help="run a command under a configuration")
     run.add_argument("name", help=f"one of {sorted(CONFIGS)}")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args(argv)
     if args.command == "list":
         print(describe())
+        return 0
+    if args.command == "names":
+        print("\n".join(CONFIGS))
         return 0
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:

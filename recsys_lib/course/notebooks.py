@@ -366,16 +366,17 @@ def write_summary(
 
 
 def notebook_seed_runner(
-    notebook: Path, *, work_dir: Path, cell_timeout: float | None = None
+    notebook: Path, *, work_dir: Path, cell_timeout: float | None = None, smoke: bool = True
 ) -> Callable[..., dict]:
-    """A ``(seed, kernels="native") -> metrics`` function running ``notebook`` in smoke mode."""
+    """A ``(seed, kernels="native") -> metrics`` function running ``notebook`` (smoke mode
+    unless ``smoke=False``)."""
 
     def run_seed(seed: int, kernels: str = NATIVE) -> dict:
         output = Path(work_dir) / f"seed{seed}-{kernels}" / notebook.name
         result = execute_notebook(
             notebook,
             output,
-            smoke=True,
+            smoke=smoke,
             parameters={"SEED": seed},
             cell_timeout=cell_timeout,
             kernels=kernels,
@@ -397,11 +398,16 @@ def measure_notebook_bands(
     reference_seed: int = 42,
     jobs: int = 1,
     kernels: list[str] | None = None,
+    smoke: bool = True,
+    reference_metrics: dict | None = None,
 ) -> dict:
     """Run ``notebook``'s smoke over ``seeds`` seeds (native kernels) and its reference seed
     under each of ``kernels``; rewrite its expected file's bands from what moved.
 
     ``seeds=1`` re-measures the kernel spread only and keeps the stored seed spreads.
+    ``smoke=False`` measures full runs (the full-run tier, ``tests/expected/full/``);
+    ``reference_metrics`` (e.g. from ``build/metrics.json`` of a finished ``make run``) stands
+    in for the native run of the reference seed, so it is not run again.
     """
     from tqdm.auto import tqdm
 
@@ -413,17 +419,19 @@ def measure_notebook_bands(
     expected = read_expected(expected_path) if expected_path.exists() else {notebook.stem: {}}
     jobs_list = [(seed, NATIVE) for seed in range(reference_seed, reference_seed + seeds)]
     jobs_list += [(reference_seed, name) for name in kernels]
+    known = {(reference_seed, NATIVE): reference_metrics} if reference_metrics else {}
+    todo = [job for job in jobs_list if job not in known]
     with tempfile.TemporaryDirectory(prefix="bands-") as work, kernel_environment():
-        run_seed = notebook_seed_runner(notebook, work_dir=Path(work))
+        run_seed = notebook_seed_runner(notebook, work_dir=Path(work), smoke=smoke)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             results = list(
                 tqdm(
-                    pool.map(lambda job: run_seed(*job), jobs_list),
-                    total=len(jobs_list),
+                    pool.map(lambda job: run_seed(*job), todo),
+                    total=len(todo),
                     desc=notebook.stem,
                 )
             )
-    runs = dict(zip(jobs_list, results, strict=True))
+    runs = {**known, **dict(zip(todo, results, strict=True))}
     seed_runs = [m for (_, k), m in runs.items() if k == NATIVE]
     kernel_runs = {k: m for (_, k), m in runs.items() if k != NATIVE}
     expected[notebook.stem] = merge_measured(
@@ -470,7 +478,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="kernel configurations to measure the reference seed under: 'all' or "
                        "names separated by commas (native alone: seeds only)")  # fmt: skip
     bands.add_argument("--expected", type=Path, default=None,
-                       help="default: tests/expected/<stem>.json in the home")  # fmt: skip
+                       help="default: tests/expected/<stem>.json in the home "
+                       "(tests/expected/full/<stem>.json with --full)")  # fmt: skip
+    bands.add_argument(
+        "--full",
+        action="store_true",
+        help="measure full runs (the full-run tier) instead of smoke runs",
+    )
+    bands.add_argument("--reference-metrics", type=Path, default=None,
+                       help="a metrics.json whose values stand in for the native reference run "
+                       "(e.g. build/metrics.json after make run)")  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -497,10 +514,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.notebook!r} matches {len(matches)} notebooks; name one.", file=sys.stderr)
             return 2
         notebook = matches[0]
-        path = args.expected or project_home() / "tests" / "expected" / f"{notebook.stem}.json"
+        folder = project_home() / "tests" / "expected" / ("full" if args.full else "")
+        path = args.expected or folder / f"{notebook.stem}.json"
+        reference = None
+        if args.reference_metrics:
+            reference = json.loads(args.reference_metrics.read_text()).get(notebook.stem)
+            if not reference:
+                print(f"{args.reference_metrics} holds no metrics of {notebook.stem}.",
+                      file=sys.stderr)  # fmt: skip
+                return 2
         measure_notebook_bands(notebook, path, seeds=args.seeds,
                                reference_seed=args.reference_seed, jobs=args.jobs,
-                               kernels=config_names(args.kernels))  # fmt: skip
+                               kernels=config_names(args.kernels), smoke=not args.full,
+                               reference_metrics=reference)  # fmt: skip
         print(f"updated {path}")
         return 0
 
