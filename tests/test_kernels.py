@@ -42,6 +42,20 @@ def test_switches_for_a_native_run_remove_every_other_configuration_s_variables(
     assert generic[runtime.QUANTIZED_ENGINE_ENV] == "qnnpack"
 
 
+def test_each_other_configuration_computes_into_caches_of_its_own(monkeypatch):
+    from recsys_lib.runtime import project_home
+
+    monkeypatch.delenv("RECSYS_KERNELS", raising=False)
+    generic = kernels.kernel_switches("generic")
+    folder = project_home() / "build" / "kernels-generic"
+    assert generic["RECSYS_EMBEDDING_CACHE"] == str(folder / "embeddings")
+    assert generic["RECSYS_CHOICES"] == str(folder / "choices.json")
+    assert generic["RECSYS_LLM_CACHE"]  # the dequantised LLM stays shared
+    assert "RECSYS_EMBEDDING_CACHE" not in kernels.kernel_switches("native")
+    monkeypatch.setenv("RECSYS_KERNELS", "generic")  # native, started from a generic process
+    assert kernels.kernel_switches("native")["RECSYS_EMBEDDING_CACHE"] is None
+
+
 def test_kernel_environ_sets_and_restores(monkeypatch):
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     with kernels.kernel_environ("avx2") as config:

@@ -126,16 +126,47 @@ def kernel_environ(name: str) -> Iterator[KernelConfig]:
         yield config
 
 
+#: Caches that hold numbers computed by some processor's kernels (text vectors, int8 variants'
+#: vectors, chapter 3's validated choices). A configuration other than the native one gets its
+#: own, as another machine would start with its own.
+KERNEL_CACHES = ("RECSYS_EMBEDDING_CACHE", "RECSYS_CHOICES")
+
+
+def config_caches(name: str) -> dict[str, str]:
+    """Cache locations for configuration ``name``: ``build/kernels-NAME/`` in the project home.
+
+    Empty for the native configuration (the usual caches). The dequantised LLM
+    (``RECSYS_LLM_CACHE``) stays shared: it is element-wise arithmetic on the GGUF file, the
+    same on every processor, and costs minutes to rebuild.
+    """
+    if get_config(name).name == NATIVE:
+        return {}
+    from recsys_lib.llm.loading import LLM_CACHE_ENV, default_llm_cache_dir
+    from recsys_lib.runtime import project_home
+
+    folder = project_home() / "build" / f"kernels-{name}"
+    return {
+        "RECSYS_EMBEDDING_CACHE": str(folder / "embeddings"),
+        "RECSYS_CHOICES": str(folder / "choices.json"),
+        LLM_CACHE_ENV: str(default_llm_cache_dir()),
+    }
+
+
 def kernel_switches(name: str) -> dict[str, str | None]:
     """Environment changes that put a fresh process under configuration ``name``.
 
     Every switch any configuration uses is removed (``None``) unless ``name`` sets it, so a
     ``native`` run started from a process that itself runs under another configuration is
-    native; ``RECSYS_KERNELS`` names the configuration for the record.
+    native (and, then, back on the usual caches); a non-native configuration gets its own
+    caches (:func:`config_caches`) so that no number its kernels should compute is read from
+    what other kernels stored. ``RECSYS_KERNELS`` names the configuration for the record.
     """
     config = get_config(name)
     switches: dict[str, str | None] = {k: None for c in CONFIGS.values() for k in c.env}
+    if os.environ.get("RECSYS_KERNELS", NATIVE) != NATIVE:  # caches set by a kernel exec
+        switches.update({k: None for k in (*KERNEL_CACHES, "RECSYS_LLM_CACHE")})
     switches.update(config.env)
+    switches.update(config_caches(name))
     switches["RECSYS_KERNELS"] = name
     return switches
 
