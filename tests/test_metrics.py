@@ -222,3 +222,16 @@ def test_bootstrap_rows_is_seeded_chunked_and_checked():
     assert ((again >= 0) & (again < 5)).all()
     with pytest.raises(ValueError, match="n_rows >= 1"):
         next(m.bootstrap_rows(0, 5))
+
+
+def test_topk_overlap_by_hand():
+    from recsys_lib.evaluation.metrics import topk_overlap
+
+    a = np.array([[1, 2, 3], [4, 5, 6]])
+    b = np.array([[3, 2, 9], [7, 8, 0]])  # 2 of 3 shared, then none
+    assert topk_overlap(a, b) == pytest.approx((2 / 3 + 0) / 2)
+    assert topk_overlap(a, a) == 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        topk_overlap(a, b[:, :2])
+    with pytest.raises(ValueError, match="no users"):
+        topk_overlap(a[:0], b[:0])
