@@ -24,7 +24,7 @@ N_USERS, N_ITEMS = 14, 16
 @pytest.fixture(scope="module")
 def train():
     """14 users x 16 items; item 15 is never seen (a cold item); timestamps give an order."""
-    from recsys_lib.models.sequential import Sequences
+    from recsys_lib.data.sequences import Sequences
 
     rng = np.random.default_rng(0)
     rows = []
@@ -72,8 +72,7 @@ def _tiny_transformer(cls):
 
 def _factories():
     from recsys_lib.models import base as models
-    from recsys_lib.models import coldstart, hybrid, mf, sequential
-    from recsys_lib.production import privacy
+    from recsys_lib.models import coldstart, hybrid, mf, private, sequential
 
     return {
         models.Popularity: _popularity,
@@ -95,7 +94,7 @@ def _factories():
         coldstart.TextToFactors: lambda t: coldstart.TextToFactors(
             _als(t), np.random.default_rng(2).normal(size=(t.shape[1], 5))
         ).fit(t),
-        privacy.DPPopularity: lambda t: privacy.DPPopularity(epsilon=1.0, seed=4).fit(t),
+        private.DPPopularity: lambda t: private.DPPopularity(epsilon=1.0, seed=4).fit(t),
         sequential.Transition: lambda t: sequential.Transition().fit(t),
         sequential.SASRec: _tiny_transformer(sequential.SASRec),
         sequential.BERT4Rec: _tiny_transformer(sequential.BERT4Rec),

@@ -31,8 +31,9 @@ import pandas as pd
 
 from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData
+from recsys_lib.evaluation.tuning import best_params, grid_search
 from recsys_lib.models.base import Model
-from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD, best_params, grid_search
+from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD
 from recsys_lib.runtime import project_home
 
 logger = logging.getLogger(__name__)
