@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_lib.runtime import project_home, setting, setting_path
+
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML100K_SIZE = 4_924_029
 ML100K_MD5 = "0e33842e24a9c977be4e0107933c0723"
@@ -70,12 +72,7 @@ def default_cache_dir() -> Path:
     (:func:`recsys_lib.runtime.project_home`), never the installed package's folder, so a
     wheel install caches beside the team's work rather than inside site-packages.
     """
-    env = os.environ.get("RECSYS_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from recsys_lib.runtime import project_home
-
-    return project_home() / "data"
+    return setting_path("RECSYS_CACHE_DIR") or project_home() / "data"
 
 
 def _as_ml100k_folder(path: Path) -> Path | None:
@@ -94,7 +91,7 @@ def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
     """
     for label, given in (
         ("path argument", path),
-        ("RECSYS_DATA_DIR", os.environ.get("RECSYS_DATA_DIR")),
+        ("RECSYS_DATA_DIR", setting("RECSYS_DATA_DIR")),
     ):
         if given:
             found = _as_ml100k_folder(Path(given).expanduser())

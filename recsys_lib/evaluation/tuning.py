@@ -25,6 +25,7 @@ import pandas as pd
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.evaluation.protocol import evaluate
 from recsys_lib.models.base import Model
+from recsys_lib.runtime import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +92,8 @@ def search_key(fit: Interactions, valid: Interactions, **about) -> dict:
 def write_search(path: str | os.PathLike, table: pd.DataFrame, key: dict, **about) -> Path:
     """Store a :func:`grid_search` table with its :func:`search_key` (and ``about``: script,
     date, machine) as JSON; the file is replaced atomically."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     content = {"key": key, **about, "table": table.to_dict("records")}
-    staging = target.with_suffix(f".tmp{os.getpid()}")
-    staging.write_text(json.dumps(content, indent=1) + "\n")
-    staging.replace(target)
-    return target
+    return atomic_write_text(path, json.dumps(content, indent=1) + "\n")
 
 
 def read_search(path: str | os.PathLike, key: dict) -> pd.DataFrame | None:
