@@ -28,13 +28,14 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from recsys_lib.data.movielens import DataError, MovieLens, load_movielens_100k
+from recsys_lib.data.splits import subsample_ratings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,16 @@ TAG_SEPARATOR = "|"
 
 @dataclass(frozen=True)
 class OwnData(MovieLens):
-    """A team's own data in MovieLens's shape; ``item_template`` describes its items as text."""
+    """A team's own data in MovieLens's shape; ``item_template`` describes its items as text.
+
+    ``has_time``: the interactions had a time column (otherwise ``timestamp`` is the row
+    number); ``has_text``: the items table had a title or a description column (otherwise each
+    item's title is its id).
+    """
 
     item_template: str = "Item: {title}."
+    has_time: bool = False
+    has_text: bool = False
 
 
 def _read(source, what: str) -> pd.DataFrame:
@@ -138,8 +146,9 @@ def _side_table(source, id_col: str, kind: str) -> pd.DataFrame:
     return table
 
 
-def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataFrame, str]:
-    """The items frame in MovieLens's columns, and the description template that fits it."""
+def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataFrame, str, bool]:
+    """The items frame in MovieLens's columns, the description template that fits it, and
+    whether the table had text (a title or a description column)."""
     if items is None:
         table = pd.DataFrame({"item_id": interacted})
     else:
@@ -171,7 +180,8 @@ def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataF
         template += " {description}"
     if "tags" in table:
         template += " Tags: {genres}."
-    return out.sort_values("item_id", kind="stable").reset_index(drop=True), template
+    has_text = bool({"title", "description"} & set(table.columns))
+    return out.sort_values("item_id", kind="stable").reset_index(drop=True), template, has_text
 
 
 def load_interactions(
@@ -220,14 +230,15 @@ def load_interactions(
         order = ratings.sort_values("timestamp", kind="stable")
         ratings = order.drop_duplicates(["user_id", "item_id"], keep=duplicates).sort_index()
         ratings = ratings.reset_index(drop=True)
-    item_table, template = _items_frame(items, item_col, np.unique(ratings["item_id"]))
+    item_table, template, has_text = _items_frame(items, item_col, np.unique(ratings["item_id"]))
     if users is None:
         user_table = pd.DataFrame({"user_id": np.unique(ratings["user_id"])})
     else:
         user_table = _side_table(users, user_col, "user")
     source = Path(path_or_frame) if not isinstance(path_or_frame, pd.DataFrame) else Path(".")
     data = OwnData(ratings=ratings, items=item_table, users=user_table, source=source,
-                   item_template=template)  # fmt: skip
+                   item_template=template, has_time=time_col is not None,
+                   has_text=has_text)  # fmt: skip
     log.info("loaded %s", summarize(data).to_dict())
     return data
 
@@ -301,6 +312,55 @@ def load_dataset(
 def is_movielens(data: MovieLens) -> bool:
     """True for MovieLens 100K, False for a team's own data (an :class:`OwnData`)."""
     return not isinstance(data, OwnData)
+
+
+def subsample_dataset(
+    data: MovieLens, n_users: int, n_items: int, seed: int = 0, min_per_user: int = 5
+) -> MovieLens:
+    """``data`` cut to the dense slice of :func:`~recsys_lib.data.splits.subsample_ratings`
+    (the ``n_items`` most interacted items, then ``n_users`` random users with at least
+    ``min_per_user`` interactions on them); the items and users tables keep only the rows that
+    appear in the slice. Everything else (the dataset's type, template and flags) is kept."""
+    ratings = subsample_ratings(data.ratings, n_users, n_items, seed, min_per_user)
+    return replace(
+        data,
+        ratings=ratings,
+        items=data.items[data.items["item_id"].isin(ratings["item_id"])],
+        users=data.users[data.users["user_id"].isin(ratings["user_id"])],
+    )
+
+
+#: What each need of a chapter requires of own data, and how a team adds it.
+NEEDS = {
+    "time": (
+        "a timestamp column in the interactions",
+        "add one named 'timestamp' (unix seconds or ISO 8601 such as '2024-03-01T12:00:00')",
+    ),
+    "text": (
+        "item titles or descriptions",
+        "add items.csv (or .parquet) beside interactions.csv with item_id and a 'title' or "
+        "'description' column",
+    ),
+}
+
+
+def require(data: MovieLens, chapter: str, *needs: str) -> None:
+    """Refuse own data that lacks what ``chapter`` needs, saying what to add.
+
+    ``needs``: any of "time" (an order of each user's interactions) and "text" (item titles or
+    descriptions). MovieLens has both. Raises :class:`~recsys_lib.data.movielens.DataError`.
+    """
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"needs must be among {sorted(NEEDS)}, got {unknown}.")
+    if is_movielens(data):
+        return
+    have = {"time": getattr(data, "has_time", False), "text": getattr(data, "has_text", False)}
+    missing = [n for n in needs if not have[n]]
+    if missing:
+        what = " and ".join(NEEDS[n][0] for n in missing)
+        how = "; ".join(NEEDS[n][1] for n in missing)
+        raise DataError(f"{chapter} needs {what}, which {data.source} does not have: {how}.")
 
 
 def dataset_key(data: MovieLens) -> str:
