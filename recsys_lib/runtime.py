@@ -90,7 +90,7 @@ def setting_path(name: str) -> Path | None:
     return Path(value).expanduser() if value is not None else None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
 
     Readers see the old file or the new one, never a partial write; the parent folder is
@@ -112,7 +112,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return target
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """:func:`atomic_write_bytes` of ``text`` encoded with ``encoding``; returns the path."""
     return atomic_write_bytes(path, text.encode(encoding))
 

@@ -83,7 +83,7 @@ def _as_ml100k_folder(path: Path) -> Path | None:
     return None
 
 
-def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
+def find_movielens_100k(path: str | os.PathLike[str] | None = None) -> Path | None:
     """Return the first local ml-100k folder in the search order, or None.
 
     An explicit ``path`` (or ``RECSYS_DATA_DIR``) that does not hold the data is an error,
@@ -105,7 +105,7 @@ def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
     return _as_ml100k_folder(default_cache_dir())
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+def file_digest(path: str | os.PathLike[str], algorithm: str = "md5", chunk: int = 1 << 20) -> str:
     """Hex digest of a file (any hashlib algorithm), read in chunks."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
@@ -125,7 +125,7 @@ def _default_fetch(url: str, dest: Path) -> None:
 
 
 def download_movielens_100k(
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     *,
     url: str = ML100K_URL,
     retries: int = 4,
@@ -260,7 +260,7 @@ def parse_movielens_100k(folder: Path, *, include_zip: bool = False) -> MovieLen
 
 
 def load_movielens_100k(
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
     include_zip: bool = False,
     download: bool = True,

@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ class OwnData(MovieLens):
     has_text: bool = False
 
 
-def _read(source, what: str) -> pd.DataFrame:
+def _read(source: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return source.copy()
     path = Path(source).expanduser()
@@ -120,7 +121,7 @@ def _ratings(frame: pd.DataFrame, col: str | None) -> np.ndarray:
     values = pd.to_numeric(frame[col], errors="coerce")
     _reject(values.isna().to_numpy(), frame[col], f"rating column {col!r}", "non-numeric or empty",
             "ratings must be numbers (or pass rating_col=None for implicit feedback)")  # fmt: skip
-    return values.to_numpy(dtype=np.float32)
+    return np.asarray(values.to_numpy(dtype=np.float32))
 
 
 def _timestamps(frame: pd.DataFrame, col: str | None) -> np.ndarray:
@@ -133,10 +134,12 @@ def _timestamps(frame: pd.DataFrame, col: str | None) -> np.ndarray:
         parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
     _reject(parsed.isna().to_numpy(), raw, f"time column {col!r}", "unparseable",
             "use unix seconds or ISO 8601 such as '2024-03-01T12:00:00'")  # fmt: skip
-    return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return np.asarray((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
 
 
-def _side_table(source, id_col: str, kind: str) -> pd.DataFrame:
+def _side_table(
+    source: str | os.PathLike[str] | pd.DataFrame, id_col: str, kind: str
+) -> pd.DataFrame:
     """An items or users table: read, checked, its id column renamed to ``<kind>_id``."""
     table = _read(source, f"{kind}s")
     _require(table, [id_col], f"{kind}s")
@@ -146,7 +149,9 @@ def _side_table(source, id_col: str, kind: str) -> pd.DataFrame:
     return table
 
 
-def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataFrame, str, bool]:
+def _items_frame(
+    items: str | os.PathLike[str] | pd.DataFrame | None, item_col: str, interacted: np.ndarray
+) -> tuple[pd.DataFrame, str, bool]:
     """The items frame in MovieLens's columns, the description template that fits it, and
     whether the table had text (a title or a description column)."""
     if items is None:
@@ -185,14 +190,14 @@ def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataF
 
 
 def load_interactions(
-    path_or_frame: str | os.PathLike | pd.DataFrame,
+    path_or_frame: str | os.PathLike[str] | pd.DataFrame,
     user_col: str = "user_id",
     item_col: str = "item_id",
     rating_col: str | None = None,
     time_col: str | None = None,
     *,
-    items: str | os.PathLike | pd.DataFrame | None = None,
-    users: str | os.PathLike | pd.DataFrame | None = None,
+    items: str | os.PathLike[str] | pd.DataFrame | None = None,
+    users: str | os.PathLike[str] | pd.DataFrame | None = None,
     duplicates: str = "error",
 ) -> OwnData:
     """Read and validate a team's interactions (CSV, Parquet or a frame) into MovieLens's shape.
@@ -274,7 +279,7 @@ def _in_folder(folder: Path, stem: str) -> Path | None:
 
 
 def load_dataset(
-    dataset: str | os.PathLike = MOVIELENS, data_dir: str | os.PathLike | None = None
+    dataset: str | os.PathLike[str] = MOVIELENS, data_dir: str | os.PathLike[str] | None = None
 ) -> MovieLens:
     """What a chapter's ``DATASET`` parameter names: "movielens-100k" (default) or a path.
 
@@ -383,15 +388,15 @@ def item_template(data: MovieLens) -> str:
     """
     from recsys_lib.text.descriptions import DEFAULT_ITEM_TEMPLATE
 
-    return DEFAULT_ITEM_TEMPLATE if is_movielens(data) else data.item_template
+    return data.item_template if isinstance(data, OwnData) else DEFAULT_ITEM_TEMPLATE
 
 
 def example_ids(
     data: MovieLens,
     kind: str,
-    movielens_ids: Sequence,
-    among: Iterable | None = None,
-) -> list:
+    movielens_ids: Sequence[Any],
+    among: Iterable[Any] | None = None,
+) -> list[Any]:
     """The users or items a chapter shows as examples.
 
     On MovieLens, ``movielens_ids`` (the hand-picked ones its prose names) that are in
@@ -411,7 +416,7 @@ def example_ids(
 
 
 def write_example_dataset(
-    folder: str | os.PathLike, n_users: int = 60, n_items: int = 80, seed: int = 0
+    folder: str | os.PathLike[str], n_users: int = 60, n_items: int = 80, seed: int = 0
 ) -> Path:
     """Write a small synthetic dataset in the folder format (a template for your own).
 

@@ -61,10 +61,12 @@ class Sequences(Interactions):
     """:class:`Interactions` that remember the order: ``items[u]`` holds user row u's item
     columns (int64), oldest first. Every model accepts it; sequential models require it."""
 
-    items: tuple = ()
+    items: tuple[np.ndarray, ...] = ()
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, catalogue: Catalogue | None = None) -> Sequences:
+    def from_frame(  # type: ignore[override]  # no value or column options: ids and time only
+        cls, frame: pd.DataFrame, catalogue: Catalogue | None = None
+    ) -> Sequences:
         """Sequences (ordered by :func:`order_interactions`) plus their users x items matrix."""
         catalogue = catalogue or Catalogue.from_frames(frame)
         ordered = order_interactions(frame)

@@ -25,7 +25,9 @@ def evaluation_users(test: Interactions) -> np.ndarray:
     return np.flatnonzero(np.diff(test.matrix.indptr) > 0)
 
 
-def _ranked_for_test(model: Model, test: Interactions, k: int, candidates):
+def _ranked_for_test(
+    model: Model, test: Interactions, k: int, candidates: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
     """(users, their top-k, their relevant rows) for :func:`evaluate` and its per-user twin."""
     train = model._require_fitted()
     if test.catalogue is not train.catalogue and (

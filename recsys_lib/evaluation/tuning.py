@@ -18,6 +18,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def grid_search(
     make_model: Callable[..., Model],
-    grid: dict[str, list],
+    grid: dict[str, list[Any]],
     fit: Interactions,
     valid: Interactions,
     *,
@@ -68,13 +69,13 @@ def grid_search(
     return table.sort_values(metric, ascending=False, kind="stable").reset_index(drop=True)
 
 
-def best_params(table: pd.DataFrame, grid: dict[str, list]) -> dict:
+def best_params(table: pd.DataFrame, grid: dict[str, list[Any]]) -> dict[str, Any]:
     """The parameters of the first (best) row of a :func:`grid_search` table, as Python types."""
     row = table.iloc[0]
     return {name: type(grid[name][0])(row[name]) for name in grid}
 
 
-def search_key(fit: Interactions, valid: Interactions, **about) -> dict:
+def search_key(fit: Interactions, valid: Interactions, **about: Any) -> dict[str, Any]:
     """What a stored search was run on: both splits' shapes, sizes and a CRC32 of their
     entries, plus ``about`` (e.g. dataset, seed, grid). Two runs on the same splits and
     settings give equal keys; any other data gives another key."""
@@ -86,17 +87,20 @@ def search_key(fit: Interactions, valid: Interactions, **about) -> dict:
 
     key = {name: {"shape": list(part.shape), "nnz": int(part.nnz), "crc32": crc(part)}
            for name, part in (("fit", fit), ("valid", valid))}  # fmt: skip
-    return json.loads(json.dumps({**key, **about}))  # plain JSON types, comparable on reload
+    plain: dict[str, Any] = json.loads(json.dumps({**key, **about}))  # comparable on reload
+    return plain
 
 
-def write_search(path: str | os.PathLike, table: pd.DataFrame, key: dict, **about) -> Path:
+def write_search(
+    path: str | os.PathLike[str], table: pd.DataFrame, key: dict[str, Any], **about: Any
+) -> Path:
     """Store a :func:`grid_search` table with its :func:`search_key` (and ``about``: script,
     date, machine) as JSON; the file is replaced atomically."""
     content = {"key": key, **about, "table": table.to_dict("records")}
     return atomic_write_text(path, json.dumps(content, indent=1) + "\n")
 
 
-def read_search(path: str | os.PathLike, key: dict) -> pd.DataFrame | None:
+def read_search(path: str | os.PathLike[str], key: dict[str, Any]) -> pd.DataFrame | None:
     """The table stored by :func:`write_search` if the file exists and its key equals ``key``
     (same splits and settings), else None, logging why."""
     target = Path(path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ class Model(ABC):
         self.train_: Interactions | None = None
         self.fit_seconds_: float | None = None
 
-    def fit(self, train: Interactions) -> Model:
+    def fit(self, train: Interactions) -> Self:
         """Fit on a users x items :class:`Interactions`; returns self."""
         if not isinstance(train, Interactions):
             raise TypeError(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -250,7 +250,7 @@ class _TransformerRecommender(Model):
         self.valid: Interactions | None = None
         self.history_: TrainHistory | None = None
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Model:
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         """Train on the ``train`` sequences; with ``valid`` (each user's next item), stop early
         on validation nDCG@k and keep the best weights."""
         self.valid = valid
