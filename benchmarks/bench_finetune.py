@@ -28,7 +28,7 @@ def _texts(data_dir: str | None, n_users: int, n_items: int):
     from recsys_lib.text import pairs as pr
 
     ml = load_movielens_100k(data_dir)
-    ratings = pr.subsample_ratings(ml.ratings, n_users=n_users, n_items=n_items, seed=0)
+    ratings = splits.subsample_ratings(ml.ratings, n_users=n_users, n_items=n_items, seed=0)
     train_df, _ = splits.recommenders_stratified_split(ratings, seed=42)
     users = text.user_descriptions(train_df, ml.items)
     items = text.item_descriptions(ml.items[ml.items["item_id"].isin(train_df["item_id"])])

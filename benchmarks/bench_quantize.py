@@ -35,7 +35,8 @@ TARGET_SPEEDUP, TARGET_COSINE = 1.5, 0.99
 
 def text_ndcg(encoder, user_texts, item_texts, train, test, k: int = 10) -> float:
     """nDCG@k of ranking items by cosine of description embeddings (train items excluded)."""
-    from recsys_lib.models.base import FactorModel, evaluate
+    from recsys_lib.evaluation.protocol import evaluate
+    from recsys_lib.models.base import FactorModel
 
     users = encoder.encode(
         user_texts.reindex(train.catalogue.user_ids).tolist(), show_progress=False

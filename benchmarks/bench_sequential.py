@@ -29,6 +29,7 @@ def bench(args) -> list[dict]:
     import torch
 
     from recsys_lib.data.movielens import load_movielens_100k
+    from recsys_lib.data.sequences import sequence_split
     from recsys_lib.models import sequential as sq
     from recsys_lib.runtime import resolve_device
     from recsys_lib.text.finetune import TrainConfig
@@ -36,7 +37,7 @@ def bench(args) -> list[dict]:
     device = resolve_device(args.device)
     if device == "cpu":
         torch.set_num_threads(args.threads)
-    split = sq.sequence_split(load_movielens_100k(args.data).ratings)
+    split = sequence_split(load_movielens_100k(args.data).ratings)
     n_users = split.train.shape[0]
     rows = []
     for cls in (sq.SASRec, sq.BERT4Rec):

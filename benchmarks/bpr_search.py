@@ -20,6 +20,7 @@ from _common import print_table
 
 from recsys_lib.data.owndata import load_dataset
 from recsys_lib.data.splits import benchmark_data
+from recsys_lib.evaluation import tuning
 from recsys_lib.models import mf
 
 GRID = {
@@ -40,7 +41,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     data = benchmark_data(load_dataset(args.dataset).ratings, seed=args.seed)
     start = time.perf_counter()
-    table = mf.grid_search(
+    table = tuning.grid_search(
         lambda **p: mf.BPR(seed=args.seed, **p),
         GRID,
         data.fit,
@@ -50,8 +51,8 @@ if __name__ == "__main__":
         seed=args.seed,
     )
     # the key is what the chapter recomputes: the same fit/valid splits of the same data
-    key = mf.search_key(data.fit, data.valid, dataset=args.dataset, seed=args.seed)
-    mf.write_search(
+    key = tuning.search_key(data.fit, data.valid, dataset=args.dataset, seed=args.seed)
+    tuning.write_search(
         args.output,
         table,
         key,

@@ -1,10 +1,19 @@
-"""Seeding, device selection and the project folder: the only process-wide state the library reads."""
+"""Seeding, device selection, the project folder, the library's environment variables and
+atomic file writes: the only process-wide state the library reads, and the one way it replaces
+a file.
+
+Every ``RECSYS_*`` environment variable the library reads is listed in :data:`SETTINGS` and read
+through :func:`setting` / :func:`setting_path`; a file is replaced through
+:func:`atomic_write_bytes` / :func:`atomic_write_text`, so a crash never leaves half a file.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import stat
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -52,6 +61,69 @@ def resolve_device(device: str | None = "auto") -> str:
     return device
 
 
+#: Every environment variable the library reads, with what it sets.
+SETTINGS: dict[str, str] = {
+    "RECSYS_HOME": "the project home holding data/ and build/ (default: the checkout found "
+    "from the working directory)",
+    "RECSYS_DATA_DIR": "a local ml-100k folder (default: the download cache)",
+    "RECSYS_CACHE_DIR": "the download cache (default: data/ in the project home)",
+    "RECSYS_EMBEDDING_CACHE": "the text-vector cache (default: data/embeddings in the project home)",
+    "RECSYS_CHOICES": "the file of hyper-parameters chosen by one chapter and read by later ones "
+    "(default: build/choices.json in the project home)",
+    "RECSYS_LLM_CACHE": "the dequantised-LLM cache (default: data/llm beside the embedding cache)",
+    "RECSYS_KERNELS": "the kernel-variation configuration this process runs under (set by "
+    "python -m recsys_lib.course.kernels exec; default native)",
+    "RECSYS_TORCH_THREADS": "torch's thread count, overriding each chapter's (kernel variation)",
+    "RECSYS_QUANTIZED_ENGINE": "torch's int8 engine: x86, fbgemm, qnnpack or onednn (kernel "
+    "variation)",
+}
+
+
+def setting(name: str) -> str | None:
+    """The value of the library's environment variable ``name`` (a key of :data:`SETTINGS`),
+    surrounding blanks removed; None when it is unset or empty."""
+    if name not in SETTINGS:
+        raise KeyError(
+            f"{name!r} is not one of the library's environment variables ({', '.join(SETTINGS)}); "
+            "add it to recsys_lib.runtime.SETTINGS with what it sets."
+        )
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def setting_path(name: str) -> Path | None:
+    """:func:`setting` as a path (``~`` expanded), or None when the variable is unset or empty."""
+    value = setting(name)
+    return Path(value).expanduser() if value is not None else None
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    Readers see the old file or the new one, never a partial write; the parent folder is
+    created when missing, an existing file keeps its permissions (a new one gets rw-r--r--),
+    and the temporary file is removed if the write fails. Returns the path.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded with ``encoding``; returns the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
 def project_home() -> Path:
     """The folder that holds ``data/``, ``build/`` and ``notebooks/`` for this run.
 
@@ -60,9 +132,9 @@ def project_home() -> Path:
     inside ``notebooks/``); otherwise the working directory itself (an installed wheel used
     from a team's own folder). Never the installed package's location.
     """
-    env = os.environ.get("RECSYS_HOME")
-    if env:
-        return Path(env).expanduser().resolve()
+    home = setting_path("RECSYS_HOME")
+    if home is not None:
+        return home.resolve()
     cwd = Path.cwd().resolve()
     for folder in (cwd, *cwd.parents):
         if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
@@ -104,7 +176,7 @@ def torch_threads(requested: int | None = None) -> int | None:
     torch work (a reduction split over 1 or 2 threads adds floats in another order), as a
     machine with another core count would.
     """
-    raw = os.environ.get(TORCH_THREADS_ENV, "").strip()
+    raw = setting(TORCH_THREADS_ENV) or ""
     if not raw:
         return requested
     if not raw.isdigit() or int(raw) < 1:
@@ -134,7 +206,7 @@ def apply_kernel_settings() -> dict[str, object]:
     act when the libraries load and need nothing here.
     """
     applied: dict[str, object] = {}
-    engine = os.environ.get(QUANTIZED_ENGINE_ENV, "").strip()
+    engine = setting(QUANTIZED_ENGINE_ENV) or ""
     threads = torch_threads(None)
     if not engine and threads is None:
         return applied

@@ -395,11 +395,13 @@ def test_popularity_labels_and_subsample(log):
     assert words.loc[10] == "popular" and (words.loc[[11, 12, 13, 14, 15]] == "niche").all()
     with pytest.raises(ValueError, match="one word more"):
         pr.popularity_labels(train, ITEMS, cuts=(0.5,), words=("a",))
-    small = pr.subsample_ratings(train, n_users=2, n_items=3, seed=0, min_per_user=1)
+    from recsys_lib.data.splits import subsample_ratings
+
+    small = subsample_ratings(train, n_users=2, n_items=3, seed=0, min_per_user=1)
     top3 = set(train["item_id"].value_counts().index[:3])
     assert set(small["item_id"]) <= top3 and small["user_id"].nunique() == 2
     with pytest.raises(ValueError, match="fewer users"):
-        pr.subsample_ratings(train, n_users=9, n_items=3)
+        subsample_ratings(train, n_users=9, n_items=3)
 
 
 def test_encode_reuses_the_cache_per_text(tokenizer):

@@ -3,18 +3,20 @@ import pandas as pd
 import pytest
 
 from recsys_lib.data.interactions import shared_interactions
+from recsys_lib.evaluation.tuning import (
+    best_params,
+    grid_search,
+    read_search,
+    search_key,
+    write_search,
+)
 from recsys_lib.models.mf import (
     ALS,
     BPR,
     EASE,
     PureSVD,
     available_memory_bytes,
-    best_params,
-    grid_search,
     numpy_als,
-    read_search,
-    search_key,
-    write_search,
 )
 
 

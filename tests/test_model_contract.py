@@ -1,14 +1,19 @@
 """One contract, every recommender: each ``models.Model`` subclass of the library and the
 serving ``Recommender`` answer the same questions the same way (implicit's test habit).
 
-Tiny synthetic data and tiny configurations keep the file fast. A new ``Model`` subclass
-fails :func:`test_every_model_subclass_is_in_the_contract` until it gets a factory here.
+Tiny synthetic data and tiny configurations keep the file fast. Discovery imports every module
+of the library (:func:`pkgutil.walk_packages`), so a new ``Model`` subclass anywhere fails
+:func:`test_every_model_subclass_is_in_the_contract` until it gets a factory here, even when
+this file runs alone. Every learning model must also pass a known answer (a planted block
+structure, :func:`test_learning_models_find_the_planted_item`), and every model with factors
+must survive a save/load round trip through the serving artefact.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +22,7 @@ import pytest
 import recsys_lib
 from recsys_lib.data.interactions import Catalogue
 from recsys_lib.models.base import Model, NotFittedError
+from recsys_lib.runtime import seed_everything
 
 N_USERS, N_ITEMS = 14, 16
 
@@ -24,7 +30,7 @@ N_USERS, N_ITEMS = 14, 16
 @pytest.fixture(scope="module")
 def train():
     """14 users x 16 items; item 15 is never seen (a cold item); timestamps give an order."""
-    from recsys_lib.models.sequential import Sequences
+    from recsys_lib.data.sequences import Sequences
 
     rng = np.random.default_rng(0)
     rows = []
@@ -72,8 +78,7 @@ def _tiny_transformer(cls):
 
 def _factories():
     from recsys_lib.models import base as models
-    from recsys_lib.models import coldstart, hybrid, mf, sequential
-    from recsys_lib.production import privacy
+    from recsys_lib.models import coldstart, hybrid, mf, private, sequential
 
     return {
         models.Popularity: _popularity,
@@ -95,7 +100,7 @@ def _factories():
         coldstart.TextToFactors: lambda t: coldstart.TextToFactors(
             _als(t), np.random.default_rng(2).normal(size=(t.shape[1], 5))
         ).fit(t),
-        privacy.DPPopularity: lambda t: privacy.DPPopularity(epsilon=1.0, seed=4).fit(t),
+        private.DPPopularity: lambda t: private.DPPopularity(epsilon=1.0, seed=4).fit(t),
         sequential.Transition: lambda t: sequential.Transition().fit(t),
         sequential.SASRec: _tiny_transformer(sequential.SASRec),
         sequential.BERT4Rec: _tiny_transformer(sequential.BERT4Rec),
@@ -116,12 +121,35 @@ def _concrete_subclasses(cls):
         yield from _concrete_subclasses(sub)
 
 
-def test_every_model_subclass_is_in_the_contract():
-    for info in pkgutil.iter_modules(recsys_lib.__path__):
+def _import_every_module() -> list[str]:
+    """Import every module of recsys_lib (command-line ``__main__`` modules excepted); return
+    the names that could not be imported because an optional dependency is missing."""
+    missing = []
+    for info in pkgutil.walk_packages(recsys_lib.__path__, prefix="recsys_lib."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue  # importing it would run a command line
         try:
-            importlib.import_module(f"recsys_lib.{info.name}")
+            importlib.import_module(info.name)
         except ImportError:  # an optional dependency is missing: its models cannot run anyway
-            continue
+            missing.append(info.name)
+    return missing
+
+
+def test_discovery_reaches_every_module():
+    missing = _import_every_module()
+    import sys
+
+    files = {
+        ".".join(path.relative_to(Path(recsys_lib.__file__).parent.parent).with_suffix("").parts)
+        for path in Path(recsys_lib.__file__).parent.rglob("*.py")
+    }
+    modules = {name.removesuffix(".__init__") for name in files if not name.endswith("__main__")}
+    modules -= set(missing)
+    assert modules <= set(sys.modules), f"not imported: {sorted(modules - set(sys.modules))}"
+
+
+def test_every_model_subclass_is_in_the_contract():
+    _import_every_module()
     library = {c for c in _concrete_subclasses(Model) if c.__module__.startswith("recsys_lib.")}
     covered = set(_factories())
     assert library <= covered, f"add a factory for {sorted(c.__name__ for c in library - covered)}"
@@ -217,6 +245,114 @@ def test_unfitted_model_says_so():
 
     with pytest.raises(NotFittedError, match="fit"):
         Popularity().recommend([0])
+
+
+# ------------------------------------------------------------------ a known answer
+# Models that do not learn who likes what: constant or random scores, given factors, a wrapper.
+NOT_LEARNING = {"Popularity", "RandomModel", "FactorModel", "RandomTieBreak", "DPPopularity"}
+BLOCKS = (6, 5, 10)  # block A: users 0-5 x items 0-4; block B: users 6-15 x items 5-9
+HELD_OUT = {0: 0, 6: 5}  # user row -> the item of its own block it has not seen
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    """Two blocks of users, each interacting with every item of its own block only, in a
+    cyclic order (user u reads its block's items starting at u), minus one held-out item for
+    one user of each block; block B has more users, so popularity prefers its items."""
+    from recsys_lib.data.sequences import Sequences
+
+    n_a, n_items_block, n_b = BLOCKS
+    rows = []
+    for user in range(n_a + n_b):
+        first = 0 if user < n_a else n_items_block
+        for t in range(n_items_block):
+            item = first + (user + t) % n_items_block
+            if HELD_OUT.get(user) != item:
+                rows.append((user, item, 5, t))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    catalogue = Catalogue(np.arange(n_a + n_b), np.arange(2 * n_items_block))
+    return Sequences.from_frame(frame, catalogue)
+
+
+def _known_answer_factories():
+    """The contract's factories, with enough training for the tiny models to learn blocks."""
+    from recsys_lib.models import mf, sequential
+    from recsys_lib.text.finetune import TrainConfig
+
+    def transformer(cls):
+        def make(train):
+            config = TrainConfig(epochs=60, batch_size=16, lr=1e-2, warmup_ratio=0.0,
+                                 max_length=6, eval_every=None, patience=None, device="cpu",
+                                 progress=False)  # fmt: skip
+            return cls(dim=16, layers=1, heads=1, dropout=0.0, config=config).fit(train)
+
+        return make
+
+    stronger = {
+        # its weights are learned on data: here the training interactions themselves (a blend
+        # with equal weights lets popularity's z-scores outvote the collaborative component)
+        "LearnedBlend": lambda t: _factories_by_name()["LearnedBlend"](t).learn(t, seed=0),
+        "BPR": lambda t: mf.BPR(
+            factors=4, learning_rate=0.05, iterations=200, use_gpu=False, num_threads=1
+        ).fit(t),  # fmt: skip
+        "SASRec": transformer(sequential.SASRec),
+        "BERT4Rec": transformer(sequential.BERT4Rec),
+    }
+    factories = {c.__name__: f for c, f in _factories().items()}
+    return {name: stronger.get(name, factory) for name, factory in factories.items()}
+
+
+def _finds_held_out(model) -> bool:
+    top = model.recommend(list(HELD_OUT), k=1)[:, 0]
+    return top.tolist() == list(HELD_OUT.values())
+
+
+@pytest.mark.parametrize("name", sorted(set(FACTORY_NAMES) - NOT_LEARNING))
+def test_learning_models_find_the_planted_item(name, blocks):
+    seed_everything(0)
+    model = _known_answer_factories()[name](blocks)
+    scores = model.score(list(HELD_OUT))
+    assert _finds_held_out(model), (
+        f"{name} ranks {model.recommend(list(HELD_OUT), k=3).tolist()} first, not the held-out "
+        f"items {list(HELD_OUT.values())}; scores {np.round(scores, 3).tolist()}"
+    )
+
+
+def test_the_known_answer_is_not_popularity(blocks):
+    from recsys_lib.models.base import Popularity
+
+    assert not _finds_held_out(Popularity().fit(blocks))  # the check can fail
+
+
+# ------------------------------------------------------------------ save and load
+@pytest.fixture(scope="module", params=FACTORY_NAMES)
+def any_model(request, train):
+    return _factories_by_name()[request.param](train)
+
+
+def _factories_by_name():
+    return {c.__name__: f for c, f in _factories().items()}
+
+
+def test_every_model_with_factors_survives_save_and_load(any_model, train, tmp_path):
+    from recsys_lib.production.serving import Recommender
+
+    if any_model.user_factors is None or any_model.item_factors is None:
+        with pytest.raises(ValueError, match="no user_factors/item_factors"):
+            Recommender.from_model(any_model, train)
+        return
+    served = Recommender.from_model(any_model, train)
+    loaded = Recommender.load(served.save(tmp_path / "artefact"))
+    np.testing.assert_array_equal(loaded.user_factors, any_model.user_factors.astype(np.float32))
+    np.testing.assert_array_equal(loaded.item_factors, any_model.item_factors.astype(np.float32))
+    users = train.catalogue.user_ids
+    expected = served.recommend_many(users, k=5)
+    np.testing.assert_array_equal(loaded.recommend_many(users, k=5), expected)
+    scores = any_model.score().astype(np.float64)
+    scores[train.matrix.toarray() > 0] = -np.inf
+    columns = train.catalogue.item_index(expected.ravel()).reshape(expected.shape)
+    best = np.sort(scores, axis=1)[:, ::-1][:, :5]
+    np.testing.assert_allclose(np.take_along_axis(scores, columns, 1), best, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ the serving Recommender

@@ -3,15 +3,8 @@ import pandas as pd
 import pytest
 
 from recsys_lib.data.interactions import Catalogue, Interactions, shared_interactions
-from recsys_lib.models.base import (
-    FactorModel,
-    NotFittedError,
-    Popularity,
-    RandomModel,
-    evaluate,
-    evaluate_models,
-    evaluation_users,
-)
+from recsys_lib.evaluation.protocol import evaluate, evaluate_models, evaluation_users
+from recsys_lib.models.base import FactorModel, NotFittedError, Popularity, RandomModel
 
 
 @pytest.fixture
@@ -138,7 +131,7 @@ def test_resolve_device_and_seeding():
 
 
 def test_evaluate_per_user_means_equal_evaluate(toy):
-    from recsys_lib.models.base import evaluate_per_user
+    from recsys_lib.evaluation.protocol import evaluate_per_user
 
     train, test = toy
     model = Popularity().fit(train)

@@ -18,6 +18,8 @@ from recsys_lib.data.owndata import (
     item_template,
     load_dataset,
     load_interactions,
+    require,
+    subsample_dataset,
     summarize,
     write_example_dataset,
 )
@@ -188,6 +190,53 @@ def test_build_artefact_on_own_data(tmp_path):
     out = build_artefact(tmp_path / "art", dataset=str(folder))
     rec = Recommender.load(out)
     assert rec.n_users == 30 and len(rec.recommend(1, 5)) == 5
+
+
+def test_flags_say_whether_time_and_text_were_given(tmp_path):
+    folder = write_example_dataset(tmp_path / "shop", n_users=20, n_items=30, seed=1)
+    full = load_dataset(folder)
+    assert full.has_time and full.has_text
+    bare = load_dataset(folder / "interactions.csv")
+    assert bare.has_time and not bare.has_text
+    no_time = load_interactions(clicks(), user_col="customer", item_col="sku")
+    assert not no_time.has_time and not no_time.has_text
+    tags_only = load_interactions(
+        clicks(), "customer", "sku", items=pd.DataFrame({"sku": [10, 11, 12], "tags": "a|b"})
+    )
+    assert not tags_only.has_text
+    titled = load_interactions(
+        clicks(), "customer", "sku", items=pd.DataFrame({"sku": [10, 11, 12], "title": "x"})
+    )
+    assert titled.has_text
+
+
+def test_require_names_what_a_chapter_lacks_and_how_to_add_it(movielens):
+    require(movielens, "chapter 6", "time", "text")  # MovieLens has both
+    no_time = load_interactions(clicks(), user_col="customer", item_col="sku", time_col=None)
+    with pytest.raises(DataError, match=r"chapter 6 needs a timestamp column.*'timestamp'"):
+        require(no_time, "chapter 6", "time")
+    with pytest.raises(DataError, match=r"chapter 7 needs item titles or descriptions.*items\.csv"):
+        require(no_time, "chapter 7", "text")
+    with pytest.raises(DataError, match="timestamp column in the interactions and item titles"):
+        require(no_time, "chapter 5", "time", "text")
+    timed = load_interactions(clicks(), user_col="customer", item_col="sku", time_col="ts")
+    require(timed, "chapter 6", "time")
+    with pytest.raises(ValueError, match="needs must be among"):
+        require(timed, "chapter 6", "order")
+
+
+def test_subsample_dataset_keeps_type_flags_and_matching_tables(tmp_path, movielens):
+    own = load_dataset(write_example_dataset(tmp_path / "shop", n_users=60, n_items=80, seed=0))
+    small = subsample_dataset(own, n_users=10, n_items=30, seed=3)
+    assert (
+        isinstance(small, OwnData) and small.has_text and small.item_template == own.item_template
+    )
+    assert small.ratings["user_id"].nunique() == 10 and small.ratings["item_id"].nunique() <= 30
+    assert set(small.items["item_id"]) == set(small.ratings["item_id"])
+    assert set(small.users["user_id"]) == set(small.ratings["user_id"])
+    ml = subsample_dataset(movielens, n_users=40, n_items=150, seed=42)
+    assert is_movielens(ml) and ml.ratings["user_id"].nunique() == 40
+    assert set(ml.users["user_id"]) == set(ml.ratings["user_id"])
 
 
 @pytest.mark.notebook

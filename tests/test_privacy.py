@@ -3,7 +3,9 @@ import pandas as pd
 import pytest
 
 from recsys_lib.data.interactions import Interactions, shared_interactions
-from recsys_lib.models.base import Popularity, evaluate
+from recsys_lib.evaluation.protocol import evaluate
+from recsys_lib.models.base import Popularity
+from recsys_lib.models.private import DPPopularity
 from recsys_lib.production import privacy
 
 
@@ -111,7 +113,7 @@ def test_dp_popularity_without_noise_is_popularity():
     train_df = _random_interactions(seed=1)
     test_df = _random_interactions(seed=2)
     train, test = shared_interactions(train_df, test_df)
-    dp = privacy.DPPopularity(np.inf, max_items_per_user=1000).fit(train)
+    dp = DPPopularity(np.inf, max_items_per_user=1000).fit(train)
     pop = Popularity().fit(train)
     np.testing.assert_array_equal(dp.recommend(k=5), pop.recommend(k=5))
     table = privacy.dp_utility(train, test, [0.01, np.inf], max_items_per_user=1000, repeats=2,

@@ -12,7 +12,8 @@ import pytest
 
 from recsys_lib.data.interactions import shared_interactions
 from recsys_lib.data.splits import recommenders_stratified_split
-from recsys_lib.models.base import Popularity, RandomModel, evaluate
+from recsys_lib.evaluation.protocol import evaluate
+from recsys_lib.models.base import Popularity, RandomModel
 
 
 def pandas_split(ratings, ratio=0.75, seed=42):

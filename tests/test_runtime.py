@@ -34,3 +34,60 @@ def test_temporary_environ_restores_after_an_error(monkeypatch):
     except RuntimeError:
         pass
     assert "RECSYS_T_UNSET" not in os.environ
+
+
+def test_setting_reads_only_listed_variables(monkeypatch):
+    import pytest
+
+    from recsys_lib.runtime import SETTINGS, setting, setting_path
+
+    monkeypatch.setenv("RECSYS_DATA_DIR", "  ~/ml  ")
+    assert setting("RECSYS_DATA_DIR") == "~/ml"
+    assert str(setting_path("RECSYS_DATA_DIR")).endswith("/ml") and "~" not in str(
+        setting_path("RECSYS_DATA_DIR")
+    )
+    monkeypatch.setenv("RECSYS_DATA_DIR", " ")
+    assert setting("RECSYS_DATA_DIR") is None and setting_path("RECSYS_DATA_DIR") is None
+    monkeypatch.delenv("RECSYS_DATA_DIR")
+    assert setting("RECSYS_DATA_DIR") is None
+    with pytest.raises(KeyError, match="RECSYS_DATADIR.*SETTINGS"):
+        setting("RECSYS_DATADIR")
+    assert all(name.startswith("RECSYS_") and about for name, about in SETTINGS.items())
+
+
+def test_only_runtime_reads_recsys_environment_variables():
+    import re
+    from pathlib import Path
+
+    import recsys_lib
+
+    package = Path(recsys_lib.__file__).parent
+    direct = re.compile(r"(os\.environ(\.get)?\s*[\[(]|os\.getenv\()\s*[\"']RECSYS_")
+    readers = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if direct.search(path.read_text(encoding="utf-8"))
+    ]
+    assert readers == [], f"read RECSYS_* through recsys_lib.runtime.setting: {readers}"
+
+
+def test_atomic_write_keeps_permissions_and_the_old_file_on_failure(tmp_path, monkeypatch):
+    import pytest
+
+    from recsys_lib import runtime
+
+    target = tmp_path / "sub" / "shard.npy"
+    assert runtime.atomic_write_bytes(target, b"\x00\x01") == target
+    assert target.read_bytes() == b"\x00\x01" and (target.stat().st_mode & 0o777) == 0o644
+    target.chmod(0o600)
+    runtime.atomic_write_text(target, "é")
+    assert target.read_bytes() == "é".encode() and (target.stat().st_mode & 0o777) == 0o600
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runtime.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        runtime.atomic_write_bytes(target, b"new")
+    assert target.read_text(encoding="utf-8") == "é"
+    assert list(target.parent.iterdir()) == [target]

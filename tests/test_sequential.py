@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys_lib.data import sequences as sd
 from recsys_lib.data.interactions import Interactions
+from recsys_lib.evaluation.protocol import evaluate, evaluate_per_user
 from recsys_lib.models import sequential as sq
-from recsys_lib.models.base import Popularity, evaluate, evaluate_per_user
+from recsys_lib.models.base import Popularity
 from recsys_lib.text.finetune import TrainConfig
 
 
@@ -21,24 +23,24 @@ RATINGS = frame([(1, 11, 4, 5), (2, 10, 3, 2), (1, 13, 5, 9), (1, 10, 2, 5), (2,
 
 
 def test_order_keeps_file_order_for_equal_timestamps():
-    ordered = sq.order_interactions(RATINGS)
+    ordered = sd.order_interactions(RATINGS)
     assert ordered[ordered.user_id == 1].item_id.tolist() == [11, 10, 12, 13]
     assert ordered[ordered.user_id == 2].item_id.tolist() == [12, 10, 11]
 
 
 def test_timestamp_ties_by_hand():
-    ties = sq.timestamp_ties(RATINGS)
+    ties = sd.timestamp_ties(RATINGS)
     # consecutive pairs: user 1 has 3 (one tied), user 2 has 2 (none) -> 1/5
     assert ties["tied_pairs"] == pytest.approx(1 / 5)
     assert ties["tied_interactions"] == pytest.approx(2 / 7)
     assert ties["users_with_ties"] == pytest.approx(1 / 2)
     assert ties["tied_last"] == 0.0
     last_tied = frame([(1, 1, 1, 5), (1, 2, 1, 6), (1, 3, 1, 6), (2, 1, 1, 1), (2, 2, 1, 2)])
-    assert sq.timestamp_ties(last_tied)["tied_last"] == pytest.approx(1 / 2)
+    assert sd.timestamp_ties(last_tied)["tied_last"] == pytest.approx(1 / 2)
 
 
 def test_sequences_order_and_matrix():
-    seqs = sq.Sequences.from_frame(RATINGS)
+    seqs = sd.Sequences.from_frame(RATINGS)
     cat = seqs.catalogue
     assert cat.item_ids[seqs.items[0]].tolist() == [11, 10, 12, 13]
     assert cat.item_ids[seqs.items[1]].tolist() == [12, 10, 11]
@@ -55,7 +57,7 @@ def test_pad_sequences_left_pads_and_keeps_the_latest():
 
 
 def test_leave_last_out_split_has_no_future_in_train():
-    split = sq.sequence_split(RATINGS)
+    split = sd.sequence_split(RATINGS)
     cat = split.train.catalogue
     assert split.test_df.set_index("user_id").item_id.to_dict() == {1: 13, 2: 11}
     assert split.valid_df.set_index("user_id").item_id.to_dict() == {1: 12, 2: 10}
@@ -69,7 +71,7 @@ def test_leave_last_out_split_has_no_future_in_train():
 
 
 def test_short_users_stay_in_train():
-    split = sq.sequence_split(frame([(1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2),
+    split = sd.sequence_split(frame([(1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2),
                                      (2, 3, 1, 3)]))  # fmt: skip
     assert split.test_df.user_id.tolist() == [2]
     assert split.train.lengths().tolist() == [2, 1]
@@ -77,7 +79,7 @@ def test_short_users_stay_in_train():
 
 def test_transition_scores_by_hand():
     # train sequences: user 1: a b a c ; user 2: a b
-    seqs = sq.Sequences.from_frame(frame([(1, "a", 1, 1), (1, "b", 1, 2), (1, "a", 1, 3),
+    seqs = sd.Sequences.from_frame(frame([(1, "a", 1, 1), (1, "b", 1, 2), (1, "a", 1, 3),
                                           (1, "c", 1, 4), (2, "a", 1, 1), (2, "b", 1, 2)]))  # fmt: skip
     model = sq.Transition().fit(seqs)
     scores = model.score([0, 1])
@@ -96,7 +98,7 @@ def toy_sequences(n_users=30, n_items=12, length=8, seed=0):
     for u in range(n_users):
         start = rng.integers(n_items)
         rows += [(u, (start + t) % n_items, 1, t) for t in range(length)]
-    return sq.sequence_split(frame(rows))
+    return sd.sequence_split(frame(rows))
 
 
 def small_config(**kw):
@@ -224,7 +226,7 @@ def test_sampled_metrics_match_full_ranking_when_nothing_is_left_out(toy):
 
 
 def test_popularity_buckets():
-    split = sq.sequence_split(frame([(1, 1, 1, 1), (1, 2, 1, 2), (1, 3, 1, 3), (2, 1, 1, 1),
+    split = sd.sequence_split(frame([(1, 1, 1, 1), (1, 2, 1, 2), (1, 3, 1, 3), (2, 1, 1, 1),
                                      (2, 3, 1, 2), (2, 2, 1, 3)]))  # fmt: skip
     # train: user 1 -> item 1, user 2 -> item 1; test: user 1 -> 3, user 2 -> 2 (count 0)
     buckets = sq.popularity_buckets(split.train, split.test, edges=(1, 2))

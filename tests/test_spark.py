@@ -18,7 +18,8 @@ import scipy.sparse as sp
 from recsys_lib import spark as rs
 from recsys_lib.data.interactions import shared_interactions
 from recsys_lib.evaluation.metrics import ranking_report
-from recsys_lib.models.base import Popularity, evaluation_users
+from recsys_lib.evaluation.protocol import evaluation_users
+from recsys_lib.models.base import Popularity
 from recsys_lib.retrieval.topk import top_k
 
 REASON = rs.spark_unavailable_reason()

@@ -44,7 +44,8 @@ def scalarise(objectives: Mapping[str, np.ndarray], weights: Mapping[str, float]
     shapes = {np.shape(objectives[k]) for k in weights}
     if len(shapes) > 1:
         raise ValueError(f"objective arrays differ in shape: {shapes}")
-    return sum(float(w) * np.asarray(objectives[k], dtype=float) for k, w in weights.items())
+    parts = [float(w) * np.asarray(objectives[k], dtype=float) for k, w in weights.items()]
+    return np.asarray(sum(parts))
 
 
 def mmr_rerank(
@@ -136,7 +137,7 @@ def pareto_front(points: np.ndarray, maximise: Iterable[bool] | bool = True) -> 
     ge = (q[:, None, :] >= q[None, :, :]).all(-1)  # ge[a, b]: a weakly dominates b
     gt = (q[:, None, :] > q[None, :, :]).any(-1)
     dominated = (ge & gt).any(0)
-    return ~dominated
+    return np.asarray(~dominated)
 
 
 def pareto_sweep(
@@ -255,7 +256,7 @@ def value_weight_tradeoff(
     weights = [float(w) for w in weights]
     if 0.0 not in weights:
         raise ValueError("weights must include 0 (the CTR-optimal baseline)")
-    truth = {}
+    truth: dict[str, Any] = {}
     for tag, data in (("tune", tune), ("test", test)):
         logged = isinstance(data, ImpressionLog)
         visits = data.requests if logged else data

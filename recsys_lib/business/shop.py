@@ -279,7 +279,7 @@ class Requests:
         return len(self.users)
 
 
-def sample_requests(shop: Shop, n_requests: int, seed: int) -> Requests:
+def sample_requests(shop: Shop, n_requests: int, seed: int | np.random.SeedSequence) -> Requests:
     """Draw ``n_requests`` visits: uniform users and ``n_candidates`` distinct uniform items."""
     if n_requests < 1:
         raise ValueError(f"n_requests={n_requests} must be >= 1")
@@ -297,7 +297,9 @@ def sample_requests(shop: Shop, n_requests: int, seed: int) -> Requests:
     return Requests(users=users, candidates=cands)
 
 
-def production_scores(shop: Shop, requests: Requests, seed: int) -> np.ndarray:
+def production_scores(
+    shop: Shop, requests: Requests, seed: int | np.random.SeedSequence
+) -> np.ndarray:
     """Noisy production ranker score per candidate, shape (n, C)."""
     rng = np.random.default_rng(seed)
     a = affinity(shop, requests.users, requests.candidates)
@@ -362,7 +364,7 @@ def logging_propensity(
 
 
 def simulate_outcomes(
-    shop: Shop, users: np.ndarray, slates: np.ndarray, seed: int
+    shop: Shop, users: np.ndarray, slates: np.ndarray, seed: int | np.random.SeedSequence
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample clicks and purchases for shown slates; users (n,), slates (n, K) -> 2 x (n, K)."""
     rng = np.random.default_rng(seed)

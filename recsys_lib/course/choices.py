@@ -31,9 +31,10 @@ import pandas as pd
 
 from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData
+from recsys_lib.evaluation.tuning import best_params, grid_search
 from recsys_lib.models.base import Model
-from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD, best_params, grid_search
-from recsys_lib.runtime import project_home
+from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD
+from recsys_lib.runtime import atomic_write_text, project_home, setting_path
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ def choices_path(path: str | os.PathLike | None = None) -> Path:
     """``path`` if given, else ``$RECSYS_CHOICES``, else ``$RECSYS_HOME/build/choices.json``
     (the project home the notebook runner gives its kernels), else ``build/choices.json`` in
     the checkout found from the working directory (:func:`recsys_lib.runtime.project_home`)."""
-    if path or os.environ.get(CHOICES_ENV):
-        return Path(path or os.environ[CHOICES_ENV])
-    return project_home() / "build" / "choices.json"
+    if path:
+        return Path(path)
+    return setting_path(CHOICES_ENV) or project_home() / "build" / "choices.json"
 
 
 def _key(smoke: bool, seed: int, dataset: str = MOVIELENS) -> str:
@@ -122,14 +123,10 @@ def write_choice(
     Other entries are kept; the file is replaced atomically (write, then rename).
     """
     target = choices_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     content = _load(target)
     record = {"value": value, "chapter": chapter, **(evidence or {})}
     content.setdefault(_key(smoke, seed, dataset), {})[name] = json.loads(json.dumps(record))
-    staging = target.with_suffix(f".tmp{os.getpid()}")
-    staging.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    staging.replace(target)
-    return target
+    return atomic_write_text(target, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def search(

@@ -41,7 +41,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from recsys_lib.runtime import QUANTIZED_ENGINE_ENV, TORCH_THREADS_ENV, temporary_environ
+from recsys_lib.runtime import QUANTIZED_ENGINE_ENV, TORCH_THREADS_ENV, setting, temporary_environ
 
 #: The configuration that changes nothing: the machine's own kernels.
 NATIVE = "native"
@@ -163,7 +163,7 @@ def kernel_switches(name: str) -> dict[str, str | None]:
     """
     config = get_config(name)
     switches: dict[str, str | None] = {k: None for c in CONFIGS.values() for k in c.env}
-    if os.environ.get("RECSYS_KERNELS", NATIVE) != NATIVE:  # caches set by a kernel exec
+    if (setting("RECSYS_KERNELS") or NATIVE) != NATIVE:  # caches set by a kernel exec
         switches.update({k: None for k in (*KERNEL_CACHES, "RECSYS_LLM_CACHE")})
     switches.update(config.env)
     switches.update(config_caches(name))

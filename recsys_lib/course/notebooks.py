@@ -45,7 +45,7 @@ from recsys_lib.course.bands import (  # noqa: F401  (re-exported: the harness's
     validate_expected,
 )
 from recsys_lib.course.kernels import NATIVE, config_names, kernel_switches
-from recsys_lib.runtime import project_home, temporary_environ
+from recsys_lib.runtime import atomic_write_text, project_home, setting, temporary_environ
 
 RECORD_MIME = "application/vnd.recsys-record+json"
 FULL_CELL_TIMEOUT = 1800  # seconds one cell may run in a full run before it is stopped
@@ -131,20 +131,6 @@ class RunResult:
     error: str | None = None
     cell: str | None = None  # "cell 7 (In [5])" of the failing cell
     interrupted: bool = False
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -353,7 +339,7 @@ def write_summary(
     atomic_write_text(metrics_path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     lines = [
         f"# Run summary ({'smoke' if smoke else 'full'} mode, kernels: "
-        f"{kernels or os.environ.get('RECSYS_KERNELS', NATIVE)})",
+        f"{kernels or setting('RECSYS_KERNELS') or NATIVE})",
         "",
         "| notebook | status | wall time (s) | metrics recorded |",
         "|---|---|---:|---:|",

@@ -24,8 +24,9 @@ from recsys_lib.course import choices
 from recsys_lib.data.movielens import MovieLens
 from recsys_lib.data.splits import BenchmarkData, benchmark_data
 from recsys_lib.evaluation.metrics import paired_bootstrap
+from recsys_lib.evaluation.protocol import evaluate, evaluate_per_user
 from recsys_lib.linalg import normalize_rows
-from recsys_lib.models.base import FactorModel, Model, Popularity, evaluate, evaluate_per_user
+from recsys_lib.models.base import FactorModel, Model, Popularity
 from recsys_lib.models.hybrid import blend, blend_weight_curve
 from recsys_lib.models.mf import ALS, explain_als
 from recsys_lib.production.serving import Recommender

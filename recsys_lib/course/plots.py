@@ -75,3 +75,41 @@ def line_plot(
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def tradeoff_scatter(
+    sweep: pd.DataFrame, base: pd.Series, chosen: pd.Series, max_ctr_drop: float
+) -> Figure:
+    """CTR against revenue per impression for every point of a trade-off sweep (chapter 8).
+
+    ``sweep``: one row per operating point with ``ctr``, ``revenue_per_impression``,
+    ``diversity`` and ``pareto`` (bool); ``base``: the CTR-optimal row; ``chosen``: the chosen
+    row, with its interval bounds (``ctr_low``/``ctr_high``,
+    ``revenue_per_impression_low``/``_high``) and the simulator's truth (``oracle_ctr``,
+    ``oracle_revenue_per_impression``). Points are coloured by diversity, Pareto points big;
+    the dotted line is the CTR budget ``(1 - max_ctr_drop) * base.ctr``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sc = ax.scatter(sweep.ctr, sweep.revenue_per_impression, c=sweep.diversity, cmap="viridis",
+                    s=np.where(sweep.pareto, 60, 15), alpha=0.8)  # fmt: skip
+    revenue = chosen.revenue_per_impression
+    ax.errorbar([chosen.ctr], [revenue], fmt="none", ecolor="orange",
+                xerr=[[chosen.ctr - chosen.ctr_low], [chosen.ctr_high - chosen.ctr]],
+                yerr=[[revenue - chosen.revenue_per_impression_low],
+                      [chosen.revenue_per_impression_high - revenue]])  # fmt: skip
+    ax.scatter([base.ctr], [base.revenue_per_impression], marker="s", c="red", s=90,
+               label="CTR-optimal")  # fmt: skip
+    ax.scatter([chosen.ctr], [revenue], marker="*", c="orange", s=300, edgecolor="k",
+               label="chosen (estimate, 95% CI)")  # fmt: skip
+    ax.scatter([chosen.oracle_ctr], [chosen.oracle_revenue_per_impression], marker="*", s=300,
+               facecolor="none", edgecolor="k", label="chosen: truth we could not know")  # fmt: skip
+    budget = f"{max_ctr_drop:.0%} CTR budget (estimated)"
+    ax.axvline((1 - max_ctr_drop) * base.ctr, ls=":", c="grey", label=budget)
+    ax.set(xlabel="CTR (estimated on held-out logs)", ylabel="revenue per impression (estimated)",
+           title="CTR vs revenue; colour = intra-list diversity, big = Pareto")  # fmt: skip
+    fig.colorbar(sc, ax=ax, label="diversity")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys_lib.course.notebooks import list_notebooks, read_records
+from recsys_lib.runtime import atomic_write_text
 
 if TYPE_CHECKING:
     from nbconvert import HTMLExporter
@@ -422,10 +423,7 @@ def update_readme(metrics_path: str | os.PathLike, readme_path: str | os.PathLik
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     text = readme_path.read_text(encoding="utf-8")
     new = replace_block(text, results_table(metrics, full_bands=read_full_bands()))
-    tmp = readme_path.with_name(f".{readme_path.name}.tmp{os.getpid()}")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, readme_path)
-    return readme_path
+    return atomic_write_text(readme_path, new)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 interactions (validated CSV/Parquet), the sparse user x item matrix with its id maps, and the
 benchmark splits.
 
-Modules: interactions, movielens, owndata, splits.
+Modules: interactions, movielens, owndata, sequences, splits.
 """
 
-__all__ = ["interactions", "movielens", "owndata", "splits"]
+__all__ = ["interactions", "movielens", "owndata", "sequences", "splits"]

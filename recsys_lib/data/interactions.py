@@ -134,11 +134,12 @@ class Interactions:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.matrix.shape
+        rows, cols = self.matrix.shape
+        return int(rows), int(cols)
 
     @property
     def nnz(self) -> int:
-        return self.matrix.nnz
+        return int(self.matrix.nnz)
 
     def binary(self) -> Interactions:
         """The same pattern with every stored value set to 1."""

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_lib.runtime import project_home, setting, setting_path
+
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML100K_SIZE = 4_924_029
 ML100K_MD5 = "0e33842e24a9c977be4e0107933c0723"
@@ -70,12 +72,7 @@ def default_cache_dir() -> Path:
     (:func:`recsys_lib.runtime.project_home`), never the installed package's folder, so a
     wheel install caches beside the team's work rather than inside site-packages.
     """
-    env = os.environ.get("RECSYS_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from recsys_lib.runtime import project_home
-
-    return project_home() / "data"
+    return setting_path("RECSYS_CACHE_DIR") or project_home() / "data"
 
 
 def _as_ml100k_folder(path: Path) -> Path | None:
@@ -86,7 +83,7 @@ def _as_ml100k_folder(path: Path) -> Path | None:
     return None
 
 
-def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
+def find_movielens_100k(path: str | os.PathLike[str] | None = None) -> Path | None:
     """Return the first local ml-100k folder in the search order, or None.
 
     An explicit ``path`` (or ``RECSYS_DATA_DIR``) that does not hold the data is an error,
@@ -94,7 +91,7 @@ def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
     """
     for label, given in (
         ("path argument", path),
-        ("RECSYS_DATA_DIR", os.environ.get("RECSYS_DATA_DIR")),
+        ("RECSYS_DATA_DIR", setting("RECSYS_DATA_DIR")),
     ):
         if given:
             found = _as_ml100k_folder(Path(given).expanduser())
@@ -108,7 +105,7 @@ def find_movielens_100k(path: str | os.PathLike | None = None) -> Path | None:
     return _as_ml100k_folder(default_cache_dir())
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+def file_digest(path: str | os.PathLike[str], algorithm: str = "md5", chunk: int = 1 << 20) -> str:
     """Hex digest of a file (any hashlib algorithm), read in chunks."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
@@ -128,7 +125,7 @@ def _default_fetch(url: str, dest: Path) -> None:
 
 
 def download_movielens_100k(
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     *,
     url: str = ML100K_URL,
     retries: int = 4,
@@ -263,7 +260,7 @@ def parse_movielens_100k(folder: Path, *, include_zip: bool = False) -> MovieLen
 
 
 def load_movielens_100k(
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
     include_zip: bool = False,
     download: bool = True,

@@ -28,13 +28,15 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recsys_lib.data.movielens import DataError, MovieLens, load_movielens_100k
+from recsys_lib.data.splits import subsample_ratings
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,19 @@ TAG_SEPARATOR = "|"
 
 @dataclass(frozen=True)
 class OwnData(MovieLens):
-    """A team's own data in MovieLens's shape; ``item_template`` describes its items as text."""
+    """A team's own data in MovieLens's shape; ``item_template`` describes its items as text.
+
+    ``has_time``: the interactions had a time column (otherwise ``timestamp`` is the row
+    number); ``has_text``: the items table had a title or a description column (otherwise each
+    item's title is its id).
+    """
 
     item_template: str = "Item: {title}."
+    has_time: bool = False
+    has_text: bool = False
 
 
-def _read(source, what: str) -> pd.DataFrame:
+def _read(source: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return source.copy()
     path = Path(source).expanduser()
@@ -112,7 +121,7 @@ def _ratings(frame: pd.DataFrame, col: str | None) -> np.ndarray:
     values = pd.to_numeric(frame[col], errors="coerce")
     _reject(values.isna().to_numpy(), frame[col], f"rating column {col!r}", "non-numeric or empty",
             "ratings must be numbers (or pass rating_col=None for implicit feedback)")  # fmt: skip
-    return values.to_numpy(dtype=np.float32)
+    return np.asarray(values.to_numpy(dtype=np.float32))
 
 
 def _timestamps(frame: pd.DataFrame, col: str | None) -> np.ndarray:
@@ -125,10 +134,12 @@ def _timestamps(frame: pd.DataFrame, col: str | None) -> np.ndarray:
         parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
     _reject(parsed.isna().to_numpy(), raw, f"time column {col!r}", "unparseable",
             "use unix seconds or ISO 8601 such as '2024-03-01T12:00:00'")  # fmt: skip
-    return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return np.asarray((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
 
 
-def _side_table(source, id_col: str, kind: str) -> pd.DataFrame:
+def _side_table(
+    source: str | os.PathLike[str] | pd.DataFrame, id_col: str, kind: str
+) -> pd.DataFrame:
     """An items or users table: read, checked, its id column renamed to ``<kind>_id``."""
     table = _read(source, f"{kind}s")
     _require(table, [id_col], f"{kind}s")
@@ -138,8 +149,11 @@ def _side_table(source, id_col: str, kind: str) -> pd.DataFrame:
     return table
 
 
-def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataFrame, str]:
-    """The items frame in MovieLens's columns, and the description template that fits it."""
+def _items_frame(
+    items: str | os.PathLike[str] | pd.DataFrame | None, item_col: str, interacted: np.ndarray
+) -> tuple[pd.DataFrame, str, bool]:
+    """The items frame in MovieLens's columns, the description template that fits it, and
+    whether the table had text (a title or a description column)."""
     if items is None:
         table = pd.DataFrame({"item_id": interacted})
     else:
@@ -171,18 +185,19 @@ def _items_frame(items, item_col: str, interacted: np.ndarray) -> tuple[pd.DataF
         template += " {description}"
     if "tags" in table:
         template += " Tags: {genres}."
-    return out.sort_values("item_id", kind="stable").reset_index(drop=True), template
+    has_text = bool({"title", "description"} & set(table.columns))
+    return out.sort_values("item_id", kind="stable").reset_index(drop=True), template, has_text
 
 
 def load_interactions(
-    path_or_frame: str | os.PathLike | pd.DataFrame,
+    path_or_frame: str | os.PathLike[str] | pd.DataFrame,
     user_col: str = "user_id",
     item_col: str = "item_id",
     rating_col: str | None = None,
     time_col: str | None = None,
     *,
-    items: str | os.PathLike | pd.DataFrame | None = None,
-    users: str | os.PathLike | pd.DataFrame | None = None,
+    items: str | os.PathLike[str] | pd.DataFrame | None = None,
+    users: str | os.PathLike[str] | pd.DataFrame | None = None,
     duplicates: str = "error",
 ) -> OwnData:
     """Read and validate a team's interactions (CSV, Parquet or a frame) into MovieLens's shape.
@@ -220,14 +235,15 @@ def load_interactions(
         order = ratings.sort_values("timestamp", kind="stable")
         ratings = order.drop_duplicates(["user_id", "item_id"], keep=duplicates).sort_index()
         ratings = ratings.reset_index(drop=True)
-    item_table, template = _items_frame(items, item_col, np.unique(ratings["item_id"]))
+    item_table, template, has_text = _items_frame(items, item_col, np.unique(ratings["item_id"]))
     if users is None:
         user_table = pd.DataFrame({"user_id": np.unique(ratings["user_id"])})
     else:
         user_table = _side_table(users, user_col, "user")
     source = Path(path_or_frame) if not isinstance(path_or_frame, pd.DataFrame) else Path(".")
     data = OwnData(ratings=ratings, items=item_table, users=user_table, source=source,
-                   item_template=template)  # fmt: skip
+                   item_template=template, has_time=time_col is not None,
+                   has_text=has_text)  # fmt: skip
     log.info("loaded %s", summarize(data).to_dict())
     return data
 
@@ -263,7 +279,7 @@ def _in_folder(folder: Path, stem: str) -> Path | None:
 
 
 def load_dataset(
-    dataset: str | os.PathLike = MOVIELENS, data_dir: str | os.PathLike | None = None
+    dataset: str | os.PathLike[str] = MOVIELENS, data_dir: str | os.PathLike[str] | None = None
 ) -> MovieLens:
     """What a chapter's ``DATASET`` parameter names: "movielens-100k" (default) or a path.
 
@@ -303,6 +319,55 @@ def is_movielens(data: MovieLens) -> bool:
     return not isinstance(data, OwnData)
 
 
+def subsample_dataset(
+    data: MovieLens, n_users: int, n_items: int, seed: int = 0, min_per_user: int = 5
+) -> MovieLens:
+    """``data`` cut to the dense slice of :func:`~recsys_lib.data.splits.subsample_ratings`
+    (the ``n_items`` most interacted items, then ``n_users`` random users with at least
+    ``min_per_user`` interactions on them); the items and users tables keep only the rows that
+    appear in the slice. Everything else (the dataset's type, template and flags) is kept."""
+    ratings = subsample_ratings(data.ratings, n_users, n_items, seed, min_per_user)
+    return replace(
+        data,
+        ratings=ratings,
+        items=data.items[data.items["item_id"].isin(ratings["item_id"])],
+        users=data.users[data.users["user_id"].isin(ratings["user_id"])],
+    )
+
+
+#: What each need of a chapter requires of own data, and how a team adds it.
+NEEDS = {
+    "time": (
+        "a timestamp column in the interactions",
+        "add one named 'timestamp' (unix seconds or ISO 8601 such as '2024-03-01T12:00:00')",
+    ),
+    "text": (
+        "item titles or descriptions",
+        "add items.csv (or .parquet) beside interactions.csv with item_id and a 'title' or "
+        "'description' column",
+    ),
+}
+
+
+def require(data: MovieLens, chapter: str, *needs: str) -> None:
+    """Refuse own data that lacks what ``chapter`` needs, saying what to add.
+
+    ``needs``: any of "time" (an order of each user's interactions) and "text" (item titles or
+    descriptions). MovieLens has both. Raises :class:`~recsys_lib.data.movielens.DataError`.
+    """
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"needs must be among {sorted(NEEDS)}, got {unknown}.")
+    if is_movielens(data):
+        return
+    have = {"time": getattr(data, "has_time", False), "text": getattr(data, "has_text", False)}
+    missing = [n for n in needs if not have[n]]
+    if missing:
+        what = " and ".join(NEEDS[n][0] for n in missing)
+        how = "; ".join(NEEDS[n][1] for n in missing)
+        raise DataError(f"{chapter} needs {what}, which {data.source} does not have: {how}.")
+
+
 def dataset_key(data: MovieLens) -> str:
     """The key of a dataset: "movielens-100k", or "own-" and a fingerprint of its ratings.
 
@@ -323,15 +388,15 @@ def item_template(data: MovieLens) -> str:
     """
     from recsys_lib.text.descriptions import DEFAULT_ITEM_TEMPLATE
 
-    return DEFAULT_ITEM_TEMPLATE if is_movielens(data) else data.item_template
+    return data.item_template if isinstance(data, OwnData) else DEFAULT_ITEM_TEMPLATE
 
 
 def example_ids(
     data: MovieLens,
     kind: str,
-    movielens_ids: Sequence,
-    among: Iterable | None = None,
-) -> list:
+    movielens_ids: Sequence[Any],
+    among: Iterable[Any] | None = None,
+) -> list[Any]:
     """The users or items a chapter shows as examples.
 
     On MovieLens, ``movielens_ids`` (the hand-picked ones its prose names) that are in
@@ -351,7 +416,7 @@ def example_ids(
 
 
 def write_example_dataset(
-    folder: str | os.PathLike, n_users: int = 60, n_items: int = 80, seed: int = 0
+    folder: str | os.PathLike[str], n_users: int = 60, n_items: int = 80, seed: int = 0
 ) -> Path:
     """Write a small synthetic dataset in the folder format (a template for your own).
 

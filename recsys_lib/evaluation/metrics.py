@@ -49,7 +49,7 @@ def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
 
 
 def _n_relevant(relevant: sp.csr_matrix) -> np.ndarray:
-    return np.diff(sp.csr_matrix(relevant).indptr).astype(np.float64)
+    return np.asarray(np.diff(sp.csr_matrix(relevant).indptr), dtype=np.float64)
 
 
 def _average(per_user: np.ndarray, n_relevant: np.ndarray) -> float:
@@ -85,7 +85,7 @@ def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarr
     }
 
 
-def _metric(name: str, recommended, relevant, k: int) -> float:
+def _metric(name: str, recommended: np.ndarray, relevant: sp.spmatrix, k: int) -> float:
     hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
     n_rel = _n_relevant(relevant)
     return _average(_per_user(hits, n_rel, k)[name], n_rel)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recsys_lib.runtime import resolve_device
+from recsys_lib.runtime import resolve_device, setting_path
 from recsys_lib.text.embeddings import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -45,9 +45,9 @@ LLM_CACHE_ENV = "RECSYS_LLM_CACHE"
 def default_llm_cache_dir() -> Path:
     """``$RECSYS_LLM_CACHE``, else ``data/llm`` beside the embedding cache (the project home,
     never the package)."""
-    env = os.environ.get(LLM_CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
+    configured = setting_path(LLM_CACHE_ENV)
+    if configured is not None:
+        return configured
     return default_embedding_cache_dir().parent / "llm"
 
 

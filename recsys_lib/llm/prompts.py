@@ -34,8 +34,9 @@ def history_text(titles: list[str], genres: list[list[str]] | None = None) -> st
     """The line "A viewer liked these films:" and one line per film (with its genres when given)."""
     if not titles:
         raise ValueError("the history is empty: pick users with at least one liked film.")
+    tags: list[list[str]] = genres or [[] for _ in titles]
     lines = [f"- {t}" + (f" ({', '.join(g)})" if genres else "")
-             for t, g in zip(titles, genres or [None] * len(titles), strict=True)]  # fmt: skip
+             for t, g in zip(titles, tags, strict=True)]  # fmt: skip
     return "A viewer liked these films:\n" + "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 factorisation (SVD, ALS, BPR, EASE, explicit MF), hybrids and cold start, sequences (transition,
 SASRec, BERT4Rec) and semantic IDs.
 
-Modules: base, coldstart, hybrid, mf, semantic_ids, sequential.
+Modules: base, coldstart, hybrid, mf, private, semantic_ids, sequential.
 """
 
-__all__ = ["base", "coldstart", "hybrid", "mf", "semantic_ids", "sequential"]
+__all__ = ["base", "coldstart", "hybrid", "mf", "private", "semantic_ids", "sequential"]

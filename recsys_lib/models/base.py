@@ -1,5 +1,7 @@
 """The one model contract every recommender in the suite follows, plus simple baselines.
 
+Evaluating a fitted model on test data lives in :mod:`recsys_lib.evaluation.protocol`.
+
     model = SomeModel(...).fit(train)          # train: Interactions (users x items)
     scores = model.score(user_rows)            # (len(user_rows), n_items) float32
     top = model.recommend(user_rows, k=10)     # (len(user_rows), k) item columns, seen removed
@@ -14,15 +16,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from recsys_lib.data.interactions import Interactions
-from recsys_lib.evaluation.metrics import per_user_metrics, ranking_report
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
 
 
@@ -58,7 +58,7 @@ class Model(ABC):
         self.train_: Interactions | None = None
         self.fit_seconds_: float | None = None
 
-    def fit(self, train: Interactions) -> Model:
+    def fit(self, train: Interactions) -> Self:
         """Fit on a users x items :class:`Interactions`; returns self."""
         if not isinstance(train, Interactions):
             raise TypeError(
@@ -183,69 +183,6 @@ class RandomModel(Model):
             if len(user_rows)
             else np.empty((0, self.n_items_))
         )
-
-
-def evaluation_users(test: Interactions) -> np.ndarray:
-    """Rows of users with at least one test interaction (the users every metric averages)."""
-    return np.flatnonzero(np.diff(test.matrix.indptr) > 0)
-
-
-def _ranked_for_test(model: Model, test: Interactions, k: int, candidates):
-    """(users, their top-k, their relevant rows) for :func:`evaluate` and its per-user twin."""
-    train = model._require_fitted()
-    if test.catalogue is not train.catalogue and (
-        not np.array_equal(test.catalogue.user_ids, train.catalogue.user_ids)
-        or not np.array_equal(test.catalogue.item_ids, train.catalogue.item_ids)
-    ):
-        raise ValueError(
-            "train and test use different catalogues, so rows/columns do not line up; build "
-            "both with the same Catalogue (Catalogue.from_frames(train, test))."
-        )
-    relevant = test.matrix
-    if candidates is not None:
-        keep = np.zeros(test.shape[1], dtype=np.float32)
-        keep[np.asarray(candidates, dtype=np.int64)] = 1.0
-        relevant = (relevant @ sp.diags(keep)).tocsr()
-        relevant.eliminate_zeros()
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    return users, model.recommend(users, k, candidates=candidates), relevant[users]
-
-
-def evaluate(
-    model: Model, test: Interactions, k: int = 10, candidates: np.ndarray | None = None
-) -> dict[str, float]:
-    """Ranking metrics at k of a fitted model on the test users (seen items excluded).
-
-    With ``candidates`` (item columns) both the ranking and the relevant test items are
-    restricted to those items (e.g. cold items only); users with no relevant candidate drop out.
-    """
-    _, recommended, relevant = _ranked_for_test(model, test, k, candidates)
-    return ranking_report(recommended, relevant, k)
-
-
-def evaluate_per_user(
-    model: Model, test: Interactions, k: int = 10, candidates: np.ndarray | None = None
-) -> pd.DataFrame:
-    """:func:`evaluate`, one row per test user (index: raw user id), one column per metric.
-
-    Column means equal :func:`evaluate`'s values. Two models' columns, on the same users, go
-    to :func:`recsys_lib.evaluation.metrics.paired_bootstrap` for an interval on their difference.
-    """
-    users, recommended, relevant = _ranked_for_test(model, test, k, candidates)
-    table = per_user_metrics(recommended, relevant, k)
-    table.index = pd.Index(test.catalogue.user_ids[users[table.index]], name="user_id")
-    return table
-
-
-def evaluate_models(
-    models: dict[str, Model], train: Interactions, test: Interactions, k: int = 10
-) -> pd.DataFrame:
-    """Fit and evaluate several models; one row each, with fit time in seconds."""
-    rows = {}
-    for name, model in models.items():
-        model.fit(train)
-        rows[name] = {**evaluate(model, test, k), "fit_s": model.fit_seconds_}
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 class FactorScorer(Model):

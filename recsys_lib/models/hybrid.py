@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.data.interactions import Interactions
+from recsys_lib.evaluation.protocol import evaluate
 from recsys_lib.linalg import fit_logistic
-from recsys_lib.models.base import Model, evaluate
+from recsys_lib.models.base import Model
 
 
 def normalize_scores(scores: np.ndarray, method: str = "zscore") -> np.ndarray:

@@ -8,22 +8,15 @@ the closed form of Steck (2019).
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import os
-import time
-import zlib
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from recsys_lib.data.interactions import Interactions
-from recsys_lib.models.base import FactorScorer, Model, evaluate
+from recsys_lib.models.base import FactorScorer, Model
 
 logger = logging.getLogger(__name__)
 
@@ -408,88 +401,3 @@ class EASE(Model):
 
     def _score(self, user_rows):
         return np.asarray(self.train_.binary().matrix[user_rows] @ self.weights_)
-
-
-def grid_search(
-    make_model: Callable[..., Model],
-    grid: dict[str, list],
-    fit: Interactions,
-    valid: Interactions,
-    *,
-    k: int = 10,
-    metric: str | None = None,
-    n_samples: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Fit ``make_model(**params)`` on ``fit`` for each grid point and score it on ``valid``.
-
-    ``fit``/``valid`` must be carved from TRAIN (never test). ``n_samples`` draws that many
-    points at random instead of the full grid. Returns one row per point: the parameters,
-    every ranking metric, fit seconds; sorted by ``metric`` (default ndcg@k), best first.
-    """
-    from tqdm.auto import tqdm
-
-    metric = metric or f"ndcg@{k}"
-    names = list(grid)
-    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
-    if n_samples is not None and n_samples < len(points):
-        chosen = np.random.default_rng(seed).choice(len(points), n_samples, replace=False)
-        points = [points[i] for i in sorted(chosen)]
-    rows = []
-    for params in tqdm(points, desc="grid search", disable=not progress):
-        start = time.perf_counter()
-        model = make_model(**params).fit(fit)
-        seconds = time.perf_counter() - start
-        rows.append({**params, **evaluate(model, valid, k), "fit_s": seconds})
-    table = pd.DataFrame(rows)
-    if metric not in table:
-        raise KeyError(f"metric {metric!r} not among {list(table.columns)}.")
-    return table.sort_values(metric, ascending=False, kind="stable").reset_index(drop=True)
-
-
-def best_params(table: pd.DataFrame, grid: dict[str, list]) -> dict:
-    """The parameters of the first (best) row of a :func:`grid_search` table, as Python types."""
-    row = table.iloc[0]
-    return {name: type(grid[name][0])(row[name]) for name in grid}
-
-
-def search_key(fit: Interactions, valid: Interactions, **about) -> dict:
-    """What a stored search was run on: both splits' shapes, sizes and a CRC32 of their
-    entries, plus ``about`` (e.g. dataset, seed, grid). Two runs on the same splits and
-    settings give equal keys; any other data gives another key."""
-
-    def crc(part: Interactions) -> int:
-        m = part.matrix.tocsr()
-        value = zlib.crc32(np.ascontiguousarray(m.indptr, dtype=np.int64).tobytes())
-        return zlib.crc32(np.ascontiguousarray(m.indices, dtype=np.int64).tobytes(), value)
-
-    key = {name: {"shape": list(part.shape), "nnz": int(part.nnz), "crc32": crc(part)}
-           for name, part in (("fit", fit), ("valid", valid))}  # fmt: skip
-    return json.loads(json.dumps({**key, **about}))  # plain JSON types, comparable on reload
-
-
-def write_search(path: str | os.PathLike, table: pd.DataFrame, key: dict, **about) -> Path:
-    """Store a :func:`grid_search` table with its :func:`search_key` (and ``about``: script,
-    date, machine) as JSON; the file is replaced atomically."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    content = {"key": key, **about, "table": table.to_dict("records")}
-    staging = target.with_suffix(f".tmp{os.getpid()}")
-    staging.write_text(json.dumps(content, indent=1) + "\n")
-    staging.replace(target)
-    return target
-
-
-def read_search(path: str | os.PathLike, key: dict) -> pd.DataFrame | None:
-    """The table stored by :func:`write_search` if the file exists and its key equals ``key``
-    (same splits and settings), else None, logging why."""
-    target = Path(path)
-    if not target.exists():
-        logger.info("no stored search at %s", target)
-        return None
-    content = json.loads(target.read_text())
-    if content.get("key") != key:
-        logger.warning("%s was run on other data or settings; not used", target)
-        return None
-    return pd.DataFrame(content["table"])

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from recsys_lib.data.interactions import Interactions
-from recsys_lib.models.base import Model, evaluate
+from recsys_lib.evaluation.protocol import evaluate
 
 # ---------------------------------------------------------------- re-identification
 
@@ -207,29 +207,6 @@ def dp_item_counts(
     return noisy, laplace_scale(max_items_per_user, epsilon)
 
 
-class DPPopularity(Model):
-    """Popularity ranked by epsilon-DP item counts (see :func:`dp_item_counts`).
-
-    ``epsilon=np.inf`` gives the capped counts without noise.
-    """
-
-    name = "dp_popularity"
-
-    def __init__(self, epsilon: float, max_items_per_user: int = 50, seed: int = 0) -> None:
-        super().__init__()
-        laplace_scale(max_items_per_user, epsilon)  # validate early
-        self.epsilon, self.max_items_per_user, self.seed = epsilon, max_items_per_user, seed
-
-    def _fit(self, train: Interactions) -> None:
-        self.counts_, self.scale_ = dp_item_counts(
-            train, self.epsilon, self.max_items_per_user, self.seed
-        )
-
-    def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        counts = self.counts_.astype(np.float32)
-        return np.broadcast_to(counts, (len(user_rows), len(counts))).copy()
-
-
 def dp_utility(
     train: Interactions,
     test: Interactions,
@@ -249,6 +226,8 @@ def dp_utility(
     """
     from scipy.stats import spearmanr
     from tqdm.auto import tqdm
+
+    from recsys_lib.models.private import DPPopularity  # imports this module's mechanism
 
     true_counts = np.asarray(train.binary().matrix.sum(axis=0)).ravel()
     rows = {}

@@ -21,7 +21,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """All cosines between rows of ``a`` (n_a, d) and rows of ``b`` (n_b, d): (n_a, n_b)."""
     a_unit = normalize_rows(a)
     b_unit = a_unit if b is None else normalize_rows(b)
-    return a_unit @ b_unit.T
+    return np.asarray(a_unit @ b_unit.T)
 
 
 def article_cosine(u: np.ndarray, v: np.ndarray) -> float:
@@ -40,7 +40,7 @@ def user_profiles(train: Interactions, item_vectors: np.ndarray) -> np.ndarray:
     weights = train.binary().matrix
     counts = np.asarray(weights.sum(1)).ravel()
     profiles = weights @ unit
-    return (profiles / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    return np.asarray(profiles / np.maximum(counts, 1)[:, None], dtype=np.float32)
 
 
 def blocked_top_k(

@@ -84,15 +84,16 @@ def select_top_k(scores: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         values, indices = values[:, :k], indices[:, :k]
     else:
         ambiguous = torch.zeros(len(values), dtype=torch.bool, device=values.device)
-    values, indices = values.cpu().numpy(), indices.cpu().numpy().astype(np.int64)
-    order = np.lexsort((indices, -values), axis=1)
-    indices = np.take_along_axis(indices, order, 1)
-    values = np.take_along_axis(values, order, 1)
+    top_values: np.ndarray = values.cpu().numpy()
+    top_indices: np.ndarray = indices.cpu().numpy().astype(np.int64)
+    order = np.lexsort((top_indices, -top_values), axis=1)
+    top_indices = np.take_along_axis(top_indices, order, 1)
+    top_values = np.take_along_axis(top_values, order, 1)
     rows = torch.nonzero(ambiguous).flatten().cpu().numpy()
     if rows.size:
-        indices[rows], values[rows] = top_k_numpy(scores[rows].cpu().numpy(), k)
-    indices[np.isneginf(values)] = -1
-    return indices, values
+        top_indices[rows], top_values[rows] = top_k_numpy(scores[rows].cpu().numpy(), k)
+    top_indices[np.isneginf(top_values)] = -1
+    return top_indices, top_values
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -71,7 +71,7 @@ def score_job(
     (overwritten; None = count only). Returns wall seconds per stage and sizes.
     """
 
-    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    previous = str(spark.conf.get("spark.sql.shuffle.partitions"))
     parts = partitions or int(previous)
     spark.conf.set("spark.sql.shuffle.partitions", str(parts))
     try:

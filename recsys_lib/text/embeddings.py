@@ -34,7 +34,13 @@ import numpy as np
 
 from recsys_lib.data.movielens import file_digest
 from recsys_lib.linalg import normalize_rows
-from recsys_lib.runtime import resolve_device
+from recsys_lib.runtime import (
+    atomic_write_bytes,
+    atomic_write_text,
+    project_home,
+    resolve_device,
+    setting_path,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -46,12 +52,7 @@ DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fa
 
 def default_embedding_cache_dir() -> Path:
     """``$RECSYS_EMBEDDING_CACHE`` or ``data/embeddings`` in the project home (not the package)."""
-    env = os.environ.get("RECSYS_EMBEDDING_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from recsys_lib.runtime import project_home
-
-    return project_home() / "data" / "embeddings"
+    return setting_path("RECSYS_EMBEDDING_CACHE") or project_home() / "data" / "embeddings"
 
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -239,10 +240,7 @@ class EmbeddingCache:
             return empty
 
     def _write_index(self, index: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.index_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(index), encoding="utf-8")
-        os.replace(tmp, self.index_path)
+        atomic_write_text(self.index_path, json.dumps(index))
 
     def _load_shard(self, name: str, meta: dict) -> np.ndarray | None:
         path = self.folder / name
@@ -303,9 +301,7 @@ class EmbeddingCache:
         raw = buffer.getvalue()
         digest = hashlib.sha256(raw).hexdigest()
         name = f"shard-{digest[:20]}.npy"
-        tmp = self.folder / f"{name}.tmp{os.getpid()}"
-        tmp.write_bytes(raw)
-        os.replace(tmp, self.folder / name)
+        atomic_write_bytes(self.folder / name, raw)
         with self._locked():
             index = self._read_index()
             index["shards"][name] = {"sha256": digest, "rows": len(hashes), "dim": self.dim}

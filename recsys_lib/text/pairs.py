@@ -26,36 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys_lib.data.splits import _check_columns
 from recsys_lib.linalg import fit_logistic, positions, row_cosine, sigmoid
 
 CLICK_MIN_RATING = 1  #: any rating is a click (the user watched the film)
 CONVERSION_MIN_RATING = 4  #: a rating >= 4 is a conversion (watched and liked)
-
-
-def _check_columns(frame: pd.DataFrame, *cols: str, name: str = "frame") -> None:
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}; it has {list(frame.columns)}.")
-
-
-def subsample_ratings(
-    ratings: pd.DataFrame, n_users: int, n_items: int, seed: int = 0, min_per_user: int = 5
-) -> pd.DataFrame:
-    """A small, dense slice for quick runs: the ``n_items`` most-rated items, then ``n_users``
-    random users among those with at least ``min_per_user`` ratings on them. Rows keep their
-    original order."""
-    _check_columns(ratings, "user_id", "item_id", name="ratings")
-    top = ratings["item_id"].value_counts(sort=True).index[:n_items]
-    kept = ratings[ratings["item_id"].isin(top)]
-    counts = kept["user_id"].value_counts()
-    eligible = np.sort(counts.index[counts >= min_per_user].to_numpy())
-    if len(eligible) < n_users:
-        raise ValueError(
-            f"only {len(eligible)} users have >= {min_per_user} ratings on the top {n_items} "
-            f"items; ask for fewer users (got n_users={n_users}) or more items."
-        )
-    chosen = np.random.default_rng(seed).choice(eligible, size=n_users, replace=False)
-    return kept[kept["user_id"].isin(chosen)]
 
 
 def positives(ratings: pd.DataFrame, min_rating: float = CLICK_MIN_RATING) -> pd.DataFrame:

@@ -313,7 +313,8 @@ def ranking_metrics(
     train / test: :class:`~recsys_lib.data.interactions.Interactions` on one catalogue; the texts are
     indexed by raw id and reordered to the catalogue's rows / columns.
     """
-    from recsys_lib.models.base import FactorModel, evaluate
+    from recsys_lib.evaluation.protocol import evaluate
+    from recsys_lib.models.base import FactorModel
 
     users, items = text_factors(tower, user_text, item_text, train.catalogue)
     return evaluate(FactorModel(users, items).fit(train), test, k)
