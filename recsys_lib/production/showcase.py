@@ -362,7 +362,11 @@ class Showcase:
         self._encoder_factory = encoder_factory or _default_encoder
         self._encoder = None
         self._encoder_lock = threading.Lock()
-        self._user_order = np.argsort(recommender.user_ids.astype(str), kind="stable")
+        self._user_str = recommender.user_ids.astype(str)
+        self._user_order = np.argsort(self._user_str, kind="stable")
+        self._titles_lower = np.char.lower(self.titles.astype(str))
+        self._text64 = self.item_text.astype(np.float64)  # float64 copies: exact sums of terms
+        self._y64 = recommender.item_factors.astype(np.float64)
 
     # ----------------------------------------------------------------- persistence
     @classmethod
@@ -456,9 +460,7 @@ class Showcase:
         if model == "text":
             if cols.size == 0:
                 return np.zeros(len(self.item_ids))
-            return self.item_text.astype(np.float64) @ self.item_text[cols].astype(np.float64).mean(
-                0
-            )
+            return self._text64 @ self._text64[cols].mean(0)
         if model == "hybrid":
             als = normalize_scores(self._raw_scores("als", cols, user_vec)[None])[0]
             text = normalize_scores(self._raw_scores("text", cols, user_vec)[None])[0]
@@ -470,23 +472,21 @@ class Showcase:
         the score (ALS: the score of the user vector recomputed from the item factors)."""
         if model == "ease":
             return self.ease[np.ix_(cols, items)].T.astype(np.float64)
+        text, y = self._text64, self._y64
         if model == "text":
-            text = self.item_text.astype(np.float64)
             return text[items] @ text[cols].T / max(len(cols), 1)
-        y = self.rec.item_factors.astype(np.float64)
+        parts = als_history_terms(y, cols, np.full(len(cols), conf), self.als_reg)  # (f, h)
         if model == "als":
-            return y[items] @ als_history_terms(y, cols, np.full(len(cols), conf), self.als_reg)
-        if model == "hybrid":  # z = sum_h (c_hi - mean_j c_hj) / std, per component
-            parts = als_history_terms(y, cols, np.full(len(cols), conf), self.als_reg)
-            als_all = y @ parts  # (n_items, h)
-            text_all = self.item_text.astype(np.float64) @ self.item_text[cols].T.astype(
-                np.float64) / len(cols)  # fmt: skip
-            out = np.zeros((len(items), len(cols)))
-            for share, terms in ((1.0 - self.weight, als_all), (self.weight, text_all)):
-                spread = terms.sum(1).std()
-                centred = terms[items] - terms.mean(0)
-                out += share * centred / max(spread, 1e-12)
-            return out
+            return y[items] @ parts
+        if model == "hybrid":
+            # z(s_i) = (s_i - mean_j s_j) / std_j s_j and s_i = sum_h c_hi, so the term of h is
+            # (c_hi - mean_j c_hj) / std; the means over all items are one product each
+            als_spread = max(float((y @ parts.sum(1)).std()), 1e-12)
+            als = (y[items] - y.mean(0)) @ parts / als_spread
+            history = text[cols]
+            text_spread = max(float((text @ history.mean(0)).std()), 1e-12)
+            cosines = (text[items] - text.mean(0)) @ history.T / len(cols) / text_spread
+            return (1.0 - self.weight) * als + self.weight * cosines
         raise ValueError(f"model {model!r} has no history decomposition.")
 
     def _ranked(
@@ -547,7 +547,7 @@ class Showcase:
         each by id), with their train and test counts."""
         query = _check_query(query)
         limit = check_k(limit, 200, " (users per search)")
-        ids = self.rec.user_ids.astype(str)
+        ids = self._user_str
         order = self._user_order
         if query:
             exact = order[ids[order] == query]
@@ -565,7 +565,7 @@ class Showcase:
         first, then by popularity), for picking liked films."""
         query = _check_query(query).lower()
         limit = check_k(limit, 200, " (items per search)")
-        lower = np.char.lower(self.titles.astype(str))
+        lower = self._titles_lower
         found = np.flatnonzero(np.char.find(lower, query) >= 0) if query else np.arange(len(lower))
         starts = np.char.startswith(lower[found], query)
         order = np.lexsort((-self.popularity[found], ~starts))
@@ -662,7 +662,7 @@ class Showcase:
         factors = (emb.astype(np.float64) - x_mean) @ coef + y_mean
         scores = self.rec.user_factors.astype(np.float64) @ factors  # (n_users,)
         rank = self._ranks_of(scores)
-        order = np.lexsort((self.rec.user_ids.astype(str), -scores, rank))[:n_users]
+        order = np.lexsort((self._user_str, -scores, rank))[:n_users]
         sims = self.item_text @ emb
         nearest = np.argsort(-sims, kind="stable")[:5]
         users = []
