@@ -29,6 +29,8 @@ from recsys_lib.production.serving import ArtefactError, Recommender  # noqa: E4
 from recsys_lib.production.showcase import Showcase  # noqa: E402
 from recsys_lib.retrieval.similarity import user_profiles  # noqa: E402
 
+SEQUENCE = {"dim": 16, "layers": 1, "heads": 1, "epochs": 2, "max_length": 8}  # a tiny SASRec
+
 
 class HashingEncoder:
     """Bag of words hashed into 64 dimensions: texts sharing words get close vectors."""
@@ -53,8 +55,10 @@ def hashing_factory(model, sha256):
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("explorer")
     data_dir = write_example_dataset(root / "shop", n_users=60, n_items=80, seed=0)
-    folder = build_artefact(root / "art" / "v1", dataset=str(data_dir), encoder=HashingEncoder())
+    folder = build_artefact(root / "art" / "v1", dataset=str(data_dir), encoder=HashingEncoder(),
+                            sequence=SEQUENCE)  # fmt: skip
     build_artefact(root / "art" / "plain", dataset=str(data_dir), explorer=False)
+    build_artefact(root / "art" / "noseq", dataset=str(data_dir), encoder=HashingEncoder())
     data = load_dataset(str(data_dir))
     return folder, data, benchmark_data(data.ratings, seed=42)
 
@@ -107,7 +111,7 @@ def test_every_list_is_the_library_models_ranking(show, built):
     row = 3
     view = show.user_view(user, k=10)
     lists = {entry["model"]: [e["item_id"] for e in entry["items"]] for entry in view["lists"]}
-    assert list(lists) == ["popularity", "als", "ease", "text", "hybrid"]
+    assert list(lists) == ["popularity", "als", "ease", "text", "hybrid", "sequence"]
     ids = train.catalogue.item_ids
     assert lists["als"] == show.rec.recommend(user, 10).tolist()  # the served list
     reg = show.manifest["models"]["ease"]["params"]["regularization"]
@@ -133,10 +137,54 @@ def test_reasons_are_the_models_own_score_terms(show):
             assert {b["item_id"] for b in item["because"]} <= history
             terms = [b["term"] for b in item["because"]]
             assert terms == sorted(terms, reverse=True) and len(terms) <= 3
-            if entry["model"] in ("ease", "text", "hybrid"):  # exact sums of their terms
+            if entry["model"] == "sequence":  # measured drops, not a sum
+                assert all(b["share"] is None for b in item["because"])
+            elif entry["model"] in ("ease", "text", "hybrid"):  # exact sums of their terms
                 assert item["terms_sum"] == pytest.approx(item["score"], rel=1e-4, abs=1e-5)
             else:  # ALS: the user vector recomputed from the item factors, close to the served
                 assert item["terms_sum"] == pytest.approx(item["score"], rel=0.1, abs=1e-3)
+
+
+def test_sequence_model_is_sasrec_with_the_saved_weights(show, built):
+    """The list is what the library's SASRec ranks with these weights and the user's train
+    items in time order; each reason is the score drop when that item leaves the sequence."""
+    from recsys_lib.models.sequential import SASRec, Sequences
+
+    _, _, split = built
+    seqs = Sequences.from_frame(split.train_df, split.train.catalogue)
+    model = SASRec(dim=16, layers=1, heads=1)
+    model.config.max_length = SEQUENCE["max_length"]
+    model.train_, model.device_ = seqs, "cpu"
+    show._sequence_logits([np.array([0])])  # rebuilds the network from the saved weights
+    model.net_ = show._sequence_net
+    for row in (0, 7, 31):
+        user = int(show.rec.user_ids[row])
+        entry = next(e for e in show.user_view(user)["lists"] if e["model"] == "sequence")
+        expected = show.rec.item_ids[model.recommend([row], 10)[0]].tolist()
+        assert [e["item_id"] for e in entry["items"]] == expected
+        order = seqs.items[row]
+        top = entry["items"][0]
+        col = int(show.rec.catalogue.item_index([top["item_id"]])[0])
+        window = order[-SEQUENCE["max_length"] :]
+        assert {
+            int(show.rec.catalogue.item_index([b["item_id"]])[0]) for b in top["because"]
+        } <= set(window.tolist())
+        if top["because"]:
+            first = top["because"][0]
+            pos = int(
+                np.flatnonzero(order == show.rec.catalogue.item_index([first["item_id"]])[0])[0]
+            )
+            full = model.score([row])[0, col]
+            without = show._sequence_logits([np.delete(order, pos)])[0, col]
+            assert first["term"] == pytest.approx(full - without, rel=1e-4, abs=1e-5)
+
+
+def test_without_sequence_model_it_is_listed_as_absent(built):
+    folder = built[0].parent / "noseq"
+    show = Showcase.load(folder / "explorer", Recommender.load(folder))
+    assert show.models == ["popularity", "als", "ease", "text", "hybrid"]
+    assert "--sequence" in show.provenance()["absent"]["sequence"]
+    assert [e["model"] for e in show.user_view(1)["lists"]] == show.models
 
 
 def test_ease_reasons_are_the_largest_weights(show):
@@ -267,8 +315,9 @@ def test_api_answers_like_the_library(client, show):
         json.dumps(show.user_view(user))
     )
     prov = client.get("/explorer/api/provenance").json()
-    assert prov["dataset_key"].startswith("own-") and "sequence" in prov["absent"]
-    assert set(prov["rules"]) == {"popularity", "als", "ease", "text", "hybrid"}
+    assert prov["dataset_key"].startswith("own-") and prov["absent"] == {}
+    assert prov["models"]["sequence"]["params"]["dim"] == 16
+    assert set(prov["rules"]) == {"popularity", "als", "ease", "text", "hybrid", "sequence"}
     assert client.get("/explorer/api/users", params={"q": "5"}).json()["users"][0]["user_id"] == 5
     assert client.get("/explorer/api/items", params={"q": "music"}).json()["items"]
     cold = client.post("/explorer/api/cold-user", json={"item_ids": [1, 2], "k": 4}).json()

@@ -265,6 +265,7 @@ def build_artefact(
     seed: int = 42,
     explorer: bool = True,
     encoder: object | None = None,
+    sequence: bool | dict = False,
 ) -> Path:
     """Fit ALS (the quick start's parameters) on a dataset's benchmark train split; save it.
 
@@ -273,7 +274,7 @@ def build_artefact(
     similar items and explanations use the ALS item factors. With ``explorer`` (default) the
     explorer page's models are saved beside it, in ``out/explorer``
     (:func:`recsys_lib.production.showcase.build_showcase`; ``encoder``: its text encoder,
-    default the course's MiniLM). Returns the artefact folder.
+    default the course's MiniLM; ``sequence``: also fit SASRec). Returns the artefact folder.
     """
     from recsys_lib.course.pipeline import DEFAULT_ALS_PARAMS
     from recsys_lib.data.owndata import load_dataset
@@ -289,7 +290,7 @@ def build_artefact(
         from recsys_lib.production.showcase import build_showcase
 
         build_showcase(folder, data, split, als, seed=seed, dataset=dataset,
-                       als_params=DEFAULT_ALS_PARAMS, encoder=encoder)  # fmt: skip
+                       als_params=DEFAULT_ALS_PARAMS, encoder=encoder, sequence=sequence)  # fmt: skip
     return folder
 
 
@@ -324,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         build.add_argument("--dataset", default="movielens-100k", help="name or path")
         build.add_argument("--seed", type=int, default=42)
         build.add_argument("--no-explorer", action="store_true", help="ALS only, no explorer page")
+        build.add_argument("--sequence", action="store_true", help="explorer: also fit SASRec")
         b = build.parse_args(argv[1:])
-        out = build_artefact(b.out, dataset=b.dataset, seed=b.seed, explorer=not b.no_explorer)
+        out = build_artefact(b.out, dataset=b.dataset, seed=b.seed, explorer=not b.no_explorer,
+                             sequence=b.sequence)  # fmt: skip
         print(f"wrote {out}")
         return 0
     args = parser.parse_args(argv)

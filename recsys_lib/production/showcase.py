@@ -9,9 +9,9 @@ explorer artefact behind the service's page (:mod:`recsys_lib.production.explore
 
 Models: popularity, ALS (the served :class:`~recsys_lib.production.serving.Recommender`),
 EASE, text (the mean of the history's sentence embeddings, ranked by dot product, as the quick
-start's text model) and the hybrid (1 - w) z(ALS) + w z(text) of
-:func:`recsys_lib.models.hybrid.blend`. A sequence model has no saved form in the library yet,
-so it is listed as absent (``Showcase.absent``).
+start's text model), the hybrid (1 - w) z(ALS) + w z(text) of
+:func:`recsys_lib.models.hybrid.blend`, and, when built with ``sequence=True``, chapter 6's
+SASRec trained on each user's train items in time order (listed as absent otherwise).
 
 **Faithful reasons.** Each personal model's score is an exact sum of one term per history item
 h, and the reasons are the largest terms (chapter 9, "plausible is not faithful"):
@@ -25,7 +25,9 @@ h, and the reasons are the largest terms (chapter 9, "plausible is not faithful"
   z(u, i) = sum_h (c_hi - mean_j c_hj) / std, and the hybrid's term for h is
   (1 - w) of ALS's centred term / ALS's std plus w of text's / text's std.
 
-Popularity is not personal: its "reason" is the item's train count.
+Popularity is not personal: its "reason" is the item's train count. SASRec's score is no sum
+over the history, so its reasons are measured instead: the items (among the latest
+``max_length`` it reads) whose removal from the sequence lowers the score most.
 
 The artefact is one ``arrays.npz`` and a ``manifest.json`` holding the SHA-256 of the arrays and
 of the ALS artefact it was built beside; :meth:`Showcase.load` refuses a copy that matches
@@ -77,6 +79,7 @@ RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: The choices-file key of a recorded hybrid text weight (read when present).
 HYBRID_CHOICE = "hybrid_weight"
 GENRE_SEPARATOR = "|"
+SEQUENCE_PREFIX = "sequence__"
 MAX_LIKED = 100
 MAX_QUERY = 100
 
@@ -86,6 +89,7 @@ MODEL_LABELS = {
     "ease": "EASE",
     "text": "Text",
     "hybrid": "Hybrid",
+    "sequence": "SASRec",
 }
 REASON_RULES = {
     "popularity": "not personal: ranked by how many users interacted with the item in train",
@@ -97,7 +101,21 @@ REASON_RULES = {
     "those cosines",
     "hybrid": "the history items with the largest terms of (1 − w)·z(ALS) + w·z(text): each "
     "model's term, centred and divided by the spread of this user's scores",
+    "sequence": "a transformer's score is no sum over the history, so its reasons are measured: "
+    "the items (among the latest it reads) whose removal from the sequence lowers the score "
+    "most; the terms are those drops and need not add up to the score",
 }
+SHORT_RULES = {
+    "popularity": "not personal: how many users had it in train",
+    "als": "reasons: the largest terms of ALS's exact score split",
+    "ease": "reasons: the largest EASE weights B[h, i] (score = their sum)",
+    "text": "reasons: the closest history texts (score = mean cosine)",
+    "hybrid": "reasons: the largest terms of (1 − w)·z(ALS) + w·z(text)",
+    "sequence": "reasons: the items whose removal lowers the score most",
+}
+#: Chapter 6's SASRec settings (full run), used when the explorer is built with a sequence model.
+SEQUENCE_SETTINGS = {"dim": 64, "layers": 2, "heads": 2, "dropout": 0.2, "max_length": 50,
+                     "epochs": 20, "batch_size": 128, "lr": 0.003}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- building
@@ -115,12 +133,13 @@ def _items_table(data: MovieLens, item_ids: np.ndarray) -> pd.DataFrame:
 
 
 def _history_arrays(train_df: pd.DataFrame, train) -> tuple[np.ndarray, ...]:
-    """Each user's train items sorted by time (oldest first): indptr, item columns, times."""
+    """Each user's train items sorted by time (oldest first; ties in row order, as
+    :func:`recsys_lib.models.sequential.order_interactions`): indptr, item columns, times."""
     catalogue = train.catalogue
     rows = catalogue.user_index(train_df["user_id"].to_numpy())
     cols = catalogue.item_index(train_df["item_id"].to_numpy())
     times = train_df["timestamp"].to_numpy(dtype=np.int64)
-    order = np.lexsort((cols, times, rows))
+    order = np.lexsort((np.arange(len(rows)), times, rows))  # as Sequences.from_frame orders
     indptr = np.zeros(catalogue.n_users + 1, dtype=np.int64)
     np.add.at(indptr, rows + 1, 1)
     return np.cumsum(indptr), cols[order].astype(np.int64), times[order]
@@ -158,6 +177,7 @@ def build_showcase(
     dataset: str = "movielens-100k",
     als_params: dict | None = None,
     encoder: Any = None,
+    sequence: bool | dict = False,
 ) -> Path:
     """Fit what the explorer page shows beside a saved ALS artefact; write ``als_folder/explorer``.
 
@@ -165,7 +185,9 @@ def build_showcase(
     ALS model the artefact in ``als_folder`` was saved from (fitted on ``split.train``);
     ``als_params``: its parameters, reused to choose the hybrid weight on validation;
     ``encoder``: a :class:`~recsys_lib.text.embeddings.TextEncoder` (default: the course's
-    MiniLM on CPU, through the embedding cache). Returns the explorer folder.
+    MiniLM on CPU, through the embedding cache); ``sequence``: also fit SASRec on the train
+    sequences (True: chapter 6's settings, :data:`SEQUENCE_SETTINGS`; a dict overrides some of
+    them). Returns the explorer folder.
     """
     import recsys_lib
     from recsys_lib.course.choices import read_choice
@@ -221,6 +243,11 @@ def build_showcase(
     arrays |= {"ridge_coef": mapping.coef_.astype(np.float32),
                "ridge_x_mean": mapping.x_mean_.astype(np.float32),
                "ridge_y_mean": mapping.y_mean_.astype(np.float32)}  # fmt: skip
+    sequence_entry = None
+    if sequence:
+        overrides = sequence if isinstance(sequence, dict) else {}
+        state, sequence_entry = _fit_sequence(split.train_df, catalogue, overrides, seed)
+        arrays |= {f"{SEQUENCE_PREFIX}{name}": value for name, value in state.items()}
     times = split.train_df["timestamp"]
     manifest = {
         "format": FORMAT_NAME,
@@ -276,12 +303,38 @@ def build_showcase(
                 f"grid {list(RIDGE_ALPHAS)} (select_ridge_alpha)",
             },
         },  # fmt: skip
-        "absent": {
-            "sequence": "no saved sequence model: the library has no artefact format for "
-            "SASRec/BERT4Rec yet, so chapter 6's model is not on this page",
+        "absent": {}
+        if sequence_entry
+        else {
+            "sequence": "not built: `build-artefact --sequence` also fits chapter 6's SASRec "
+            "on the train sequences",
         },
     }
+    if sequence_entry:
+        manifest["models"]["sequence"] = sequence_entry
     return _save(als_folder / EXPLORER_FOLDER, arrays, manifest)
+
+
+def _fit_sequence(train_df: pd.DataFrame, catalogue, overrides: dict, seed: int) -> tuple:
+    """SASRec fitted on the train sequences; (its weights as numpy arrays, manifest entry)."""
+    from recsys_lib.models.sequential import SASRec, Sequences
+    from recsys_lib.text.finetune import TrainConfig
+
+    unknown = set(overrides) - set(SEQUENCE_SETTINGS)
+    if unknown:
+        raise ValueError(f"sequence settings {sorted(unknown)} are unknown; use "
+                         f"{sorted(SEQUENCE_SETTINGS)}.")  # fmt: skip
+    st = {**SEQUENCE_SETTINGS, **overrides}
+    config = TrainConfig(epochs=st["epochs"], batch_size=st["batch_size"], lr=st["lr"],
+                         warmup_ratio=0.0, max_length=st["max_length"], eval_every=None,
+                         patience=None, seed=seed, device="cpu", progress=False)  # fmt: skip
+    model = SASRec(dim=st["dim"], layers=st["layers"], heads=st["heads"], dropout=st["dropout"],
+                   config=config).fit(Sequences.from_frame(train_df, catalogue))  # fmt: skip
+    state = {k: v.detach().cpu().numpy() for k, v in model.net_.state_dict().items()}
+    entry = {"label": "SASRec", "params": st, "fit_seconds": round(model.fit_seconds_, 1),
+             "params_source": "chapter 6's settings, trained for a fixed number of epochs on "
+             "each user's train interactions in time order (no early stopping)"}  # fmt: skip
+    return state, entry
 
 
 def _save(target: Path, arrays: dict[str, np.ndarray], manifest: dict) -> Path:
@@ -359,6 +412,11 @@ class Showcase:
         self.als_reg = float(models["als"]["params"]["regularization"])
         self.als_alpha = float(models["als"]["params"]["alpha"])
         self.models = [m for m in MODEL_LABELS if m != "ease" or self.ease is not None]
+        self._sequence_state = {name[len(SEQUENCE_PREFIX) :]: value for name, value in arrays.items()
+                                if name.startswith(SEQUENCE_PREFIX)}  # fmt: skip
+        if "sequence" not in models or not self._sequence_state:
+            self.models.remove("sequence")
+        self._sequence_net = None
         self._encoder_factory = encoder_factory or _default_encoder
         self._encoder = None
         self._encoder_lock = threading.Lock()
@@ -461,6 +519,8 @@ class Showcase:
             if cols.size == 0:
                 return np.zeros(len(self.item_ids))
             return self._text64 @ self._text64[cols].mean(0)
+        if model == "sequence":
+            return self._sequence_logits([cols])[0]
         if model == "hybrid":
             als = normalize_scores(self._raw_scores("als", cols, user_vec)[None])[0]
             text = normalize_scores(self._raw_scores("text", cols, user_vec)[None])[0]
@@ -472,6 +532,14 @@ class Showcase:
         the score (ALS: the score of the user vector recomputed from the item factors)."""
         if model == "ease":
             return self.ease[np.ix_(cols, items)].T.astype(np.float64)
+        if model == "sequence":  # leave-one-out over the items the transformer reads
+            length = int(self.manifest["models"]["sequence"]["params"]["max_length"])
+            window = np.arange(max(0, len(cols) - length), len(cols))
+            full = self._sequence_logits([cols])[0]
+            without = self._sequence_logits([np.delete(cols, j) for j in window])
+            out = np.zeros((len(items), len(cols)))
+            out[:, window] = (full[items][None, :] - without[:, items]).T
+            return out
         text, y = self._text64, self._y64
         if model == "text":
             return text[items] @ text[cols].T / max(len(cols), 1)
@@ -488,6 +556,27 @@ class Showcase:
             cosines = (text[items] - text.mean(0)) @ history.T / len(cols) / text_spread
             return (1.0 - self.weight) * als + self.weight * cosines
         raise ValueError(f"model {model!r} has no history decomposition.")
+
+    def _sequence_logits(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """SASRec's next-item scores (len(sequences), n_items) after each item-column sequence
+        (oldest first); the network is rebuilt from the saved weights on first use."""
+        import torch
+
+        from recsys_lib.models.sequential import _Net, pad_sequences
+
+        params = self.manifest["models"]["sequence"]["params"]
+        with self._encoder_lock:
+            if self._sequence_net is None:
+                net = _Net.build("causal", len(self.item_ids), params["max_length"],
+                                 params["dim"], params["layers"], params["heads"],
+                                 params["dropout"], None)  # fmt: skip
+                net.load_state_dict({k: torch.from_numpy(np.array(v))
+                                     for k, v in self._sequence_state.items()})  # fmt: skip
+                self._sequence_net = net.eval()
+        tokens = torch.as_tensor(pad_sequences(sequences, params["max_length"]))
+        with torch.inference_mode():
+            last = self._sequence_net.hidden(tokens)[:, -1]
+            return self._sequence_net.item_logits(last).double().numpy()
 
     def _ranked(
         self, model: str, cols: np.ndarray, user_vec, k: int, n_reasons: int,
@@ -515,7 +604,8 @@ class Showcase:
                 best = np.argsort(-row, kind="stable")[:n_reasons]
                 entry["because"] = [
                     {**self._item(int(cols[b])), "term": float(row[b]),
-                     "share": float(row[b] / total) if total > 0 else None}
+                     "share": float(row[b] / total) if total > 0 and model != "sequence"
+                     else None}
                     for b in best if row[b] > 0
                 ]  # fmt: skip
                 entry["terms_sum"] = total
@@ -525,7 +615,7 @@ class Showcase:
                     else "no history item pushed it up"
                 )
             items.append(entry)
-        rule = REASON_RULES[model] + (f" (w = {self.weight:g})" if model == "hybrid" else "")
+        rule = SHORT_RULES[model] + (f", w = {self.weight:g}" if model == "hybrid" else "")
         out = {"model": model, "label": MODEL_LABELS[model], "rule": rule, "items": items}
         if test_cols is not None:
             out["hits"] = int(sum(e["hit"] for e in items))
