@@ -108,12 +108,12 @@ def explorer_router(
                 ) from None
         return raw
 
-    warm = {"started": False}
+    warm: dict[str, Any] = {"for": None}
 
     def warm_up(show: Showcase) -> None:
-        if warm["started"]:
+        if warm["for"] is show:  # once per loaded artefact
             return
-        warm["started"] = True
+        warm["for"] = show
 
         def run() -> None:
             try:
@@ -155,12 +155,12 @@ def explorer_router(
     @router.get(f"{API}/user", dependencies=guarded, tags=["explorer"])
     async def user(user_id: str = Query(..., max_length=100), k: int = Query(10)) -> dict:
         show = await run_in_threadpool(showcase)
-        return show.user_view(parse_user(user_id, show), k)
+        return await run_in_threadpool(show.user_view, parse_user(user_id, show), k)
 
     @router.post(f"{API}/cold-user", dependencies=guarded, tags=["explorer"])
     async def cold_user(body: ColdUserRequest) -> dict:
         show = await run_in_threadpool(showcase)
-        return show.cold_user(body.item_ids, body.k)
+        return await run_in_threadpool(show.cold_user, body.item_ids, body.k)
 
     @router.post(f"{API}/cold-film", dependencies=guarded, tags=["explorer"])
     async def cold_film(body: ColdFilmRequest) -> dict:

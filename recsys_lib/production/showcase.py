@@ -417,6 +417,7 @@ class Showcase:
         if "sequence" not in models or not self._sequence_state:
             self.models.remove("sequence")
         self._sequence_net = None
+        self._sequence_lock = threading.Lock()
         self._encoder_factory = encoder_factory or _default_encoder
         self._encoder = None
         self._encoder_lock = threading.Lock()
@@ -565,7 +566,7 @@ class Showcase:
         from recsys_lib.models.sequential import _Net, pad_sequences
 
         params = self.manifest["models"]["sequence"]["params"]
-        with self._encoder_lock:
+        with self._sequence_lock:
             if self._sequence_net is None:
                 net = _Net.build("causal", len(self.item_ids), params["max_length"],
                                  params["dim"], params["layers"], params["heads"],
