@@ -389,3 +389,35 @@ def test_reload_swaps_the_explorer_too(built, monkeypatch):
         assert c.get("/explorer/api/provenance").status_code == 404
         assert c.post("/reload", json={"artefact": str(folder)}).status_code == 200
         assert c.get("/explorer/api/provenance").json()["sha256"] == before
+
+
+def test_string_ids_of_own_data(tmp_path, monkeypatch):
+    """Own data often has text ids ("u7", "sku-007"): every endpoint takes and returns them."""
+    import pandas as pd
+
+    folder = write_example_dataset(tmp_path / "shop", n_users=30, n_items=40, seed=3)
+    frame = pd.read_csv(folder / "interactions.csv")
+    frame["user_id"] = "u" + frame["user_id"].astype(str)
+    frame["item_id"] = "sku-" + frame["item_id"].map("{:03d}".format)
+    frame.to_csv(folder / "interactions.csv", index=False)
+    items = pd.read_csv(folder / "items.csv")
+    items["item_id"] = "sku-" + items["item_id"].map("{:03d}".format)
+    items.to_csv(folder / "items.csv", index=False)
+    (folder / "users.csv").unlink()
+    art = build_artefact(tmp_path / "art", dataset=str(folder), encoder=HashingEncoder())
+    monkeypatch.setattr(showcase_module, "_default_encoder", hashing_factory)
+    with TestClient(create_app(art)) as c:
+        view = c.get("/explorer/api/user", params={"user_id": "u7"}).json()
+        assert view["user_id"] == "u7" and all(
+            e["item_id"].startswith("sku-") for entry in view["lists"] for e in entry["items"]
+        )
+        assert (
+            c.get("/explorer/api/users", params={"q": "u1"}).json()["users"][0]["user_id"] == "u1"
+        )
+        liked = [view["history"][0]["item_id"], view["history"][1]["item_id"]]
+        cold = c.post("/explorer/api/cold-user", json={"item_ids": liked}).json()
+        assert {
+            b["item_id"] for e in cold["lists"] for i in e["items"] for b in i["because"]
+        } <= set(liked)
+        assert c.post("/explorer/api/cold-user", json={"item_ids": ["sku-7"]}).status_code == 404
+        assert c.post("/explorer/api/cold-film", json={"title": "Camp stove"}).status_code == 200

@@ -60,6 +60,7 @@ from recsys_lib.production.serving import (
     MANIFEST_FILE,
     ArtefactError,
     Recommender,
+    _as_plain_array,
 )
 from recsys_lib.retrieval.topk import check_k, top_k
 
@@ -214,7 +215,7 @@ def build_showcase(
     item_text = normalize_rows(encoder.encode(texts, show_progress=False))
     params = dict(als_params or {})
     arrays: dict[str, np.ndarray] = {
-        "item_ids": catalogue.item_ids,
+        "item_ids": _as_plain_array(catalogue.item_ids),  # text ids as unicode, never objects
         "titles": items["title"].to_numpy().astype(str),
         "genres": np.array([GENRE_SEPARATOR.join(map(str, g)) for g in items["genres"]], dtype=str),
         "popularity": Popularity().fit(train).counts_.astype(np.float32),
@@ -468,8 +469,13 @@ class Showcase:
                 f"{str(manifest.get('als_sha256'))[:12]}..., served {als_sha256[:12]}...); "
                 "rebuild both with build-artefact."
             )
-        with np.load(arrays_path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        try:
+            with np.load(arrays_path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (ValueError, OSError) as err:
+            raise ArtefactError(
+                f"{arrays_path} cannot be read ({err}); rebuild the artefact."
+            ) from err
         return cls(recommender, arrays, manifest, encoder_factory)
 
     # ----------------------------------------------------------------- helpers

@@ -168,7 +168,7 @@ async function findItems(query) {
 }
 
 async function coldUser() {
-  const ids = [...state.liked.keys()].map((k) => (/^-?\d+$/.test(k) ? Number(k) : k));
+  const ids = [...state.liked.keys()];  // as text: the service reads them in the catalogue's type
   const answer = await api("/cold-user", { method: "POST", body: JSON.stringify({ item_ids: ids, k: 10 }) });
   $("cold-user-lists").replaceChildren(...answer.lists.map(modelCard));
 }
