@@ -29,6 +29,8 @@ from recsys_lib.production.serving import ArtefactError, Recommender  # noqa: E4
 from recsys_lib.production.showcase import Showcase  # noqa: E402
 from recsys_lib.retrieval.similarity import user_profiles  # noqa: E402
 
+# one xdist worker builds the module's artefacts once (make test runs --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("explorer")
 SEQUENCE = {"dim": 16, "layers": 1, "heads": 1, "epochs": 2, "max_length": 8}  # a tiny SASRec
 
 

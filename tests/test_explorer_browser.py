@@ -21,11 +21,14 @@ from recsys_lib.production.service import build_artefact  # noqa: E402
 from recsys_lib.runtime import project_home  # noqa: E402
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium found ($CHROMIUM_PATH, chromium, google-chrome); install one, e.g. "
-    "`apt-get install chromium`, to run the explorer's browser test",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium found ($CHROMIUM_PATH, chromium, google-chrome); install one, e.g. "
+        "`apt-get install chromium`, to run the explorer's browser test",
+    ),
+    pytest.mark.xdist_group("explorer-browser"),  # one worker: one service, one browser
+]
 
 LOOPBACK = ("http://127.0.0.1", "data:", "about:")
 LABELLED = """() => Array.from(document.querySelectorAll('input, textarea, select'))
