@@ -200,6 +200,32 @@ def test_explain_als_matches_implicit_explain():
         explain_als(model, 99, [0])
 
 
+def test_als_fold_in_is_the_trained_users_closed_form():
+    """A user folded in from their history gets the vector explain_als recomputes for them,
+    and implicit's own recalculate_user agrees."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from recsys_lib.models.mf import als_fold_in, als_history_terms, explain_als
+
+    train, _ = block_interactions()
+    model = ALS(factors=3, regularization=0.5, alpha=2.0, iterations=5, use_gpu=False).fit(train)
+    history = train.matrix[2].indices
+    vector = als_fold_in(model.item_factors, history, 0.5, alpha=2.0)
+    _, _, scores = explain_als(model, 2, np.arange(train.shape[1]))
+    assert np.allclose(model.item_factors @ vector, scores, atol=1e-5)
+    reference = AlternatingLeastSquares(factors=3, regularization=0.5, alpha=1.0, use_cg=False)
+    reference.item_factors = model.item_factors.copy()
+    reference.user_factors = model.user_factors.copy()
+    recalculated = reference.recalculate_user(2, model.confidence(train)[2])
+    assert np.allclose(vector, recalculated, atol=1e-4)
+    terms = als_history_terms(model.item_factors, history, np.full(len(history), 3.0), 0.5)
+    assert terms.shape == (3, len(history)) and np.allclose(terms.sum(1), vector)
+    with pytest.raises(ValueError, match="history is empty"):
+        als_fold_in(model.item_factors, [], 0.5)
+    with pytest.raises(ValueError, match="one confidence per history item"):
+        als_history_terms(model.item_factors, history, [1.0], 0.5)
+
+
 def test_explicit_als_recovers_a_low_rank_rating_matrix():
     from recsys_lib.data.interactions import Interactions
     from recsys_lib.models.mf import ExplicitALS

@@ -169,6 +169,50 @@ class ALS(FactorScorer):
         self.item_factors = _to_numpy(model.item_factors)
 
 
+def als_history_terms(
+    item_factors: np.ndarray,
+    history: ArrayLike,
+    confidence: ArrayLike,
+    regularization: float,
+) -> np.ndarray:
+    """The per-history-item parts of implicit ALS's user vector: (f, h) float64.
+
+    With item factors Y (n_items, f), the user's history H_u (item columns, (h,)) and their
+    confidences c_uj (h,), ALS's user vector is the ridge solution
+    x_u = W_u Y^T C_u p_u, W_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1, so
+    x_u = sum_{j in H_u} c_uj W_u y_j: column j of the result is c_uj W_u y_j and the columns
+    sum to x_u. ``y_i @ result`` splits the score of item i into one term per history item.
+    """
+    history = np.atleast_1d(np.asarray(history, dtype=np.int64))
+    conf = np.atleast_1d(np.asarray(confidence, dtype=np.float64))
+    if conf.shape != history.shape:
+        raise ValueError(
+            f"confidence has shape {conf.shape} but history {history.shape}; give one "
+            "confidence per history item."
+        )
+    y = np.asarray(item_factors, dtype=np.float64)
+    y_h = y[history]
+    a = y.T @ y + y_h.T @ ((conf - 1.0)[:, None] * y_h) + regularization * np.eye(y.shape[1])
+    return np.linalg.solve(a, (conf[:, None] * y_h).T)
+
+
+def als_fold_in(
+    item_factors: np.ndarray, history: ArrayLike, regularization: float, alpha: float = 1.0
+) -> np.ndarray:
+    """ALS's user vector (f,) for a user unknown at training time, from the items they liked.
+
+    The same closed form ALS solves for every user (:func:`als_history_terms`), with binary
+    preferences on ``history`` (item columns) and confidence 1 + alpha; the item factors stay
+    fixed, so the new user is scored like a trained one without refitting.
+    """
+    history = np.atleast_1d(np.asarray(history, dtype=np.int64))
+    if history.size == 0:
+        raise ValueError("history is empty; give at least one liked item column.")
+    terms = als_history_terms(item_factors, history, np.full(history.shape, 1.0 + alpha),
+                              regularization)  # fmt: skip
+    return terms.sum(1)
+
+
 def explain_als(
     model: ALS, user_row: int, item_cols: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,13 +236,10 @@ def explain_als(
     if not 0 <= user_row < confidence.shape[0]:
         raise IndexError(f"user row {user_row} out of range for {confidence.shape[0]} users.")
     start, stop = confidence.indptr[user_row], confidence.indptr[user_row + 1]
-    history, conf = confidence.indices[start:stop], confidence.data[start:stop].astype(np.float64)
-    y = model.item_factors.astype(np.float64)
-    y_h = y[history]
-    a = y.T @ y + y_h.T @ ((conf - 1.0)[:, None] * y_h) + model.regularization * np.eye(y.shape[1])
-    weighted = np.linalg.solve(a, (conf[:, None] * y_h).T)  # (f, h): c_uj W_u y_j per column
+    history, conf = confidence.indices[start:stop], confidence.data[start:stop]
+    weighted = als_history_terms(model.item_factors, history, conf, model.regularization)
     items = np.atleast_1d(np.asarray(item_cols, dtype=np.int64))
-    contributions = y[items] @ weighted
+    contributions = model.item_factors.astype(np.float64)[items] @ weighted
     return history, contributions, contributions.sum(1)
 
 

@@ -13,6 +13,8 @@ Endpoints (typed with pydantic; interactive OpenAPI docs at ``/docs``):
 - ``GET /explain?user_id=&item_id=``: "because you liked ...".
 - ``POST /reload`` with ``{"artefact": DIR}`` (or ``{}`` for the same folder): load and verify
   an artefact, then swap it in. Requests in flight finish on the old one; none is dropped.
+- ``GET /`` and ``/explorer/api/...``: the explorer page, every model side by side
+  (:mod:`recsys_lib.production.explorer`).
 
 Bad input is answered 4xx with the library's own message: 404 for an unknown user or item id,
 422 for a bad ``k``, an id of the wrong type, malformed JSON or a missing field, 413 for an
@@ -250,17 +252,29 @@ def create_app(
         log.info("reloaded %s (sha256 %s)", new.folder, new.sha256[:12])
         return await health()
 
+    from recsys_lib.production.explorer import explorer_router  # the page at / and its API
+
+    app.include_router(explorer_router(lambda: state["current"], guarded))
     return app
 
 
 def build_artefact(
-    out: str | os.PathLike, *, dataset: str = "movielens-100k", seed: int = 42
+    out: str | os.PathLike,
+    *,
+    dataset: str = "movielens-100k",
+    seed: int = 42,
+    explorer: bool = True,
+    encoder: object | None = None,
+    sequence: bool | dict = False,
 ) -> Path:
     """Fit ALS (the quick start's parameters) on a dataset's benchmark train split; save it.
 
     ``dataset``: "movielens-100k" or a path readable by :func:`recsys_lib.data.owndata.load_dataset`.
     The artefact carries the item titles (for explanations) and no text embeddings, so
-    similar items and explanations use the ALS item factors. Returns the artefact folder.
+    similar items and explanations use the ALS item factors. With ``explorer`` (default) the
+    explorer page's models are saved beside it, in ``out/explorer``
+    (:func:`recsys_lib.production.showcase.build_showcase`; ``encoder``: its text encoder,
+    default the course's MiniLM; ``sequence``: also fit SASRec). Returns the artefact folder.
     """
     from recsys_lib.course.pipeline import DEFAULT_ALS_PARAMS
     from recsys_lib.data.owndata import load_dataset
@@ -271,7 +285,13 @@ def build_artefact(
     split = benchmark_data(data.ratings, seed=seed)
     als = ALS(seed=seed, **DEFAULT_ALS_PARAMS).fit(split.train)
     titles = data.items.set_index("item_id")["title"]
-    return Recommender.from_model(als, split.train, item_names=titles).save(out, overwrite=True)
+    folder = Recommender.from_model(als, split.train, item_names=titles).save(out, overwrite=True)
+    if explorer:
+        from recsys_lib.production.showcase import build_showcase
+
+        build_showcase(folder, data, split, als, seed=seed, dataset=dataset,
+                       als_params=DEFAULT_ALS_PARAMS, encoder=encoder, sequence=sequence)  # fmt: skip
+    return folder
 
 
 def _one_thread_per_request() -> None:
@@ -304,8 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         build.add_argument("out", type=Path, help="artefact folder to (over)write")
         build.add_argument("--dataset", default="movielens-100k", help="name or path")
         build.add_argument("--seed", type=int, default=42)
+        build.add_argument("--no-explorer", action="store_true", help="ALS only, no explorer page")
+        build.add_argument("--sequence", action="store_true", help="explorer: also fit SASRec")
         b = build.parse_args(argv[1:])
-        print(f"wrote {build_artefact(b.out, dataset=b.dataset, seed=b.seed)}")
+        out = build_artefact(b.out, dataset=b.dataset, seed=b.seed, explorer=not b.no_explorer,
+                             sequence=b.sequence)  # fmt: skip
+        print(f"wrote {out}")
         return 0
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
