@@ -84,6 +84,19 @@ def test_every_band_has_a_kind_a_check_and_a_reason(path):
     assert not problems, "\n".join(problems)
 
 
+FULL_DIR = EXPECTED_DIR / "full"
+
+
+@pytest.mark.parametrize("path", sorted(FULL_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_every_full_run_band_is_sound(path):
+    """The full-run tier (make check-full) follows the same rules as the smoke bands."""
+    expected = read_expected(path)
+    assert list(expected) == [path.stem], f"{path.name} must hold the bands of {path.stem} only"
+    assert path.stem in {p.stem for p in NOTEBOOKS}, f"{path.name} names no notebook"
+    problems = validate_expected(expected)
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize(
     ("notebook", "kernels"),
