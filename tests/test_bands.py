@@ -271,3 +271,16 @@ def test_measure_bands_runs_the_reference_seed_under_each_configuration():
     assert out["m"]["kernels"]["configs"] == {"native": 0.5, "avx2": 0.5, "generic": 0.52}
     with pytest.raises(ValueError, match="no run_kernel"):
         bands.measure_bands(run_seed, {}, [42], 42, kernels=["generic"])
+
+
+def test_kernel_pressure_is_the_share_of_the_band_the_kernels_used():
+    value = _measured(0.5, {"generic": 0.51}, atol=0.04)
+    assert bands.kernel_pressure(value) == pytest.approx(0.25)
+    bound = {"kind": "property", "min": 0.4, "reason": "x",
+             "kernels": {"configs": {"native": 0.5, "avx2": 0.45}}}  # fmt: skip
+    assert bands.kernel_pressure(bound) == pytest.approx(0.5)
+    relative = {"kind": "hardware", "relative_to": "b", "atol": 0.02, "reason": "x",
+                "kernels": {"configs": {"native": 0.001, "generic": -0.01}}}  # fmt: skip
+    assert bands.kernel_pressure(relative) == pytest.approx(0.5)
+    assert bands.kernel_pressure({"kind": "property", "max": 1, "reason": "x"}) == 0.0
+    assert bands.kernel_pressure(_measured(0.5, {"generic": 0.5}, atol=0.01)) == 0.0

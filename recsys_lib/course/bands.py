@@ -179,6 +179,32 @@ def _kernel_deviation(spec: dict) -> float | None:
     return max(abs(v - centre) for v in values)
 
 
+def kernel_pressure(spec: dict) -> float:
+    """The share of a band's room that the kernel configurations used (0 when unmeasured).
+
+    For a value or ``relative_to`` band: the widest kernel distance over the tolerance. For
+    ``min``/``max`` bounds: the widest kernel distance over the native value's distance to the
+    nearest bound. 1 means a configuration reached the edge; a notebook whose every metric
+    stays near 0 gains nothing from a second run under other kernels.
+    """
+    deviation = _kernel_deviation(spec)
+    if deviation is None or deviation == 0:
+        return 0.0
+    if "relative_to" in spec:
+        room = _relative_tol(spec)
+    elif _is_number(spec.get("value")):
+        room = _tolerance(spec, float(spec["value"]))
+    else:
+        centre = (spec.get("kernels") or {}).get("configs", {}).get(NATIVE_KERNELS)
+        if not _is_number(centre):
+            return 0.0
+        room = min(
+            [abs(centre - spec[b]) for b in ("min", "max") if _is_number(spec.get(b))],
+            default=math.inf,
+        )
+    return math.inf if room == 0 else deviation / room
+
+
 def measured_values(spec: dict) -> list[float]:
     """Every value a measurement saw: the seeds' extremes and each kernel configuration's."""
     values = []
