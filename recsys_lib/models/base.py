@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.evaluation.metrics import per_user_metrics, ranking_report
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
+from recsys_lib.validation import SEED, ArrayOf, InstanceOf, validate_params
 
 
 def dot_scores(
@@ -64,6 +65,12 @@ class Model(ABC):
             raise TypeError(
                 f"fit() takes an Interactions object (users x items), got {type(train).__name__}; "
                 "build one with Interactions.from_frame(ratings, catalogue)."
+            )
+        if min(train.shape) == 0 or train.nnz == 0:
+            raise ValueError(
+                f"{type(self).__name__}.fit: train has no interactions (shape {train.shape}, "
+                f"{train.nnz} stored entries), so there is nothing to learn from; check the "
+                "split or the filters that built it."
             )
         start = time.perf_counter()
         self.train_ = train
@@ -165,6 +172,7 @@ class RandomModel(Model):
 
     name = "random"
 
+    @validate_params({"seed": SEED})
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         self.seed = seed
@@ -266,6 +274,7 @@ class FactorModel(FactorScorer):
 
     name = "factors"
 
+    @validate_params({"user_factors": ArrayOf(2), "item_factors": ArrayOf(2)})
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         super().__init__()
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
@@ -295,6 +304,7 @@ class RandomTieBreak(Model):
     jitter far below float32 resolution of the scores reorders only exact ties.
     """
 
+    @validate_params({"base": InstanceOf(Model), "seed": SEED})
     def __init__(self, base: Model, seed: int = 0) -> None:
         super().__init__()
         self.base, self.seed = base, seed

@@ -38,6 +38,15 @@ from recsys_lib.models.base import Model, evaluate, evaluation_users
 from recsys_lib.retrieval.topk import top_k
 from recsys_lib.runtime import resolve_device
 from recsys_lib.text.finetune import TrainConfig, TrainHistory, train_loop
+from recsys_lib.validation import (
+    POSITIVE_INT,
+    ArrayOf,
+    InstanceOf,
+    Interval,
+    Satisfies,
+    check_param,
+    validate_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,10 +348,16 @@ class _TransformerRecommender(Model):
 
     kind = "causal"
 
+    @validate_params({"dim": POSITIVE_INT, "layers": POSITIVE_INT, "heads": POSITIVE_INT,
+                      "dropout": Interval(float, 0, 1, closed="left"),
+                      "item_init": [None, ArrayOf(2)], "config": [None, InstanceOf(TrainConfig)],
+                      "k": POSITIVE_INT, "score_batch": POSITIVE_INT})  # fmt: skip
     def __init__(self, *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.2,
                  item_init: np.ndarray | None = None, config: TrainConfig | None = None,
                  k: int = 10, score_batch: int = 256) -> None:  # fmt: skip
         super().__init__()
+        check_param("heads", heads, Satisfies(lambda h: dim % h == 0, f"a divisor of dim={dim}"),
+                    where=type(self).__name__, hint="each head gets dim / heads dimensions")  # fmt: skip
         self.dim, self.layers, self.heads, self.dropout = dim, layers, heads, dropout
         self.item_init, self.k, self.score_batch = item_init, k, score_batch
         self.config = config or TrainConfig(epochs=50, batch_size=64, lr=1e-3, warmup_ratio=0.0,
@@ -454,6 +469,7 @@ class BERT4Rec(_TransformerRecommender):
     name = "bert4rec"
     kind = "bidirectional"
 
+    @validate_params({"mask_prob": Interval(float, 0, 1, closed="neither")})
     def __init__(self, *, mask_prob: float = 0.2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mask_prob = mask_prob
