@@ -413,7 +413,7 @@ def check_array(
         where_at = f" at index {first[0] if len(first) == 1 else first}" if array.ndim else ""
         raise InvalidParameterError(
             f"{prefix}{name} must hold only values that are {' and '.join(rules)}; "
-            f"{int(bad.sum())} of {array.size} are not, the first {array[first]!r}{where_at}"
+            f"{int(bad.sum())} of {array.size} are not, the first {array[first].item()!r}{where_at}"
             + (f"; {hint.rstrip('.')}." if hint else ".")
         )
     return array
