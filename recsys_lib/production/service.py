@@ -40,7 +40,6 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
