@@ -72,6 +72,7 @@ class Health(BaseModel):
     artefact: str = Field(description="name of the artefact folder being served")
     sha256: str = Field(description="checksum of its arrays file, from the verified manifest")
     loads: int = Field(description="1 after start-up, +1 per successful reload")
+    integrity: str = Field(description="how the artefact was verified: signature or checksum only")
 
 
 class Recommendation(BaseModel):
@@ -259,7 +260,8 @@ def create_app(
         cur = state["current"]
         rec = cur.recommender
         return Health(status="ok", n_users=rec.n_users, n_items=rec.n_items,
-                      artefact=cur.folder.name, sha256=cur.sha256, loads=cur.loads)  # fmt: skip
+                      artefact=cur.folder.name, sha256=cur.sha256, loads=cur.loads,
+                      integrity=rec.integrity)  # fmt: skip
 
     @app.get("/recommend", response_model=Recommendation, responses=errors,
              dependencies=[*guarded, _only_query("user_id", "k")])  # fmt: skip
