@@ -410,7 +410,8 @@ def check_array(
             bad |= np.isnan(array)
     if bad.any():
         first = np.unravel_index(int(np.argmax(bad)), array.shape) if array.ndim else ()
-        where_at = f" at index {first[0] if len(first) == 1 else first}" if array.ndim else ""
+        index = tuple(int(i) for i in first)
+        where_at = f" at index {index[0] if len(index) == 1 else index}" if array.ndim else ""
         raise InvalidParameterError(
             f"{prefix}{name} must hold only values that are {' and '.join(rules)}; "
             f"{int(bad.sum())} of {array.size} are not, the first {array[first].item()!r}{where_at}"

@@ -115,3 +115,102 @@ def test_train_config_epochs_zero_needs_max_steps():
     with pytest.raises(InvalidParameterError, match="epochs=0 trains nothing"):
         TrainConfig(epochs=0)
     assert TrainConfig(epochs=0, max_steps=5).max_steps == 5
+
+
+# ------------------------------------------------------------------ the public API, swept
+def _tiny():
+    import pandas as pd
+
+    from recsys_lib.data.interactions import Catalogue, Interactions
+    from recsys_lib.models.base import Popularity
+    from recsys_lib.production.serving import Recommender
+
+    frame = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3, 3], "item_id": [10, 11, 10, 12, 11, 12, 13],
+                          "timestamp": range(7)})  # fmt: skip
+    catalogue = Catalogue(np.array([1, 2, 3]), np.array([10, 11, 12, 13]))
+    train = Interactions.from_frame(frame, catalogue)
+    vectors = np.random.default_rng(0).normal(size=(4, 3))
+    served = Recommender([1, 2, 3], [10, 11, 12, 13], np.ones((3, 2)), vectors[:, :2],
+                         train.matrix)  # fmt: skip
+    return frame, catalogue, train, Popularity().fit(train), vectors, served
+
+
+def _sweep_cases():
+    from recsys_lib.business import kpis, reranking
+    from recsys_lib.data import splits
+    from recsys_lib.models import sequential as sq
+    from recsys_lib.production import loadtest, monitoring, privacy, serving
+    from recsys_lib.retrieval import similarity
+
+    frame, catalogue, train, pop, vec, served = _tiny()
+    nan_vec = vec.copy()
+    nan_vec[0, 0] = np.nan
+    return {
+        "recommend block_size=0": (lambda: pop.recommend([0], 2, block_size=0), "block_size"),
+        "candidates out of range": (lambda: pop.recommend([0], 2, candidates=[99]), "candidates"),
+        "candidates -1 (was the last item)": (lambda: pop.recommend([0], 2, candidates=[-1]),
+                                              "candidates"),
+        "user row 0.7 (was truncated)": (lambda: pop.recommend([0.7], 2), "user_rows"),
+        "user row True (was row 1)": (lambda: pop.score([True]), "user_rows"),
+        "evaluate candidates -1": (lambda: __import__("recsys_lib.models.base", fromlist=["x"])
+                                   .evaluate(pop, train, 2, candidates=[-1]), "candidates"),
+        "recommend_many block_size=0": (lambda: served.recommend_many([1], 2, block_size=0),
+                                        "block_size"),
+        "latency percentile 150": (lambda: serving.latency_percentiles([0.1], (150,)),
+                                   "percentiles"),
+        "latency NaN": (lambda: serving.latency_percentiles([np.nan, 0.1]), "seconds"),
+        "time_requests warmup -1": (lambda: serving.time_requests(abs, [1, 2], warmup=-1),
+                                    "warmup"),
+        "similar_items row 99": (lambda: similarity.similar_items(vec, [99], k=2), "item_rows"),
+        "similar_items NaN vectors": (lambda: similarity.similar_items(nan_vec, [1], k=2),
+                                      "item_vectors"),
+        "blocked_top_k block_size=0": (lambda: similarity.blocked_top_k(vec, vec, 2,
+                                                                        block_size=0),
+                                       "block_size"),
+        "assign_windows NaN days": (lambda: monitoring.assign_windows([1, 2], np.nan),
+                                    "window_days"),
+        "assign_windows inf days": (lambda: monitoring.assign_windows([1, 2], np.inf),
+                                    "window_days"),
+        "assign_windows NaN timestamp": (lambda: monitoring.assign_windows([1, np.nan], 1.0),
+                                         "timestamps"),
+        "psi floor 0 (was inf)": (lambda: monitoring.psi([0.5, 0.5], [1, 0], floor=0.0), "floor"),
+        "distribution NaN": (lambda: monitoring.total_variation([np.nan, 1], [1, 0]), "finite"),
+        "laplace sensitivity NaN": (lambda: privacy.laplace_scale(np.nan, 1.0), "sensitivity"),
+        "min_count NaN (was empty)": (lambda: splits.min_count_filter(frame, np.nan),
+                                      "min_count"),
+        "min_count 1.5": (lambda: splits.min_count_filter(frame, 1.5), "min_count"),
+        "leave_k_out k=1.5": (lambda: splits.leave_k_out(frame, 1.5), "k must be"),
+        "scalarise NaN weight": (lambda: reranking.scalarise({"a": np.ones(3)}, {"a": np.nan}),
+                                 "weights must be finite"),
+        "scalarise log(0)": (lambda: reranking.scalarise({"a": np.log([0.0, 1])}, {"a": 1.0}),
+                             "objectives['a']"),
+        "one_hot -1 (was the last class)": (lambda: kpis.one_hot(np.array([-1, 0])), "labels"),
+        "one_hot too few classes": (lambda: kpis.one_hot(np.array([0, 5]), 2), "n_classes"),
+        "ctr NaN": (lambda: kpis.ctr(np.array([1, np.nan])), "clicks"),
+        "revenue slate -1 (was last price)": (lambda: kpis.revenue_per_impression(
+            np.ones((1, 2)), np.array([[0, -1]]), np.ones(3)), "slates"),
+        "pad_sequences 1.5": (lambda: sq.pad_sequences([[1, 2]], 1.5), "max_length"),
+        "project std -1": (lambda: sq.project_item_vectors(vec, 2, std=-1.0), "std"),
+        "popularity edges descending": (lambda: sq.popularity_buckets(train, train, (100, 20)),
+                                        "edges"),
+        "sampled_evaluate n_negatives -1": (lambda: sq.sampled_evaluate(pop, train, -1, k=2),
+                                            "n_negatives"),
+        "request_paths k=0": (lambda: loadtest.request_paths([1], k=0), "k must be"),
+    }  # fmt: skip
+
+
+SWEEP = list(_sweep_cases())
+
+
+@pytest.mark.parametrize("case", SWEEP)
+def test_public_functions_refuse_bad_input_by_name(case):
+    call, words = _sweep_cases()[case]
+    with pytest.raises(ValueError, match=re.escape(words)):
+        call()
+
+
+def test_unknown_ids_are_not_echoed_at_length():
+    _, catalogue, *_ = _tiny()
+    with pytest.raises(KeyError) as info:
+        catalogue.user_index(["x" * 1_000_000])
+    assert len(str(info.value)) < 400

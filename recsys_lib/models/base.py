@@ -24,7 +24,16 @@ from numpy.typing import ArrayLike
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.evaluation.metrics import per_user_metrics, ranking_report
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
-from recsys_lib.validation import SEED, ArrayOf, InstanceOf, validate_params
+from recsys_lib.validation import (
+    POSITIVE_INT,
+    SEED,
+    ArrayOf,
+    InstanceOf,
+    InvalidParameterError,
+    check_param,
+    short_repr,
+    validate_params,
+)
 
 
 def dot_scores(
@@ -93,7 +102,7 @@ class Model(ABC):
         train = self._require_fitted()
         if user_rows is None:
             return np.arange(train.shape[0])
-        rows = np.atleast_1d(np.asarray(user_rows, dtype=np.int64))
+        rows = _positions("user_rows", user_rows, train.shape[0])
         bad = rows[(rows < 0) | (rows >= train.shape[0])]
         if bad.size:
             raise IndexError(
@@ -125,12 +134,13 @@ class Model(ABC):
         """
         train = self._require_fitted()
         k = check_k(k)
+        check_param("block_size", block_size, POSITIVE_INT, where="recommend")
         rows = self._rows(user_rows)
         out = np.empty((len(rows), min(k, train.shape[1])), dtype=np.int64)
         blocked = None
         if candidates is not None:
             blocked = np.ones(train.shape[1], dtype=bool)
-            blocked[np.asarray(candidates, dtype=np.int64)] = False
+            blocked[_item_columns(candidates, train.shape[1])] = False
         for start in range(0, len(rows), block_size):
             block = rows[start : start + block_size]
             scores = self.score(block)
@@ -193,6 +203,30 @@ class RandomModel(Model):
         )
 
 
+def _positions(name: str, values: ArrayLike, size: int) -> np.ndarray:
+    """Row or column positions as int64: whole numbers only (not bools, not 0.7)."""
+    raw = np.atleast_1d(np.asarray(values))
+    if raw.dtype.kind not in "iu" and raw.size:
+        if raw.dtype.kind != "f" or not np.isfinite(raw).all() or (raw != np.round(raw)).any():
+            raise InvalidParameterError(
+                f"{name} must be integer positions (0..{size - 1}), got {short_repr(values)}; "
+                "map raw ids with the catalogue (catalogue.user_index / item_index) first."
+            )
+    return raw.astype(np.int64)
+
+
+def _item_columns(candidates: ArrayLike, n_items: int) -> np.ndarray:
+    """Candidate item columns, each in [0, n_items) (a -1 would silently mean the last item)."""
+    cols = _positions("candidates", candidates, n_items)
+    bad = cols[(cols < 0) | (cols >= n_items)]
+    if bad.size:
+        raise InvalidParameterError(
+            f"candidates hold item column(s) {bad[:5].tolist()} outside 0..{n_items - 1}; pass "
+            "item columns of the train catalogue (catalogue.item_index(ids))."
+        )
+    return cols
+
+
 def evaluation_users(test: Interactions) -> np.ndarray:
     """Rows of users with at least one test interaction (the users every metric averages)."""
     return np.flatnonzero(np.diff(test.matrix.indptr) > 0)
@@ -212,7 +246,7 @@ def _ranked_for_test(model: Model, test: Interactions, k: int, candidates):
     relevant = test.matrix
     if candidates is not None:
         keep = np.zeros(test.shape[1], dtype=np.float32)
-        keep[np.asarray(candidates, dtype=np.int64)] = 1.0
+        keep[_item_columns(candidates, test.shape[1])] = 1.0
         relevant = (relevant @ sp.diags(keep)).tocsr()
         relevant.eliminate_zeros()
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)

@@ -46,6 +46,7 @@ from recsys_lib.data.interactions import Catalogue, Interactions
 from recsys_lib.data.movielens import file_digest
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
+from recsys_lib.validation import NON_NEGATIVE_INT, POSITIVE_INT, check_array, check_params
 
 if TYPE_CHECKING:
     from recsys_lib.models.base import Model
@@ -317,6 +318,7 @@ class Recommender:
         than k unseen items. At most ``block_size`` rows of scores exist at a time.
         """
         k = self._check_k(k)
+        check_params("recommend_many", {"block_size": (POSITIVE_INT, block_size)})
         rows = self._user_rows(user_ids)
         pad = "" if self.item_ids.dtype.kind == "U" else -1
         out = np.full((len(rows), k), pad, dtype=self.item_ids.dtype)
@@ -572,9 +574,11 @@ def latency_percentiles(
     seconds: np.ndarray, percentiles: Iterable[float] = (50, 95, 99)
 ) -> dict[str, float]:
     """Request latencies (seconds, (n,)) -> {"p50_ms": ..., "p95_ms": ..., "p99_ms": ...}."""
-    seconds = np.asarray(seconds, dtype=np.float64)
+    seconds = check_array("seconds", seconds, low=0, hint="latencies are seconds >= 0")
     if seconds.size == 0:
         raise ValueError("no latencies given; time at least one request.")
+    percentiles = list(percentiles)
+    check_array("percentiles", percentiles, low=0, high=100)
     return {f"p{p}_ms": float(np.percentile(seconds, p) * 1e3) for p in percentiles}
 
 
@@ -588,6 +592,7 @@ def time_requests(
     """
     import time
 
+    check_params("time_requests", {"warmup": (NON_NEGATIVE_INT, warmup)})
     arguments = list(arguments)
     for a in arguments[:warmup]:
         fn(a)
