@@ -49,9 +49,9 @@ def scalarise(objectives: Mapping[str, np.ndarray], weights: Mapping[str, float]
     if bad:
         raise ValueError(f"weights must be finite numbers, got {bad}; a NaN weight makes every "
                          "score NaN")  # fmt: skip
-    for name in weights:
-        check_array(f"objectives[{name!r}]", objectives[name], hint="use log-scores of "
-                    "probabilities > 0 (a log of 0 is -inf)")  # fmt: skip
+    for name in weights:  # -inf (a log of 0: "never") is allowed, NaN and +inf are not
+        values = np.asarray(objectives[name], dtype=float)
+        check_array(f"objectives[{name!r}]", np.where(values == -np.inf, 0.0, values))
     return sum(float(w) * np.asarray(objectives[k], dtype=float) for k, w in weights.items())
 
 
