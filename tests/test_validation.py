@@ -214,3 +214,38 @@ def test_unknown_ids_are_not_echoed_at_length():
     with pytest.raises(KeyError) as info:
         catalogue.user_index(["x" * 1_000_000])
     assert len(str(info.value)) < 400
+
+
+def _more_cases():
+    import pandas as pd
+
+    from recsys_lib.business import kpis, shop
+    from recsys_lib.models import hybrid
+    from recsys_lib.text import pairs
+
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [10, 11], "rating": [5, 4]})
+    return {
+        "positives min_rating NaN (was empty)": (lambda: pairs.positives(frame, np.nan),
+                                                 "min_rating"),
+        "shuffle_pairs seed -1": (lambda: pairs.shuffle_pairs(frame, -1), "seed"),
+        "subsample_ratings n_users 0": (lambda: pairs.subsample_ratings(frame, 0, 5), "n_users"),
+        "position_bias 0 (was empty)": (lambda: shop.position_bias(0), "n_positions"),
+        "exposure_share NaN weight": (lambda: kpis.exposure_share(
+            np.array([[0, 1]]), np.array([True, False]), np.array([1, np.nan])),
+            "position_weights"),
+        "exposure_share item outside mask": (lambda: kpis.exposure_share(
+            np.array([[0, 5]]), np.array([True, False])), "slates"),
+        "normalize_scores NaN": (lambda: hybrid.normalize_scores(np.array([[np.nan, 1.0]])),
+                                 "NaN"),
+        "blend weight 1.5": (lambda: hybrid.blend(None, None, 1.5), "weight must be"),
+    }  # fmt: skip
+
+
+MORE = list(_more_cases())
+
+
+@pytest.mark.parametrize("case", MORE)
+def test_more_public_functions_refuse_bad_input_by_name(case):
+    call, words = _more_cases()[case]
+    with pytest.raises(ValueError, match=re.escape(words)):
+        call()

@@ -74,7 +74,10 @@ def exposure_share(
     slates (n, K); item_mask (n_items,) bool (e.g. new or long-tail items);
     position_weights (K,) examination weights, default uniform.
     """
-    w = np.ones(slates.shape[1]) if position_weights is None else np.asarray(position_weights)
+    slates = np.asarray(slates)
+    w = (np.ones(slates.shape[1]) if position_weights is None
+         else check_array("position_weights", position_weights, low=0))  # fmt: skip
+    _per_item("item_mask", np.asarray(item_mask, dtype=float), slates)
     if w.shape != (slates.shape[1],):
         raise ValueError(f"position_weights shape {w.shape} must be ({slates.shape[1]},)")
     return float((np.asarray(item_mask)[slates] * w).sum() / (w.sum() * slates.shape[0]))

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.linalg import fit_logistic, positions, row_cosine, sigmoid
+from recsys_lib.validation import NON_NEGATIVE_INT, POSITIVE_INT, SEED, Interval, check_params
 
 CLICK_MIN_RATING = 1  #: any rating is a click (the user watched the film)
 CONVERSION_MIN_RATING = 4  #: a rating >= 4 is a conversion (watched and liked)
@@ -44,6 +45,9 @@ def subsample_ratings(
     """A small, dense slice for quick runs: the ``n_items`` most-rated items, then ``n_users``
     random users among those with at least ``min_per_user`` ratings on them. Rows keep their
     original order."""
+    check_params("subsample_ratings", {"n_users": (POSITIVE_INT, n_users),
+                 "n_items": (POSITIVE_INT, n_items), "seed": (SEED, seed),
+                 "min_per_user": (NON_NEGATIVE_INT, min_per_user)})  # fmt: skip
     _check_columns(ratings, "user_id", "item_id", name="ratings")
     top = ratings["item_id"].value_counts(sort=True).index[:n_items]
     kept = ratings[ratings["item_id"].isin(top)]
@@ -63,6 +67,7 @@ def positives(ratings: pd.DataFrame, min_rating: float = CLICK_MIN_RATING) -> pd
 
     Returns a frame (user_id, item_id, label=1) sorted by (user_id, item_id).
     """
+    check_params("positives", {"min_rating": (Interval(float, None, None), min_rating)})
     _check_columns(ratings, "user_id", "item_id", "rating", name="ratings")
     kept = ratings.loc[ratings["rating"] >= min_rating, ["user_id", "item_id"]]
     kept = kept.drop_duplicates().sort_values(["user_id", "item_id"], kind="mergesort")
@@ -229,6 +234,7 @@ def build_pairs(
 
 def shuffle_pairs(pairs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """The rows in a random (seeded) order, index reset."""
+    check_params("shuffle_pairs", {"seed": (SEED, seed)})
     order = np.random.default_rng(seed).permutation(len(pairs))
     return pairs.iloc[order].reset_index(drop=True)
 
