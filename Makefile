@@ -14,7 +14,13 @@ ifneq ($(SHARED_MOVIELENS),)
 export RECSYS_DATA_DIR ?= $(abspath $(SHARED_MOVIELENS))
 endif
 
-.PHONY: run smoke test lint format bench docs docs-check results clean venv serve lab
+.PHONY: run smoke test test-kernels check-full lint format bench docs docs-check results clean venv serve lab
+
+# Kernel-variation configuration the notebooks (and, for make test, the whole suite) run under:
+# native, avx2 or generic (python -m recsys_lib.course.kernels list). Other processors' float
+# kernels, selectable on this one.
+KERNELS ?= native
+KEXEC = $(PY) -m recsys_lib.course.kernels exec $(KERNELS) --
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
@@ -28,20 +34,32 @@ venv: $(STAMP)
 
 ## make run: execute every notebook (quick start first) into build/, with build/metrics.json
 run: $(STAMP)
-	$(PY) -m recsys_lib.course.notebooks run
+	$(PY) -m recsys_lib.course.notebooks run --kernels $(KERNELS)
 
 ## make smoke: the same, in the small smoke configuration
 smoke: $(STAMP)
-	$(PY) -m recsys_lib.course.notebooks run --smoke --build-dir build/smoke
+	$(PY) -m recsys_lib.course.notebooks run --smoke --kernels $(KERNELS) --build-dir build/smoke
 
-## make test: lint, format check, unit tests and every notebook in smoke mode
+## make test: lint, format check, unit tests and every notebook in smoke mode (the
+## kernel-sensitive ones a second time under another kernel configuration)
 # Tests run on TEST_WORKERS pytest-xdist workers (notebook kernels wait on I/O and start-up,
 # so 2 workers shorten the run even on 2 cores); TEST_WORKERS=0 runs them in this process.
+# make test KERNELS=generic runs the whole suite under another processor's kernels.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check recsys_lib tests benchmarks
 	$(VENV)/bin/ruff format --check recsys_lib tests benchmarks
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(KEXEC) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+## make test-kernels: the whole test suite under every kernel configuration in turn
+test-kernels: $(STAMP)
+	@for k in $$($(PY) -m recsys_lib.course.kernels names); do \
+	  echo "== make test KERNELS=$$k"; $(MAKE) --no-print-directory test KERNELS=$$k || exit 1; \
+	done
+
+## make check-full: check a finished `make run` (build/metrics.json) against the full-run bands
+check-full: $(STAMP)
+	$(PY) -m recsys_lib.course.notebooks check tests/expected/full/*.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check recsys_lib tests benchmarks

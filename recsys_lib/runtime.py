@@ -29,6 +29,7 @@ def seed_everything(seed: int) -> np.random.Generator:
         torch.use_deterministic_algorithms(True, warn_only=True)
     except ImportError:
         pass
+    apply_kernel_settings()
     return np.random.default_rng(seed)
 
 
@@ -88,3 +89,67 @@ def temporary_environ(values: Mapping[str, str], *, keep_existing: bool = False)
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+#: Environment variables through which a kernel-variation configuration
+#: (:mod:`recsys_lib.course.kernels`) reaches the settings torch only takes in-process.
+TORCH_THREADS_ENV = "RECSYS_TORCH_THREADS"
+QUANTIZED_ENGINE_ENV = "RECSYS_QUANTIZED_ENGINE"
+
+
+def torch_threads(requested: int | None = None) -> int | None:
+    """The torch thread count to use: ``$RECSYS_TORCH_THREADS`` when set, else ``requested``.
+
+    The override lets a kernel-variation run change the summation order of every chapter's
+    torch work (a reduction split over 1 or 2 threads adds floats in another order), as a
+    machine with another core count would.
+    """
+    raw = os.environ.get(TORCH_THREADS_ENV, "").strip()
+    if not raw:
+        return requested
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"{TORCH_THREADS_ENV}={raw!r} must be a positive integer (e.g. 1 or 2); unset it "
+            "to let each chapter choose."
+        )
+    return int(raw)
+
+
+def set_torch_threads(requested: int | None = None) -> int:
+    """Set torch's intra-op thread count (:func:`torch_threads` decides); return the count used."""
+    import torch
+
+    threads = torch_threads(requested)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def apply_kernel_settings() -> dict[str, object]:
+    """Apply the in-process kernel settings named by the environment; return what was set.
+
+    ``$RECSYS_QUANTIZED_ENGINE`` selects torch's int8 engine (``x86``, ``fbgemm``, ``qnnpack``
+    or ``onednn``: what another processor family would run) and ``$RECSYS_TORCH_THREADS`` the
+    thread count. Environment-only knobs (``ATEN_CPU_CAPABILITY``, ``OPENBLAS_CORETYPE``, ...)
+    act when the libraries load and need nothing here.
+    """
+    applied: dict[str, object] = {}
+    engine = os.environ.get(QUANTIZED_ENGINE_ENV, "").strip()
+    threads = torch_threads(None)
+    if not engine and threads is None:
+        return applied
+    import torch
+
+    if engine:
+        supported = list(torch.backends.quantized.supported_engines)
+        if engine not in supported:
+            raise ValueError(
+                f"{QUANTIZED_ENGINE_ENV}={engine!r} is not supported by this torch build; "
+                f"choose one of {supported}."
+            )
+        torch.backends.quantized.engine = engine
+        applied["quantized_engine"] = engine
+    if threads is not None:
+        torch.set_num_threads(threads)
+        applied["torch_threads"] = threads
+    return applied

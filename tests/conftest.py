@@ -19,6 +19,18 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_configure(config):
+    """Under ``make test KERNELS=...`` the in-process switches (int8 engine, torch threads)
+    apply to the unit tests too, not only to the notebook kernels."""
+    from recsys_lib.runtime import apply_kernel_settings
+
+    apply_kernel_settings()
+
+
+def pytest_report_header(config):
+    return f"kernel configuration: {os.environ.get('RECSYS_KERNELS', 'native')}"
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -71,9 +71,10 @@ def test_band_tighter_than_its_spread_is_refused():
         "spread": {"seeds": 20, "min": 0.3, "max": 0.45, "std": 0.03, "median": 0.4},
     }  # fmt: skip
     assert not bands.band_covers_spread(spec)
-    problems = bands.validate_expected({"nb": {"ab_lift": spec}})
+    problems = bands.validate_expected({"nb": {"ab_lift": spec}}, require_kernels=False)
     assert problems == ["nb/ab_lift: band is tighter than the measured seed spread"]
-    assert bands.validate_expected({"nb": {"ab_lift": {**spec, "atol": 0.1}}}) == []
+    wide = {"nb": {"ab_lift": {**spec, "atol": 0.1}}}
+    assert bands.validate_expected(wide, require_kernels=False) == []
 
 
 def test_validate_expected_requires_kind_reason_check_and_no_timings():
@@ -106,7 +107,7 @@ def test_merge_measured_keeps_properties_and_wider_hand_bands():
     merged = bands.merge_measured(specs, runs, runs[0], seeds=2)
     assert merged["p_value"]["max"] == 0.05 and merged["p_value"]["spread"]["max"] == 0.02
     assert (
-        merged["lift"]["atol"] == 0.5 and "wider hand-set band was kept" in merged["lift"]["reason"]
+        merged["lift"]["atol"] == 0.5 and "wider stored band was kept" in merged["lift"]["reason"]
     )
     assert merged["n"]["kind"] == "deterministic"
     assert "fit_s" not in merged  # timings never become bands
@@ -157,3 +158,116 @@ def test_update_recentres_and_never_narrows_below_the_spread():
     assert "widened" in moved["reason"]
     kept = bands.update_expected(expected, {"nb": {"lift": 0.36}})["nb"]["lift"]
     assert kept["atol"] == 0.0625 and kept["reason"] == "measured"
+
+
+# ------------------------------------------------------------------ kernel-variation spreads
+def _measured(value, configs, **band):
+    return {"kind": "hardware", "value": value, "reason": "measured", **band,
+            "kernels": {"configs": {"native": value, **configs}}}  # fmt: skip
+
+
+def test_band_narrower_than_its_cross_kernel_spread_is_refused():
+    # the generic kernels moved the value by 0.014: the band must be at least 2 x that wide
+    narrow = _measured(0.005, {"avx2": 0.007, "generic": 0.019}, atol=0.02)
+    problems = bands.validate_expected({"nb": {"int8_change": narrow}})
+    assert problems == [
+        "nb/int8_change: band 0.02 is narrower than 2.0 x the cross-kernel spread 0.014"
+    ]
+    wide = {**narrow, "atol": 0.028}
+    assert bands.validate_expected({"nb": {"int8_change": wide}}) == []
+
+
+def test_every_kind_must_survive_the_kernels():
+    moved = _measured(0.5, {"generic": 0.5001}, rtol=0.01)
+    problems = bands.validate_expected({"nb": {"x": {**moved, "kind": "deterministic"}}})
+    assert problems == ["nb/x: moved by 0.0001 across kernel configurations: not deterministic"]
+    stochastic = {**_measured(0.5, {"generic": 0.56}, atol=0.1), "kind": "stochastic",
+                  "spread": {"seeds": 4, "min": 0.45, "max": 0.55, "std": 0.03, "median": 0.5}}  # fmt: skip
+    assert bands.validate_expected({"nb": {"lift": stochastic}}) == [
+        "nb/lift: band 0.1 is narrower than 2.0 x the cross-kernel spread 0.06"
+    ]
+    # a property's bounds must hold every measured value, seeds' and kernels'
+    prop = {"kind": "property", "max": 0.05, "reason": "must detect",
+            "kernels": {"configs": {"native": 0.01, "generic": 0.07}}}  # fmt: skip
+    assert bands.validate_expected({"nb": {"p": prop}}) == [
+        "nb/p: measured values [0.07] lie outside max 0.05"
+    ]
+    with_seeds = {"kind": "property", "min": 0.0, "reason": "a lift",
+                  "spread": {"seeds": 3, "min": -0.01, "max": 0.2}}  # fmt: skip
+    assert "lie outside min 0.0" in bands.validate_expected({"nb": {"l": with_seeds}})[0]
+
+
+def test_relative_band_is_judged_on_the_differences_the_kernels_gave():
+    spec = {"kind": "hardware", "relative_to": "ndcg_fp32", "atol": 0.02, "reason": "int8",
+            "kernels": {"configs": {"native": 0.005, "avx2": -0.004, "generic": 0.013},
+                        "reference": 0.12}}  # fmt: skip
+    assert bands.validate_expected({"nb": {"ndcg_int8": spec}}) == [
+        "nb/ndcg_int8: band 0.02 is narrower than 2.0 x the cross-kernel spread 0.013"
+    ]
+    assert bands.validate_expected({"nb": {"ndcg_int8": {**spec, "atol": 0.03}}}) == []
+
+
+def test_value_bands_need_a_kernel_measurement_unless_told_otherwise():
+    spec = {"kind": "deterministic", "value": 943, "rtol": 0, "reason": "a count"}
+    problems = bands.validate_expected({"nb": {"n": spec}})
+    assert problems == [
+        "nb/n: not measured across kernel configurations (run the bands tool with --kernels all)"
+    ]
+    assert bands.validate_expected({"nb": {"n": spec}}, require_kernels=False) == []
+    prop = {"kind": "property", "max": 0.05, "reason": "p below alpha"}
+    assert bands.validate_expected({"nb": {"p": prop}}) == []  # a bound, not a stored number
+
+
+def test_spec_from_seeds_with_kernels_classifies_and_widens():
+    only_kernels = bands.spec_from_seeds([0.3, 0.3], 0.3, 2, {"avx2": 0.31, "generic": 0.28})
+    assert only_kernels["kind"] == "hardware" and "spread" not in only_kernels
+    assert only_kernels["atol"] == pytest.approx(0.02 * bands.KERNEL_MARGIN, rel=1e-3)
+    assert only_kernels["kernels"]["configs"] == {"native": 0.3, "avx2": 0.31, "generic": 0.28}
+    both = bands.spec_from_seeds([0.30, 0.32], 0.30, 2, {"generic": 0.35})
+    assert both["kind"] == "stochastic"
+    assert both["atol"] == pytest.approx(max(0.02 * 1.25, 0.05 * 2.0), rel=1e-3)
+    still = bands.spec_from_seeds([7, 7], 7, 2, {"generic": 7})
+    assert still["kind"] == "deterministic" and still["rtol"] == 0.0
+    for spec in (only_kernels, both, still):
+        assert bands.validate_expected({"nb": {"m": spec}}) == []
+
+
+def test_kernel_only_measurement_keeps_seed_spreads_and_hand_reasons():
+    specs = {
+        "count": {"kind": "deterministic", "value": 943, "rtol": 0, "reason": "users in ML-100K"},
+        "ndcg": {"kind": "deterministic", "value": 0.2, "rtol": 1e-6, "reason": "no training"},
+        "lift": {"kind": "stochastic", "value": 0.2, "atol": 0.1, "reason": "seeds",
+                 "spread": {"seeds": 10, "min": 0.15, "max": 0.25, "std": 0.02, "median": 0.2}},
+        "p": {"kind": "property", "max": 0.05, "reason": "detects"},
+    }  # fmt: skip
+    reference = {"count": 943, "ndcg": 0.2, "lift": 0.2, "p": 0.01}
+    kernel_runs = {"avx2": {"count": 943, "ndcg": 0.21, "lift": 0.29, "p": 0.02},
+                   "generic": {"count": 943, "ndcg": 0.2, "lift": 0.2, "p": 0.03}}  # fmt: skip
+    merged = bands.merge_measured(specs, [reference], reference, 1, kernel_runs)
+    assert merged["count"]["reason"] == "users in ML-100K" and merged["count"]["rtol"] == 0
+    assert (
+        merged["ndcg"]["kind"] == "hardware" and "moved across kernel" in merged["ndcg"]["reason"]
+    )
+    assert merged["ndcg"]["atol"] == pytest.approx(0.02, rel=1e-3)
+    assert merged["lift"]["spread"]["seeds"] == 10 and merged["lift"]["kind"] == "stochastic"
+    assert (
+        merged["lift"]["atol"] == pytest.approx(0.18, rel=1e-3)
+        and "widened" in merged["lift"]["reason"]
+    )
+    assert merged["p"]["max"] == 0.05 and merged["p"]["kernels"]["configs"]["generic"] == 0.03
+    assert bands.validate_expected({"nb": merged}) == []
+
+
+def test_measure_bands_runs_the_reference_seed_under_each_configuration():
+    def run_seed(seed):
+        return {"m": 0.5}
+
+    def run_kernel(name):
+        return {"m": {"avx2": 0.5, "generic": 0.52}[name]}
+
+    out = bands.measure_bands(run_seed, {}, [42, 43], 42, kernels=["native", "avx2", "generic"],
+                              run_kernel=run_kernel)  # fmt: skip
+    assert out["m"]["kind"] == "hardware"
+    assert out["m"]["kernels"]["configs"] == {"native": 0.5, "avx2": 0.5, "generic": 0.52}
+    with pytest.raises(ValueError, match="no run_kernel"):
+        bands.measure_bands(run_seed, {}, [42], 42, kernels=["generic"])

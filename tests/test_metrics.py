@@ -316,3 +316,25 @@ def test_log_loss_hand_computed():
 def test_beyond_accuracy_metrics_refuse_out_of_range_items(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+def test_topk_overlap_by_hand():
+    from recsys_lib.evaluation.metrics import topk_overlap
+
+    a = np.array([[1, 2, 3], [4, 5, 6]])
+    b = np.array([[3, 2, 9], [7, 8, 0]])  # 2 of 3 shared, then none
+    assert topk_overlap(a, b) == pytest.approx((2 / 3 + 0) / 2)
+    assert topk_overlap(a, a) == 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        topk_overlap(a, b[:, :2])
+    with pytest.raises(ValueError, match="no users"):
+        topk_overlap(a[:0], b[:0])
+
+
+def test_topk_overlap_refuses_repeats_and_ignores_padding():
+    from recsys_lib.evaluation.metrics import topk_overlap
+
+    with pytest.raises(ValueError, match="recommended_b lists item column 3 more than once"):
+        topk_overlap(np.array([[1, 2, 3]]), np.array([[3, 3, 3]]))  # was 1/3 "shared"
+    padded = np.array([[1, -1, -1]])
+    assert topk_overlap(padded, padded) == pytest.approx(1 / 3)  # -1 is not a shared item

@@ -14,10 +14,42 @@ from pathlib import Path
 import pytest
 
 from recsys_lib.course.bands import check_metrics, format_check, read_expected, validate_expected
+from recsys_lib.course.kernels import CONFIGS, MOST_DIFFERENT, NATIVE
 from recsys_lib.course.notebooks import execute_notebook, list_notebooks
 
 EXPECTED_DIR = Path(__file__).parent / "expected"
 NOTEBOOKS = list_notebooks()
+#: The kernel configuration this test run itself is under (``make test KERNELS=...``).
+CURRENT_KERNELS = os.environ.get("RECSYS_KERNELS", NATIVE)
+
+
+def kernel_sensitive(stem: str, expected_dir: Path = EXPECTED_DIR) -> bool:
+    """True when some metric of ``stem`` moved across the kernel configurations it was
+    measured under (its expected file's ``kernels`` records): only those notebooks gain
+    from a second run under other kernels."""
+    path = expected_dir / f"{stem}.json"
+    if not path.exists():
+        return False
+    for spec in read_expected(path)[stem].values():
+        values = list((spec.get("kernels") or {}).get("configs", {}).values())
+        if len(set(map(repr, values))) > 1:
+            return True
+    return False
+
+
+def second_configurations(
+    notebooks: list[Path], current: str = CURRENT_KERNELS, expected_dir: Path = EXPECTED_DIR
+) -> list[tuple]:
+    """``(notebook, configuration)`` pairs for the second smoke run of each kernel-sensitive
+    notebook: the configurations other than ``current`` in turn, the most different first, so
+    one test run exercises every configuration and each notebook always gets the same one."""
+    pool = [MOST_DIFFERENT, *(n for n in CONFIGS if n != MOST_DIFFERENT)]
+    pool = [n for n in pool if n != current]
+    sensitive = [p for p in notebooks if kernel_sensitive(p.stem, expected_dir)]
+    return [(p, pool[i % len(pool)]) for i, p in enumerate(sensitive)]
+
+
+SMOKE_RUNS = [(p, None) for p in NOTEBOOKS] + second_configurations(NOTEBOOKS)
 #: The one fast notebook run twice to measure determinism (no torch training, no Spark).
 DETERMINISM_NOTEBOOK = "00_data_and_evaluation"
 
@@ -53,20 +85,27 @@ def test_every_band_has_a_kind_a_check_and_a_reason(path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_smoke_run(notebook, tmp_path):
+@pytest.mark.parametrize(
+    ("notebook", "kernels"),
+    SMOKE_RUNS,
+    ids=[p.stem if k is None else f"{p.stem}-{k}" for p, k in SMOKE_RUNS],
+)
+def test_notebook_smoke_run(notebook, kernels, tmp_path):
+    """Each notebook under this run's kernels; the kernel-sensitive ones again under another
+    configuration: the bands must hold on processors other than the one they were made on."""
     reason = spark_skip_reason(notebook)
     if reason:
         pytest.skip(reason)
     expected_file = EXPECTED_DIR / f"{notebook.stem}.json"
     if not expected_file.exists():
         pytest.fail(f"no {expected_file.name}: add expected smoke metrics for {notebook.stem}")
-    result = execute_notebook(notebook, tmp_path / notebook.name, smoke=True)
-    assert result.error is None, f"{notebook.stem} failed in {result.error}"
+    result = execute_notebook(notebook, tmp_path / notebook.name, smoke=True, kernels=kernels)
+    where = f"{notebook.stem} (kernels: {kernels or CURRENT_KERNELS})"
+    assert result.error is None, f"{where} failed in {result.error}"
     rows = check_metrics(read_expected(expected_file), {notebook.stem: result.metrics})
     assert rows, f"{expected_file.name} lists no metrics"
     bad = [r for r in rows if r.verdict != "ok"]
-    assert not bad, "\n" + format_check(rows)
+    assert not bad, f"{where}\n" + format_check(rows)
 
 
 @pytest.mark.notebook
@@ -92,6 +131,22 @@ def test_same_seed_gives_the_same_metrics_twice(tmp_path):
         )
     }
     assert not differ, f"metrics changed between two identical runs: {differ}"
+
+
+def test_second_runs_rotate_over_the_other_configurations(tmp_path):
+    stems = ["a", "b", "c", "d"]
+    for stem, moved in zip(stems, (True, False, True, True), strict=True):
+        configs = {"native": 0.1, "generic": 0.2 if moved else 0.1}
+        spec = {"kind": "hardware", "value": 0.1, "atol": 1, "reason": "x",
+                "kernels": {"configs": configs}}  # fmt: skip
+        (tmp_path / f"{stem}.json").write_text(json.dumps({stem: {"m": spec}}))
+    notebooks = [Path(f"{s}.ipynb") for s in stems]
+    runs = second_configurations(notebooks, current="native", expected_dir=tmp_path)
+    assert [(p.stem, k) for p, k in runs] == [("a", MOST_DIFFERENT), ("c", "avx2"),
+                                              ("d", MOST_DIFFERENT)]  # fmt: skip
+    assert all(k != "native" for _, k in runs)
+    under_generic = second_configurations(notebooks, current="generic", expected_dir=tmp_path)
+    assert [k for _, k in under_generic] == ["native", "avx2", "native"]
 
 
 def test_spark_notebooks_skip_with_install_advice_without_java(monkeypatch):

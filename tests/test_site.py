@@ -59,7 +59,7 @@ def test_build_site_links_every_chapter(tmp_path):
 
 METRICS = {
     "03_matrix_factorization": {"als_ndcg@10": 0.41234567, "als_map": 0.1, "n_users": 943},
-    "09_production_and_responsibility": {"int8_speedup": 1.8, "label": "x", "serving_p99_ms": 0.5},
+    "09_production_and_responsibility": {"int8_mean_cosine": 0.99, "label": "x", "p99_ms": 0.5},
 }
 
 
@@ -67,13 +67,25 @@ def test_headline_metrics_pick_the_named_ones_in_order():
     rows = site.headline_metrics(METRICS)
     assert rows == [
         ("03_matrix_factorization", "als_ndcg@10", 0.41234567),
-        ("09_production_and_responsibility", "int8_speedup", 1.8),
-        ("09_production_and_responsibility", "serving_p99_ms", 0.5),
+        ("09_production_and_responsibility", "int8_mean_cosine", 0.99),
     ]
-    table = site.results_table(METRICS)
-    assert "| 03_matrix_factorization | als_ndcg@10 | 0.4123 |" in table and "als_map" not in table
+    bands = {"03_matrix_factorization": {"als_ndcg@10": {"kind": "stochastic", "value": 0.41,
+                                                         "atol": 0.006, "reason": "seeds"}}}  # fmt: skip
+    table = site.results_table(METRICS, full_bands=bands)
+    assert "| 03_matrix_factorization | als_ndcg@10 | 0.4123 | ± 0.006 (stochastic) |" in table
+    assert "| int8_mean_cosine | 0.99 | none |" in table and "als_map" not in table
     custom = site.headline_metrics(METRICS, {"03_matrix_factorization": ("als_map",)})
     assert custom == [("03_matrix_factorization", "als_map", 0.1)]
+
+
+def test_every_headline_has_a_full_run_band_and_none_is_a_timing():
+    from recsys_lib.course.bands import is_timing_metric
+
+    full = site.read_full_bands()
+    for notebook, names in site.HEADLINE.items():
+        for name in names:
+            assert not is_timing_metric(name), f"{notebook}/{name}: timings are never headlines"
+            assert name in full.get(notebook, {}), f"{notebook}/{name} has no full-run band"
 
 
 def test_readme_rewrite_replaces_only_the_marked_block(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.business.kpis import _check_same_shape
+from recsys_lib.runtime import set_torch_threads
 
 # ----------------------------------------------------------------------------- models
 
@@ -150,8 +151,8 @@ def fit_multitask(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     losses = []
     previous_threads = torch.get_num_threads()
-    if num_threads is not None and dev == "cpu":
-        torch.set_num_threads(num_threads)
+    if dev == "cpu":
+        set_torch_threads(num_threads)  # a kernel-variation run may override the count
     try:
         for _ in range(epochs):
             perm = torch.randperm(n * k, generator=gen)

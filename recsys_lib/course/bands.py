@@ -46,6 +46,14 @@ TIMING_SUFFIXES = ("_s", "_seconds", "_per_second", "_ms", "_speedup")
 
 #: Head-room added to a measured seed spread: a finite sample of seeds rarely shows the extremes.
 SPREAD_MARGIN = 1.25
+#: Head-room added to the distance the kernel-variation configurations moved a value
+#: (recsys_lib.course.kernels): the matrix samples a few of the code paths other processors run,
+#: not all of them, and a processor may combine several of those differences at once.
+KERNEL_MARGIN = 2.0
+#: Relative difference below which two measured values count as the same float.
+_SAME = 1e-12
+#: Name of the configuration that changes nothing (kept here to spare an import).
+NATIVE_KERNELS = "native"
 
 
 _TIMING_WORD = re.compile(r"(^|_)(s|ms|seconds)(_|$)|per_second|speedup")
@@ -150,12 +158,51 @@ def format_check(rows: list[CheckRow]) -> str:
     return "\n".join([header, *body])
 
 
-def validate_expected(expected: dict) -> list[str]:
-    """Problems with an expected file's specs (empty when every band has a reason).
+def _kernel_deviation(spec: dict) -> float | None:
+    """How far the kernel-variation runs moved the banded quantity, or None if not measured.
+
+    For a ``value`` band: the widest distance of any configuration's value from the native
+    one. For a ``relative_to`` band the banded quantity is the difference from the reference
+    metric, so it is the largest such difference under any configuration (native included).
+    """
+    measured = spec.get("kernels")
+    if not measured or not measured.get("configs"):
+        return None
+    values = [v for v in measured["configs"].values() if _is_number(v)]
+    if not values:
+        return None
+    if "relative_to" in spec:
+        return max(abs(v) for v in values)
+    centre = measured["configs"].get(NATIVE_KERNELS, spec.get("value"))
+    if not _is_number(centre):
+        return None
+    return max(abs(v - centre) for v in values)
+
+
+def measured_values(spec: dict) -> list[float]:
+    """Every value a measurement saw: the seeds' extremes and each kernel configuration's."""
+    values = []
+    spread = spec.get("spread") or {}
+    values += [spread[k] for k in ("min", "max") if _is_number(spread.get(k))]
+    if "relative_to" not in spec:
+        configs = (spec.get("kernels") or {}).get("configs", {})
+        values += [v for v in configs.values() if _is_number(v)]
+    return values
+
+
+def validate_expected(expected: dict, *, require_kernels: bool = True) -> list[str]:
+    """Problems with an expected file's specs (empty when every band is sound).
 
     Each spec needs a known ``kind``, a ``reason`` and at least one check; timings may not be
-    banded; a ``stochastic`` band needs a check of a property (``min``/``max``) or a measured
-    ``spread`` that its tolerance covers (:func:`band_covers_spread`).
+    banded. Then, for every kind, the band must survive what was measured:
+
+    * a numeric ``value`` or ``relative_to`` band needs a kernel-variation measurement
+      (``kernels``, written by the bands tool; skipped with ``require_kernels=False``) and a
+      tolerance of at least :data:`KERNEL_MARGIN` x the distance the configurations moved it;
+      a value that moved is not ``deterministic``;
+    * a ``stochastic`` value band needs a measured seed ``spread`` that its tolerance covers
+      (:func:`band_covers_spread`);
+    * ``min``/``max`` bounds must contain every measured value (seeds and kernels).
     """
     problems = []
     for notebook, specs in expected.items():
@@ -172,12 +219,53 @@ def validate_expected(expected: dict) -> list[str]:
                 problems.append(f"{where}: timings are recorded, never banded")
             if "relative_to" in spec and "atol" not in spec and "rtol" not in spec:
                 problems.append(f"{where}: relative_to needs an atol or rtol")
-            if kind == "stochastic" and "value" in spec and "relative_to" not in spec:
-                if "spread" not in spec:
-                    problems.append(f"{where}: a stochastic value band needs a measured spread")
-                elif not band_covers_spread(spec):
-                    problems.append(f"{where}: band is tighter than the measured seed spread")
+            problems += [f"{where}: {p}" for p in _band_problems(spec, require_kernels)]
     return problems
+
+
+def _band_problems(spec: dict, require_kernels: bool) -> list[str]:
+    """What a spec's band fails to survive among its own measurements."""
+    problems = []
+    kind = spec.get("kind")
+    value_band = "relative_to" in spec or _is_number(spec.get("value"))
+    if kind == "stochastic" and "value" in spec and "relative_to" not in spec:
+        if "spread" not in spec:
+            problems.append("a stochastic value band needs a measured spread")
+        elif not band_covers_spread(spec):
+            problems.append("band is tighter than the measured seed spread")
+    deviation = _kernel_deviation(spec)
+    if value_band and deviation is None and require_kernels:
+        problems.append(
+            "not measured across kernel configurations (run the bands tool with --kernels all)"
+        )
+    if value_band and deviation is not None:
+        centre = 0.0 if "relative_to" in spec else float(spec["value"])
+        tolerance = _tolerance(spec, centre) if "relative_to" not in spec else _relative_tol(spec)
+        if kind == "deterministic" and deviation > _SAME * max(1.0, abs(centre)):
+            problems.append(
+                f"moved by {deviation:.3g} across kernel configurations: not deterministic"
+            )
+        if tolerance < KERNEL_MARGIN * deviation * (1 - 1e-9):
+            problems.append(
+                f"band {tolerance:.3g} is narrower than {KERNEL_MARGIN} x the cross-kernel "
+                f"spread {deviation:.3g}"
+            )
+    for bound in ("min", "max"):
+        if bound in spec:
+            outside = [
+                v
+                for v in measured_values(spec)
+                if (v < spec[bound] if bound == "min" else v > spec[bound])
+            ]
+            if outside:
+                problems.append(f"measured values {outside} lie outside {bound} {spec[bound]}")
+    return problems
+
+
+def _relative_tol(spec: dict) -> float:
+    """A ``relative_to`` band's tolerance, with an ``rtol`` read against the measured reference."""
+    reference = (spec.get("kernels") or {}).get("reference", 0.0)
+    return _tolerance(spec, float(reference) if _is_number(reference) else 0.0)
 
 
 def band_covers_spread(spec: dict) -> bool:
@@ -188,58 +276,92 @@ def band_covers_spread(spec: dict) -> bool:
     return tolerance >= needed * (1 - 1e-9)
 
 
-def spec_from_seeds(values: list[float], reference: float, seeds: int) -> dict:
-    """A spec for one metric measured over ``seeds`` runs; ``reference`` is the default seed's.
+def spec_from_seeds(
+    values: list[float],
+    reference: float,
+    seeds: int,
+    kernel_values: dict[str, float] | None = None,
+) -> dict:
+    """A spec for one metric measured over ``seeds`` runs and kernel configurations.
 
-    Integers that never move are ``deterministic`` and exact; floats that never move are
-    ``deterministic`` with 1% slack for other processors' last digits; anything that moves is
-    ``stochastic`` with a band of :data:`SPREAD_MARGIN` x the widest distance from the reference
-    to a seed's value.
+    ``reference`` is the default seed's native value; ``kernel_values`` maps each kernel
+    configuration to the reference seed's value under it. Integers that move under nothing are
+    ``deterministic`` and exact; floats that move under nothing are ``deterministic`` with 1%
+    slack; a value that moves only across kernels is ``hardware``; anything that moves across
+    seeds is ``stochastic``. A moving value's band is the wider of :data:`SPREAD_MARGIN` x the
+    widest seed distance and :data:`KERNEL_MARGIN` x the widest kernel distance.
     """
+    kernel_values = dict(kernel_values or {})
     low, high = min(values), max(values)
-    if high - low <= 1e-12 * max(1.0, abs(high)):
-        if all(float(v).is_integer() for v in values):
-            return {
-                "kind": "deterministic",
-                "value": reference,
-                "rtol": 0.0,
-                "reason": f"identical integer over {seeds} seeds",
-            }
-        return {
-            "kind": "deterministic",
-            "value": reference,
-            "rtol": 0.01,
-            "atol": 1e-6,
-            "reason": f"identical over {seeds} seeds; 1% allows other processors' float kernels",
-        }
-    width = max(abs(high - reference), abs(reference - low)) * SPREAD_MARGIN
-    return {
-        "kind": "stochastic",
+    seeds_move = high - low > _SAME * max(1.0, abs(high))
+    kernel_dev = max((abs(v - reference) for v in kernel_values.values()), default=0.0)
+    kernels_move = kernel_dev > _SAME * max(1.0, abs(reference))
+    configs = f" and {len(kernel_values)} kernel configurations" if kernel_values else ""
+    if not seeds_move and not kernels_move:
+        if all(float(v).is_integer() for v in [*values, *kernel_values.values()]):
+            spec = {"kind": "deterministic", "value": reference, "rtol": 0.0,
+                    "reason": f"identical integer over {seeds} seeds{configs}"}  # fmt: skip
+        else:
+            spec = {"kind": "deterministic", "value": reference, "rtol": 0.01, "atol": 1e-6,
+                    "reason": f"identical over {seeds} seeds{configs}; 1% allows kernels "
+                    "the matrix does not cover"}  # fmt: skip
+        return _with_kernels(spec, kernel_values, reference)
+    seed_dev = max(abs(high - reference), abs(reference - low))
+    width = max(seed_dev * SPREAD_MARGIN, kernel_dev * KERNEL_MARGIN)
+    if seeds_move:
+        reason = (
+            f"measured over {seeds} seeds{configs}: the band covers every seed's value "
+            f"x{SPREAD_MARGIN} and every configuration's x{KERNEL_MARGIN}"
+        )
+    else:
+        reason = (
+            f"identical over {seeds} seeds, moved by the kernel configurations: "
+            f"{KERNEL_MARGIN} x their widest distance"
+        )
+    spec = {
+        "kind": "stochastic" if seeds_move else "hardware",
         "value": reference,
         "rtol": 0.0,
         "atol": float(f"{width:.4g}") * 1.0001,
-        "reason": (
-            f"measured over {seeds} seeds: the band covers every seed's value "
-            f"x{SPREAD_MARGIN} ({seeds}-seed spread, not a guess)"
-        ),
-        "spread": {
+        "reason": reason,
+    }
+    if seeds_move:
+        spec["spread"] = {
             "seeds": seeds,
             "min": low,
             "max": high,
             "std": statistics.pstdev(values),
             "median": statistics.median(values),
-        },
-    }
+        }
+    return _with_kernels(spec, kernel_values, reference)
 
 
-def merge_measured(specs: dict, runs: list[dict], reference: dict, seeds: int) -> dict:
-    """Update one notebook's specs from runs over seeds (the band tool's core; pure).
+def _with_kernels(spec: dict, kernel_values: dict[str, float], reference: float) -> dict:
+    if kernel_values:
+        configs = {NATIVE_KERNELS: reference, **kernel_values}
+        spec["kernels"] = {"configs": configs}
+    return spec
 
-    Specs of kind ``property`` or ``hardware``, or with ``relative_to``, are kept as they are
-    (they check a property, not a stored value); the spread is attached for the record. Every
-    other numeric, non-timing metric is re-derived by :func:`spec_from_seeds`; a spec with a
-    hand-set tolerance wider than the measured one keeps the wider tolerance.
+
+def merge_measured(
+    specs: dict,
+    runs: list[dict],
+    reference: dict,
+    seeds: int,
+    kernel_runs: dict[str, dict] | None = None,
+) -> dict:
+    """Update one notebook's specs from runs over seeds and kernel configurations (pure).
+
+    ``runs`` are the native runs over seeds (``reference`` among them); ``kernel_runs`` maps a
+    configuration name to the reference seed's run under it. With ``seeds == 1`` only the
+    kernel measurement is new: stored seed spreads are kept and bands are only widened.
+
+    Specs of kind ``property``, and ``relative_to`` specs, keep their checks; the measurements
+    are attached (for ``relative_to``, the difference from the reference metric under each
+    configuration) so :func:`validate_expected` can test them. Every other numeric, non-timing
+    metric is re-derived by :func:`spec_from_seeds`; a wider hand-set or stored band is kept.
     """
+    kernel_runs = {k: v for k, v in (kernel_runs or {}).items() if k != NATIVE_KERNELS}
     updated: dict = {}
     names = list(specs) + [n for n in reference if n not in specs]
     for name in names:
@@ -249,21 +371,70 @@ def merge_measured(specs: dict, runs: list[dict], reference: dict, seeds: int) -
             if spec is not None:
                 updated[name] = spec
             continue
-        measured = spec_from_seeds(values, reference[name], seeds)
-        if spec is not None and (
-            spec.get("kind") in ("property", "hardware") or "relative_to" in spec
-        ):
-            updated[name] = {**spec, "spread": measured.get("spread", spec.get("spread"))}
-            if "spread" not in measured:
-                updated[name].pop("spread", None)
+        kernel_values = {
+            cfg: run[name] for cfg, run in kernel_runs.items() if _is_number(run.get(name))
+        }
+        if spec is not None and "relative_to" in spec:
+            updated[name] = _relative_measurement(spec, name, reference, kernel_runs)
             continue
-        if spec is not None and "value" in spec and measured["kind"] == "stochastic":
+        if seeds <= 1 and spec is not None:  # a kernel-only run: keep the seed measurement
+            updated[name] = _widen_for_kernels(spec, reference[name], kernel_values)
+            continue
+        measured = spec_from_seeds(values, reference[name], seeds, kernel_values)
+        if spec is not None and spec.get("kind") == "property":
+            kept = {**spec, "spread": measured.get("spread", spec.get("spread"))}
+            if "spread" not in measured and seeds > 1:
+                kept.pop("spread", None)
+            if "kernels" in measured:
+                kept["kernels"] = measured["kernels"]
+            updated[name] = kept
+            continue
+        if spec is not None and "value" in spec and measured["kind"] != "deterministic":
             old = {**spec, "value": reference[name]}
             if _tolerance(old, reference[name]) > _tolerance(measured, reference[name]):
                 measured["rtol"], measured["atol"] = old.get("rtol", 0.0), old.get("atol", 0.0)
-                measured["reason"] += "; a wider hand-set band was kept"
+                measured["reason"] += "; a wider stored band was kept"
         updated[name] = measured
     return updated
+
+
+def _widen_for_kernels(spec: dict, reference: float, kernel_values: dict[str, float]) -> dict:
+    """A stored spec with a new kernel measurement attached, widened if the kernels need it.
+
+    Its seed measurement, kind and reason stay unless the configurations moved the value: a
+    ``deterministic`` value that moved becomes ``hardware``, and a value band narrower than
+    :data:`KERNEL_MARGIN` x the widest kernel distance is widened to it (the reason says so).
+    """
+    out = _with_kernels(dict(spec), kernel_values, reference)
+    if "value" not in out or not _is_number(out["value"]):
+        return out
+    deviation = max((abs(v - reference) for v in kernel_values.values()), default=0.0)
+    if deviation <= _SAME * max(1.0, abs(reference)):
+        return out
+    out["value"] = reference
+    if out.get("kind") == "deterministic":
+        out["kind"] = "hardware"
+        out["reason"] = f"{out.get('reason', '')}; moved across kernel configurations".lstrip("; ")
+    needed = KERNEL_MARGIN * deviation
+    if _tolerance(out, reference) < needed:
+        out["rtol"], out["atol"] = 0.0, float(f"{needed:.4g}") * 1.0001
+        out["reason"] += f"; widened to {KERNEL_MARGIN} x the cross-kernel distance"
+    return out
+
+
+def _relative_measurement(spec: dict, name: str, reference: dict, kernel_runs: dict) -> dict:
+    """A ``relative_to`` spec with the measured differences from its reference attached."""
+    base = spec["relative_to"]
+    runs = {NATIVE_KERNELS: reference, **kernel_runs}
+    diffs = {
+        cfg: run[name] - run[base]
+        for cfg, run in runs.items()
+        if _is_number(run.get(name)) and _is_number(run.get(base))
+    }
+    out = dict(spec)
+    if diffs:
+        out["kernels"] = {"configs": diffs, "reference": reference.get(base)}
+    return out
 
 
 def measure_bands(
@@ -271,8 +442,13 @@ def measure_bands(
     specs: dict,
     seeds: Iterable[int],
     reference_seed: int,
+    *,
+    kernels: Iterable[str] = (),
+    run_kernel: Callable[[str], dict] | None = None,
 ) -> dict:
-    """Run ``run_seed(seed) -> metrics`` for every seed and return updated specs.
+    """Run ``run_seed(seed) -> metrics`` for every seed, ``run_kernel(name) -> metrics`` (the
+    reference seed under a kernel configuration) for every name in ``kernels``; return updated
+    specs.
 
     ``reference_seed`` (the notebook's default) must be among ``seeds``: its values are the
     stored ``value``\\ s, and the others give the spread.
@@ -280,8 +456,12 @@ def measure_bands(
     seeds = list(seeds)
     if reference_seed not in seeds:
         raise ValueError(f"reference seed {reference_seed} is not among the seeds {seeds}.")
+    kernels = [k for k in kernels if k != NATIVE_KERNELS]
+    if kernels and run_kernel is None:
+        raise ValueError("kernel configurations were named but no run_kernel was given.")
     runs = {seed: run_seed(seed) for seed in seeds}
-    return merge_measured(specs, list(runs.values()), runs[reference_seed], len(seeds))
+    kernel_runs = {name: run_kernel(name) for name in kernels} if run_kernel else {}
+    return merge_measured(specs, list(runs.values()), runs[reference_seed], len(seeds), kernel_runs)
 
 
 def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -> dict:
@@ -316,6 +496,26 @@ def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -
                     "reason": "placeholder: not yet measured over seeds (run the bands tool)",
                 }
     return updated
+
+
+def describe_band(spec: dict) -> str:
+    """A short human reading of a spec's check: ``± 0.006 (stochastic)``, ``≤ 0.05 (property)``."""
+    kind = spec.get("kind", "deterministic")
+    parts = []
+    if "relative_to" in spec:
+        parts.append(f"within {_fmt_num(_relative_tol(spec))} of {spec['relative_to']}")
+    elif _is_number(spec.get("value")):
+        tolerance = _tolerance(spec, float(spec["value"]))
+        parts.append("exact" if tolerance == 0 else f"± {_fmt_num(tolerance)}")
+    if "min" in spec:
+        parts.append(f"≥ {_fmt_num(spec['min'])}")
+    if "max" in spec:
+        parts.append(f"≤ {_fmt_num(spec['max'])}")
+    return f"{', '.join(parts) or 'matches'} ({kind})"
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.2g}" if x and abs(x) < 1e-3 else f"{x:.3g}"
 
 
 def read_expected(path: Path) -> dict:

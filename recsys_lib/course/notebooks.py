@@ -44,6 +44,7 @@ from recsys_lib.course.bands import (  # noqa: F401  (re-exported: the harness's
     update_expected,
     validate_expected,
 )
+from recsys_lib.course.kernels import NATIVE, config_names, kernel_switches
 from recsys_lib.runtime import project_home, temporary_environ
 
 RECORD_MIME = "application/vnd.recsys-record+json"
@@ -194,12 +195,40 @@ def failing_cell(notebook_path: Path) -> str | None:
     return f"cell {index}" + (f" (In [{count}])" if count else "")
 
 
+def _kernel_manager_with_env(extra: dict[str, str | None]) -> type:
+    """A jupyter kernel manager whose kernels start with ``extra`` applied to their environment
+    (a ``None`` value removes the variable).
+
+    Passing the switches to the kernel process itself (not through ``os.environ``) lets runs
+    under different kernel configurations share one process and its threads.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _EnvKernelManager(AsyncKernelManager):
+        async def _async_pre_start_kernel(self, **kw):  # type: ignore[no-untyped-def]
+            env = {**os.environ, **kw.get("env", {})}
+            for key, value in extra.items():
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
+            kw["env"] = env
+            return await super()._async_pre_start_kernel(**kw)
+
+    return _EnvKernelManager
+
+
 def _execute(
-    notebook: Path, output: Path, params: dict, cell_timeout: float | None
+    notebook: Path,
+    output: Path,
+    params: dict,
+    cell_timeout: float | None,
+    kernel_env: dict[str, str | None] | None = None,
 ) -> tuple[str | None, bool]:
     """papermill into ``output``; returns (error text or None, interrupted)."""
     import papermill as pm
 
+    extra = {"kernel_manager_class": _kernel_manager_with_env(kernel_env)} if kernel_env else {}
     try:
         pm.execute_notebook(
             str(notebook),
@@ -209,6 +238,7 @@ def _execute(
             cwd=str(notebook.parent),
             progress_bar=False,
             execution_timeout=cell_timeout,
+            **extra,
         )
     except pm.PapermillExecutionError as err:
         return f"{err.ename}: {err.evalue}".strip(), False
@@ -227,14 +257,18 @@ def execute_notebook(
     smoke: bool,
     parameters: dict | None = None,
     cell_timeout: float | None = None,
+    kernels: str | None = None,
 ) -> RunResult:
     """Run one notebook with papermill; return its metrics or the failing cell and error.
 
     The executed notebook is written to a hidden temporary file and renamed onto ``output``
     only once complete (a killed run never leaves a half-written ``output``); a notebook that
     failed is kept too, so its traceback can be read. ``cell_timeout`` (seconds per cell)
-    defaults to :data:`SMOKE_CELL_TIMEOUT` or :data:`FULL_CELL_TIMEOUT`.
+    defaults to :data:`SMOKE_CELL_TIMEOUT` or :data:`FULL_CELL_TIMEOUT`. ``kernels`` names a
+    kernel-variation configuration (:mod:`recsys_lib.course.kernels`) the kernel starts under
+    (``None``: whatever this process's environment says).
     """
+    kernel_env = None if kernels is None else kernel_switches(kernels)
     notebook, output = Path(notebook), Path(output)
     if cell_timeout is None:
         cell_timeout = SMOKE_CELL_TIMEOUT if smoke else FULL_CELL_TIMEOUT
@@ -243,7 +277,7 @@ def execute_notebook(
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}-{time.time_ns()}.ipynb")
     start = time.perf_counter()
     with kernel_environment():
-        error, interrupted = _execute(notebook, partial, params, cell_timeout)
+        error, interrupted = _execute(notebook, partial, params, cell_timeout, kernel_env)
     seconds = time.perf_counter() - start
     cell = failing_cell(partial) if error else None
     metrics: dict = {}
@@ -265,6 +299,7 @@ def run_all(
     build_dir: Path | None = None,
     parameters: dict | None = None,
     cell_timeout: float | None = None,
+    kernels: str | None = None,
 ) -> list[RunResult]:
     """Execute the course; write executed notebooks, metrics.json and summary.md.
 
@@ -288,6 +323,7 @@ def run_all(
                 smoke=smoke,
                 parameters=parameters,
                 cell_timeout=cell_timeout,
+                kernels=kernels,
             )
             results.append(result)
             if result.interrupted:
@@ -297,11 +333,13 @@ def run_all(
             RunResult("(runner)", 0.0, {}, "interrupted (KeyboardInterrupt)", None, True)
         )
     finally:
-        write_summary(results, out_dir, smoke=smoke)
+        write_summary(results, out_dir, smoke=smoke, kernels=kernels)
     return results
 
 
-def write_summary(results: list[RunResult], build_dir: Path, *, smoke: bool) -> None:
+def write_summary(
+    results: list[RunResult], build_dir: Path, *, smoke: bool, kernels: str | None = None
+) -> None:
     """Merge this run's metrics into build/metrics.json and write build/summary.md (atomically)."""
     build_dir = Path(build_dir)
     metrics_path = build_dir / "metrics.json"
@@ -314,7 +352,8 @@ def write_summary(results: list[RunResult], build_dir: Path, *, smoke: bool) -> 
             merged[result.notebook] = result.metrics
     atomic_write_text(metrics_path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     lines = [
-        f"# Run summary ({'smoke' if smoke else 'full'} mode)",
+        f"# Run summary ({'smoke' if smoke else 'full'} mode, kernels: "
+        f"{kernels or os.environ.get('RECSYS_KERNELS', NATIVE)})",
         "",
         "| notebook | status | wall time (s) | metrics recorded |",
         "|---|---|---:|---:|",
@@ -327,17 +366,25 @@ def write_summary(results: list[RunResult], build_dir: Path, *, smoke: bool) -> 
 
 
 def notebook_seed_runner(
-    notebook: Path, *, work_dir: Path, cell_timeout: float | None = None
-) -> Callable[[int], dict]:
-    """A ``seed -> metrics`` function running ``notebook`` in smoke mode (for the bands tool)."""
+    notebook: Path, *, work_dir: Path, cell_timeout: float | None = None, smoke: bool = True
+) -> Callable[..., dict]:
+    """A ``(seed, kernels="native") -> metrics`` function running ``notebook`` (smoke mode
+    unless ``smoke=False``)."""
 
-    def run_seed(seed: int) -> dict:
-        output = Path(work_dir) / f"seed{seed}" / notebook.name
+    def run_seed(seed: int, kernels: str = NATIVE) -> dict:
+        output = Path(work_dir) / f"seed{seed}-{kernels}" / notebook.name
         result = execute_notebook(
-            notebook, output, smoke=True, parameters={"SEED": seed}, cell_timeout=cell_timeout
+            notebook,
+            output,
+            smoke=smoke,
+            parameters={"SEED": seed},
+            cell_timeout=cell_timeout,
+            kernels=kernels,
         )
         if result.error:
-            raise RuntimeError(f"{notebook.stem} with SEED={seed} failed in {result.error}")
+            raise RuntimeError(
+                f"{notebook.stem} with SEED={seed} under kernels {kernels} failed in {result.error}"
+            )
         return result.metrics
 
     return run_seed
@@ -350,27 +397,49 @@ def measure_notebook_bands(
     seeds: int = 20,
     reference_seed: int = 42,
     jobs: int = 1,
+    kernels: list[str] | None = None,
+    smoke: bool = True,
+    reference_metrics: dict | None = None,
 ) -> dict:
-    """Run ``notebook``'s smoke over ``seeds`` seeds and rewrite its expected file's bands."""
+    """Run ``notebook``'s smoke over ``seeds`` seeds (native kernels) and its reference seed
+    under each of ``kernels``; rewrite its expected file's bands from what moved.
+
+    ``seeds=1`` re-measures the kernel spread only and keeps the stored seed spreads.
+    ``smoke=False`` measures full runs (the full-run tier, ``tests/expected/full/``);
+    ``reference_metrics`` (e.g. from ``build/metrics.json`` of a finished ``make run``) stands
+    in for the native run of the reference seed, so it is not run again.
+    """
     from tqdm.auto import tqdm
 
-    if seeds < 2:
-        raise ValueError(f"--seeds must be at least 2 to measure a spread, got {seeds}.")
+    kernels = [k for k in (kernels or []) if k != NATIVE]
+    if seeds < 1 or (seeds == 1 and not kernels):
+        raise ValueError(
+            f"--seeds must be at least 2 to measure a spread (or 1 with --kernels), got {seeds}."
+        )
     expected = read_expected(expected_path) if expected_path.exists() else {notebook.stem: {}}
-    seed_list = list(range(reference_seed, reference_seed + seeds))
+    jobs_list = [(seed, NATIVE) for seed in range(reference_seed, reference_seed + seeds)]
+    jobs_list += [(reference_seed, name) for name in kernels]
+    known = {(reference_seed, NATIVE): reference_metrics} if reference_metrics else {}
+    todo = [job for job in jobs_list if job not in known]
     with tempfile.TemporaryDirectory(prefix="bands-") as work, kernel_environment():
-        run_seed = notebook_seed_runner(notebook, work_dir=Path(work))
+        run_seed = notebook_seed_runner(notebook, work_dir=Path(work), smoke=smoke)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            runs = dict(
-                zip(
-                    seed_list,
-                    tqdm(pool.map(run_seed, seed_list), total=seeds, desc=notebook.stem),
-                    strict=True,
+            results = list(
+                tqdm(
+                    pool.map(lambda job: run_seed(*job), todo),
+                    total=len(todo),
+                    desc=notebook.stem,
                 )
             )
-    # the runs already happened in parallel above: merge them directly
+    runs = {**known, **dict(zip(todo, results, strict=True))}
+    seed_runs = [m for (_, k), m in runs.items() if k == NATIVE]
+    kernel_runs = {k: m for (_, k), m in runs.items() if k != NATIVE}
     expected[notebook.stem] = merge_measured(
-        expected.get(notebook.stem, {}), list(runs.values()), runs[reference_seed], seeds
+        expected.get(notebook.stem, {}),
+        seed_runs,
+        runs[(reference_seed, NATIVE)],
+        seeds,
+        kernel_runs,
     )
     atomic_write_text(expected_path, json.dumps(expected, indent=2) + "\n")
     return expected
@@ -386,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", help="run notebooks whose name contains this pattern")
     run.add_argument("--build-dir", type=Path, default=None, help="default: build/ in the home")
     run.add_argument("--dataset", help="DATASET parameter: movielens-100k or your data's path")
+    run.add_argument("--kernels", default=None,
+                     help="kernel-variation configuration the kernels start under "
+                     "(python -m recsys_lib.course.kernels list); default: this environment's")  # fmt: skip
     run.add_argument("--cell-timeout", type=float, default=None,
                      help=f"seconds per cell (default {FULL_CELL_TIMEOUT} full, "
                      f"{SMOKE_CELL_TIMEOUT} smoke)")  # fmt: skip
@@ -395,13 +467,27 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--update", action="store_true", help="rewrite stored values")
     validate = sub.add_parser("validate", help="check that every band has a kind and a reason")
     validate.add_argument("expected", nargs="+", type=Path)
+    validate.add_argument("--no-kernels", action="store_true",
+                          help="do not require a kernel-variation measurement of value bands")  # fmt: skip
     bands = sub.add_parser("bands", help="measure a notebook's smoke metrics over seeds")
     bands.add_argument("notebook", help="a notebook path or a pattern of its name")
     bands.add_argument("--seeds", type=int, default=20)
     bands.add_argument("--reference-seed", type=int, default=42)
     bands.add_argument("--jobs", type=int, default=1, help="notebooks run at once")
+    bands.add_argument("--kernels", default=NATIVE,
+                       help="kernel configurations to measure the reference seed under: 'all' or "
+                       "names separated by commas (native alone: seeds only)")  # fmt: skip
     bands.add_argument("--expected", type=Path, default=None,
-                       help="default: tests/expected/<stem>.json in the home")  # fmt: skip
+                       help="default: tests/expected/<stem>.json in the home "
+                       "(tests/expected/full/<stem>.json with --full)")  # fmt: skip
+    bands.add_argument(
+        "--full",
+        action="store_true",
+        help="measure full runs (the full-run tier) instead of smoke runs",
+    )
+    bands.add_argument("--reference-metrics", type=Path, default=None,
+                       help="a metrics.json whose values stand in for the native reference run "
+                       "(e.g. build/metrics.json after make run)")  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -409,8 +495,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset:  # a path is made absolute: the kernels do not run in this folder
             own = args.dataset != "movielens-100k"
             params = {"DATASET": str(Path(args.dataset).resolve()) if own else args.dataset}
+        if args.kernels:
+            config_names(args.kernels)  # an unknown name fails before anything runs
         results = run_all(smoke=args.smoke, only=args.only, build_dir=args.build_dir,
-                          parameters=params, cell_timeout=args.cell_timeout)  # fmt: skip
+                          parameters=params, cell_timeout=args.cell_timeout,
+                          kernels=args.kernels)  # fmt: skip
         for r in results:
             if r.error:
                 print(f"FAILED: {r.notebook} ({r.error})", file=sys.stderr)
@@ -425,14 +514,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.notebook!r} matches {len(matches)} notebooks; name one.", file=sys.stderr)
             return 2
         notebook = matches[0]
-        path = args.expected or project_home() / "tests" / "expected" / f"{notebook.stem}.json"
+        folder = project_home() / "tests" / "expected" / ("full" if args.full else "")
+        path = args.expected or folder / f"{notebook.stem}.json"
+        reference = None
+        if args.reference_metrics:
+            reference = json.loads(args.reference_metrics.read_text()).get(notebook.stem)
+            if not reference:
+                print(f"{args.reference_metrics} holds no metrics of {notebook.stem}.",
+                      file=sys.stderr)  # fmt: skip
+                return 2
         measure_notebook_bands(notebook, path, seeds=args.seeds,
-                               reference_seed=args.reference_seed, jobs=args.jobs)  # fmt: skip
+                               reference_seed=args.reference_seed, jobs=args.jobs,
+                               kernels=config_names(args.kernels), smoke=not args.full,
+                               reference_metrics=reference)  # fmt: skip
         print(f"updated {path}")
         return 0
 
     if args.command == "validate":
-        problems = [p for path in args.expected for p in validate_expected(read_expected(path))]
+        problems = [
+            p
+            for path in args.expected
+            for p in validate_expected(read_expected(path), require_kernels=not args.no_kernels)
+        ]
         print("\n".join(problems) if problems else "every band has a kind, a check and a reason")
         return 1 if problems else 0
 

@@ -43,15 +43,14 @@ if TYPE_CHECKING:
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
 
-#: Metric names shown in the README besides every "*ndcg@10*" metric (any notebook).
-# The README's headline table: per notebook, the few metrics a reader should see first.
+# The README's headline table: per notebook, the few metrics a reader should see first. Each
+# has a full-run band in tests/expected/full/ (a test checks it); timings are never headlines
+# here (they are recorded in build/summary.md and the README's timing table).
 HEADLINE: dict[str, tuple[str, ...]] = {
     "00_data_and_evaluation": ("popularity_ndcg@10", "random_ndcg@10"),
     "00_quickstart": ("hybrid_ndcg@10",),
     "02_bert_embeddings": ("text (description cosine)_ndcg@10", "genre_purity_mean_pooling"),
-    "03_matrix_factorization": (
-        "als_ndcg@10", "ease_ndcg@10", "puresvd_ndcg@10", "bpr_ndcg@10", "als_fit_s",
-    ),
+    "03_matrix_factorization": ("als_ndcg@10", "ease_ndcg@10", "puresvd_ndcg@10", "bpr_ndcg@10"),
     "04_similarity_and_hybrid": (
         "hybrid_ndcg@10", "hybrid_lift", "grid_blend_ndcg@10", "cold_recall_vs_random",
     ),
@@ -63,8 +62,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "ab_truth_revenue_lift", "ab_truth_ctr_change", "ab_revenue_p_value",
     ),
     "09_production_and_responsibility": (
-        "int8_speedup", "int8_mean_cosine", "serving_p99_ms", "http_c8_p99_ms",
-        "http_c32_requests_per_second", "unique_share_all_fields", "dp_ndcg@10_eps1",
+        "int8_mean_cosine", "unique_share_all_fields", "dp_ndcg@10_eps1",
     ),
     "10_scaling_out_with_spark": ("implicit_ndcg@10", "spark_ndcg@10", "distributed_metric_max_abs_diff"),
 }  # fmt: skip
@@ -363,14 +361,40 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def results_table(metrics: dict, headline: dict[str, tuple[str, ...]] | None = None) -> str:
-    """The headline metrics as a Markdown table (chapter | metric | value)."""
+def results_table(
+    metrics: dict,
+    headline: dict[str, tuple[str, ...]] | None = None,
+    full_bands: dict | None = None,
+) -> str:
+    """The headline metrics as a Markdown table (chapter | metric | value | full-run band).
+
+    ``full_bands`` maps notebook -> metric -> spec (tests/expected/full/); a metric without a
+    band shows "none".
+    """
+    from recsys_lib.course.bands import describe_band
+
     rows = headline_metrics(metrics, headline)
-    lines = ["| chapter | metric | value |", "|---|---|---:|"]
-    lines += [f"| {nb} | {name} | {_fmt(value)} |" for nb, name, value in rows]
+    full_bands = full_bands or {}
+    lines = ["| chapter | metric | value | full-run band |", "|---|---|---:|---|"]
+    for nb, name, value in rows:
+        spec = full_bands.get(nb, {}).get(name)
+        band = describe_band(spec) if spec else "none"
+        lines.append(f"| {nb} | {name} | {_fmt(value)} | {band} |")
     if not rows:
-        lines.append("| (no headline metrics recorded yet) | | |")
+        lines.append("| (no headline metrics recorded yet) | | | |")
     return "\n".join(lines)
+
+
+def read_full_bands(folder: str | os.PathLike | None = None) -> dict:
+    """Every full-run band in ``folder`` (default: tests/expected/full/ in the project home)."""
+    from recsys_lib.course.bands import read_expected
+    from recsys_lib.runtime import project_home
+
+    folder = Path(folder) if folder else project_home() / "tests" / "expected" / "full"
+    merged: dict = {}
+    for path in sorted(folder.glob("*.json")):
+        merged.update(read_expected(path))
+    return merged
 
 
 def replace_block(text: str, block: str, start: str = START_MARKER, end: str = END_MARKER) -> str:
@@ -397,7 +421,7 @@ def update_readme(metrics_path: str | os.PathLike, readme_path: str | os.PathLik
         raise FileNotFoundError(f"{readme_path} not found.")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     text = readme_path.read_text(encoding="utf-8")
-    new = replace_block(text, results_table(metrics))
+    new = replace_block(text, results_table(metrics, full_bands=read_full_bands()))
     tmp = readme_path.with_name(f".{readme_path.name}.tmp{os.getpid()}")
     tmp.write_text(new, encoding="utf-8")
     os.replace(tmp, readme_path)

@@ -38,8 +38,16 @@ DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728
 #: dequantised copies live next to the embedding cache (``data/llm`` of a checkout)
 
 
+#: Environment variable that moves the dequantised-model cache on its own.
+LLM_CACHE_ENV = "RECSYS_LLM_CACHE"
+
+
 def default_llm_cache_dir() -> Path:
-    """``data/llm`` beside the embedding cache (the project home, never the package)."""
+    """``$RECSYS_LLM_CACHE``, else ``data/llm`` beside the embedding cache (the project home,
+    never the package)."""
+    env = os.environ.get(LLM_CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
     return default_embedding_cache_dir().parent / "llm"
 
 
