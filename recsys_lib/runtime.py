@@ -76,6 +76,8 @@ SETTINGS: dict[str, str] = {
     "RECSYS_TORCH_THREADS": "torch's thread count, overriding each chapter's (kernel variation)",
     "RECSYS_QUANTIZED_ENGINE": "torch's int8 engine: x86, fbgemm, qnnpack or onednn (kernel "
     "variation)",
+    "RECSYS_ARTEFACT_KEY": "the secret that signs saved serving artefacts and verifies them on "
+    "load (HMAC-SHA256; unset: artefacts are unsigned)",
 }
 
 

@@ -13,6 +13,7 @@ from recsys_lib.business.abtest import (
     guardrail_check,
     minimum_detectable_effect,
     noninferiority_test,
+    round_up_sample_size,
     sample_size_means,
     sample_size_proportions,
     simulate_peeking,
@@ -166,5 +167,33 @@ def test_round_up_sample_size_grid():
     assert round_up_sample_size(2001, grid=(1, 2, 5)) == 5000
     with pytest.raises(ValueError, match="grid"):
         round_up_sample_size(10, grid=(2, 5))
-    with pytest.raises(ValueError, match="n=0"):
+    with pytest.raises(ValueError, match="n must be a finite number >= 1, got 0"):
         round_up_sample_size(0)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda: minimum_detectable_effect(-1.0, 100), "sd must be a finite number > 0, got -1.0"),
+        (lambda: minimum_detectable_effect(float("nan"), 100), "sd must be a finite number > 0"),
+        (lambda: minimum_detectable_effect(float("inf"), 100), "sd must be a finite number > 0"),
+        (lambda: minimum_detectable_effect(1.0, 2.5), "n_per_arm must be an integer >= 2"),
+        (lambda: sample_size_means(float("nan"), 1.0), "sd must be a finite number > 0"),
+        (lambda: sample_size_means(1.0, float("nan")), "mde must be a finite non-zero number"),
+        (lambda: sample_size_means(-2.0, 1.0), "sd must be a finite number > 0"),
+        (lambda: two_proportion_ztest(1.5, 10, 2, 10), "x_a must be an integer >= 0"),
+        (lambda: two_proportion_ztest(1, 10, 2, 0), "n_b must be an integer >= 1"),
+        (lambda: round_up_sample_size(float("inf")), "n must be a finite number >= 1"),
+        (lambda: simulate_peeking(n_experiments=0), "n_experiments must be an integer >= 1"),
+        (lambda: simulate_peeking(p=1.5), "p must be a finite number between 0 and 1"),
+        (lambda: sample_size_means(1.0, 1.0, alpha=True), "alpha and power must be numbers"),
+    ],
+)
+def test_impossible_statistics_inputs_are_refused(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+def test_minimum_detectable_effect_hand_computed():
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert minimum_detectable_effect(2.0, 50) == pytest.approx(z * 2.0 * math.sqrt(2 / 50))

@@ -416,3 +416,57 @@ def test_cached_variant_keys_the_cache_by_the_variants_weights(tiny):
     np.testing.assert_array_equal(tiny.encode(texts, show_progress=False), fp32)
     with pytest.raises(TypeError, match="cache key"):
         quantize.cached_variant(object())
+
+
+# ------------------------------------------------------------------ each entry verifies its row
+def _two_texts(tmp_path):
+    cache = EmbeddingCache(tmp_path, {"k": 2}, dim=3)
+    vectors = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+    cache.put(["ha", "hb"], vectors)
+    return cache, vectors, json.loads(cache.index_path.read_text())
+
+
+def _write(cache, index):
+    cache.index_path.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("swap", ["rows", "whole entries"])
+def test_swapped_index_rows_never_return_another_texts_vector(tmp_path, swap):
+    cache, vectors, index = _two_texts(tmp_path)
+    a, b = index["texts"]["ha"], index["texts"]["hb"]
+    if swap == "rows":  # the rows only: checksums stay with their texts
+        a[1], b[1] = b[1], a[1]
+    else:  # the whole entries (row and checksum) trade places
+        index["texts"]["ha"], index["texts"]["hb"] = b, a
+    _write(cache, index)
+    with pytest.warns(UserWarning, match="2 embedding cache entries"):
+        assert cache.get(["ha", "hb"]) == {}  # nothing wrong returned: both are re-encoded
+    assert json.loads(cache.index_path.read_text())["texts"] == {}  # the bad entries are gone
+    cache.put(["ha", "hb"], vectors)  # rebuilt
+    got = cache.get(["ha", "hb"])
+    np.testing.assert_array_equal(got["ha"], vectors[0])
+    np.testing.assert_array_equal(got["hb"], vectors[1])
+
+
+@pytest.mark.parametrize("entry", [["S", 7, "C"], ["S", -1, "C"], ["S", "0", "C"], ["S", 0],
+                                   ["S", True, "C"], "garbage", ["S", 0, "0" * 32]])  # fmt: skip
+def test_malformed_or_out_of_range_entries_are_rebuilt_not_crashed_on(tmp_path, entry):
+    cache, vectors, index = _two_texts(tmp_path)
+    shard, _, check = index["texts"]["ha"]
+    entry = [shard if e == "S" else check if e == "C" else e for e in entry] if isinstance(
+        entry, list) else entry  # fmt: skip
+    index["texts"]["ha"] = entry
+    _write(cache, index)
+    with pytest.warns(UserWarning, match="1 embedding cache entry"):
+        got = cache.get(["ha", "hb"])
+    assert set(got) == {"hb"}
+    np.testing.assert_array_equal(got["hb"], vectors[1])
+
+
+def test_entry_checksum_ties_the_row_to_its_text():
+    from recsys_lib.text.embeddings import entry_checksum
+
+    v = np.array([0.5, 0.25], np.float32)
+    assert entry_checksum("ha", v) == entry_checksum("ha", v.astype(np.float64))
+    assert entry_checksum("ha", v) != entry_checksum("hb", v)
+    assert entry_checksum("ha", v) != entry_checksum("ha", v + 1e-7)

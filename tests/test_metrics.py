@@ -65,7 +65,7 @@ def test_perfect_ranking_scores_one():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same users"):
         m.ndcg_at_k(RECOMMENDED, relevant({}, n_users=2), k=3)
-    with pytest.raises(ValueError, match="n_items"):
+    with pytest.raises(ValueError, match=r"columns must be in \[0, 12\)"):
         m.ndcg_at_k(np.array([[50]]), relevant({}, n_users=1), k=1)
 
 
@@ -220,8 +220,102 @@ def test_bootstrap_rows_is_seeded_chunked_and_checked():
     again = np.vstack([rows for _, rows in m.bootstrap_rows(5, 7, seed=3, chunk=3)])
     assert np.array_equal(np.vstack([rows for _, rows in chunks]), again)
     assert ((again >= 0) & (again < 5)).all()
-    with pytest.raises(ValueError, match="n_rows >= 1"):
+    with pytest.raises(ValueError, match="n_rows must be an integer >= 1"):
         next(m.bootstrap_rows(0, 5))
+
+
+# ------------------------------------------------------------------ malformed input is refused
+@pytest.mark.parametrize("fn", list(m.RANKING_METRICS.values()) + [m.ranking_report])
+def test_a_list_that_repeats_an_item_is_refused(fn):
+    # unchecked, user 0's one relevant item counted twice: nDCG@3 = (1 + 1/log2(3)) / 1 > 1
+    repeated = np.array([[1, 1, 2], [3, 4, -1], [5, 6, 7]])
+    with pytest.raises(ValueError, match="item column 1 more than once for user row 0"):
+        fn(repeated, relevant({0: [1]}), k=3)
+
+
+@pytest.mark.parametrize(
+    ("recommended", "k", "pattern"),
+    [
+        (RECOMMENDED, 0, "k must be an integer >= 1"),
+        (RECOMMENDED, 2.0, "k must be an integer >= 1"),
+        (RECOMMENDED, 5, "3 column\\(s\\) but k=5"),  # 3-item lists scored @5: refused
+        (RECOMMENDED[0], 3, "must be 2-D"),
+        (RECOMMENDED.astype(float) + 0.5, 3, "whole numbers"),
+        (np.array([[0, -2, 1]]), 3, "item column -2"),
+        (np.array([[0.0, np.nan, 1]]), 3, "whole numbers"),
+    ],
+)
+def test_malformed_lists_and_k_are_refused(recommended, k, pattern):
+    rel = relevant({0: [0]}, n_users=len(np.atleast_2d(recommended)))
+    with pytest.raises(ValueError, match=pattern):
+        m.ndcg_at_k(recommended, rel, k=k)
+
+
+def test_k_above_the_catalogue_size_scores_the_whole_catalogue():
+    # 3 items, every one ranked: @10 is the list itself; precision still divides by k
+    rel = relevant({0: [2]}, n_users=1, n_items=3)
+    everything = np.array([[0, 1, 2]])
+    assert m.ndcg_at_k(everything, rel, k=10) == pytest.approx(1 / np.log2(4))
+    assert m.precision_at_k(everything, rel, k=10) == pytest.approx(1 / 10)
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "pattern"),
+    [
+        ([1, 0, 1, 0], [0.9, np.nan, 0.2, 0.1], "scores must hold only values that are finite"),
+        ([1, 0, 1, 0], [0.9, np.inf, 0.2, 0.1], "scores must hold only values that are finite"),
+        ([1, 0, 1], [0.9, 0.1, 0.2, 0.3], r"labels \(3,\), scores \(4,\)"),
+        ([1, 0, 2, 0], [0.9, 0.1, 0.2, 0.3], "labels must hold only values"),
+        ([1, 0, 0.5, 0], [0.9, 0.1, 0.2, 0.3], "labels must be 0/1"),
+        ([[1, 0]], [[0.9, 0.1]], "labels must be 1-D"),
+    ],
+)
+def test_roc_auc_refuses_what_it_cannot_rank(labels, scores, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        m.roc_auc(labels, scores)
+
+
+def test_roc_auc_hand_computed():
+    # positives 0.8, 0.4; negatives 0.5, 0.4: pairs (0.8>0.5)=1, (0.8>0.4)=1, (0.4<0.5)=0,
+    # (0.4=0.4)=1/2 -> 2.5 / 4
+    assert m.roc_auc([1, 0, 1, 0], [0.8, 0.5, 0.4, 0.4]) == pytest.approx(0.625)
+
+
+@pytest.mark.parametrize(
+    ("labels", "probs", "kwargs", "pattern"),
+    [
+        ([1, 0, 1, 0], [0.5], {}, r"labels \(4,\), probs \(1,\)"),  # was broadcast
+        ([1, 0], [0.5, np.nan], {}, "probs must hold only values"),
+        ([1, 0], [1.5, 0.5], {}, "probs must hold only values"),
+        ([1, 0], [0.5, -0.1], {}, "probs must hold only values"),
+        ([1, 0], [0.5, 0.5], {"eps": 0.0}, "eps must be"),
+        ([], [], {}, "empty"),
+    ],
+)
+def test_log_loss_refuses_mismatched_or_impossible_probabilities(labels, probs, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        m.log_loss(labels, probs, **kwargs)
+
+
+def test_log_loss_hand_computed():
+    expected = -(np.log(0.8) + np.log(1 - 0.3)) / 2
+    assert m.log_loss([1, 0], [0.8, 0.3]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda: m.novelty(np.array([[0, 5]]), np.array([0.5, 0.1])), "recommended must hold"),
+        (lambda: m.catalogue_coverage(np.array([[0, 9]]), 3), "recommended must hold"),
+        (lambda: m.catalogue_coverage(np.array([[0, 1]]), 0), "n_items must be an integer >= 1"),
+        (lambda: m.intra_list_diversity(np.array([[0, 1]]), np.array([[1.0, np.nan], [0, 1]])),
+         "item_vectors must hold only values that are finite"),
+        (lambda: m.intra_list_diversity(np.array([[0, 4]]), np.eye(2)), "recommended must hold"),
+    ],
+)  # fmt: skip
+def test_beyond_accuracy_metrics_refuse_out_of_range_items(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
 
 
 def test_topk_overlap_by_hand():
@@ -235,3 +329,12 @@ def test_topk_overlap_by_hand():
         topk_overlap(a, b[:, :2])
     with pytest.raises(ValueError, match="no users"):
         topk_overlap(a[:0], b[:0])
+
+
+def test_topk_overlap_refuses_repeats_and_ignores_padding():
+    from recsys_lib.evaluation.metrics import topk_overlap
+
+    with pytest.raises(ValueError, match="recommended_b lists item column 3 more than once"):
+        topk_overlap(np.array([[1, 2, 3]]), np.array([[3, 3, 3]]))  # was 1/3 "shared"
+    padded = np.array([[1, -1, -1]])
+    assert topk_overlap(padded, padded) == pytest.approx(1 / 3)  # -1 is not a shared item

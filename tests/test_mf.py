@@ -162,7 +162,7 @@ def test_als_gpu_path_matches_cpu_quality():
         (lambda: BPR(learning_rate=0.0), "learning_rate must be a finite number > 0, got 0.0"),
         (lambda: BPR(regularization=-0.01), "regularization must be a finite number >= 0"),
         (lambda: EASE(regularization=-5.0), "EASE: regularization must be a finite number >= 0"),
-        (lambda: EASE(memory_fraction=0.0), "memory_fraction must be in"),
+        (lambda: EASE(memory_fraction=0.0), "memory_fraction must be a finite number in (0, 1]"),
         (lambda: PureSVD(factors=0), "PureSVD: factors must be an integer >= 1, got 0"),
     ],
 )

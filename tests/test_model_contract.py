@@ -12,6 +12,7 @@ must survive a save/load round trip through the serving artefact.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from pathlib import Path
 
@@ -391,7 +392,7 @@ def test_recommender_k_bounds_and_unknown_ids(served, train):
 
     _, rec = served
     for bad in (0, -3, train.shape[1] + 1):
-        with pytest.raises(ValueError, match="k must be between 1 and"):
+        with pytest.raises(ValueError, match="k must be an integer between 1 and"):
             rec.recommend(100, k=bad)
     with pytest.raises(TypeError, match="k must be an integer"):
         rec.recommend(100, k=2.0)
@@ -400,3 +401,88 @@ def test_recommender_k_bounds_and_unknown_ids(served, train):
     with pytest.raises(UnknownIdError, match="item id 3 not in the training catalogue"):
         rec.similar_items(3)
     assert np.array_equal(rec.recommend(101, k=3), rec.recommend(101, k=3))
+
+
+# ------------------------------------------------------------------ parameter validation
+def _valid_arguments(cls, train):
+    """The smallest valid constructor arguments of each model class (required ones only)."""
+    from recsys_lib.models.base import Popularity
+
+    pop = Popularity()
+    return {
+        "FactorModel": dict(zip(("user_factors", "item_factors"), _factors(train), strict=True)),
+        "RandomTieBreak": {"base": pop},
+        "HybridModel": {"components": {"pop": pop}, "weights": {"pop": 1.0}},
+        "LearnedBlend": {"components": {"pop": pop}},
+        "TextToFactors": {"base": pop, "item_text": np.zeros((train.shape[1], 2))},
+        "DPPopularity": {"epsilon": 1.0},
+    }.get(cls.__name__, {})
+
+
+def _declared(cls):
+    """Every parameter constraint declared on the class's constructors (its own and bases')."""
+    out = {}
+    for klass in reversed(cls.__mro__):
+        out.update(getattr(klass.__dict__.get("__init__"), "parameter_constraints", {}))
+    accepted = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        return out  # forwarded to the base constructor
+    return {name: spec for name, spec in out.items() if name in accepted}
+
+
+DECLARED = [
+    (name, param)
+    for name in FACTORY_NAMES
+    for param in (
+        _declared({c.__name__: c for c in _factories()}[name]) or {"<no parameters>": None}
+    )
+]
+
+
+def test_every_model_with_constructor_parameters_declares_them():
+    for cls in _factories():
+        own = []
+        for klass in cls.__mro__:  # the constructor, and its base's where it forwards **kwargs
+            if "__init__" not in klass.__dict__:
+                continue
+            params = inspect.signature(klass.__dict__["__init__"]).parameters
+            own += [n for n, p in params.items() if n != "self" and p.kind != p.VAR_KEYWORD]
+            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                break
+        missing = set(own) - set(_declared(cls))
+        assert not missing, f"{cls.__name__} declares no constraint for {sorted(missing)}"
+
+
+@pytest.mark.parametrize(("name", "param"), DECLARED)
+def test_an_invalid_value_of_each_declared_parameter_is_named(name, param, train):
+    from recsys_lib.validation import InvalidParameterError, invalid_example
+
+    cls = {c.__name__: c for c in _factories()}[name]
+    if param == "<no parameters>":
+        cls()  # nothing to validate
+        return
+    arguments = _valid_arguments(cls, train)
+    cls(**arguments)  # the valid call works
+    bad = invalid_example(_declared(cls)[param])
+    with pytest.raises(InvalidParameterError, match=rf"\b{param} must be") as info:
+        cls(**{**arguments, param: bad})
+    assert cls.__name__ in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["Popularity", "ALS", "EASE", "PureSVD", "Transition"])
+def test_fit_refuses_an_empty_matrix(name):
+    import scipy.sparse as sp
+
+    from recsys_lib.data.interactions import Interactions
+    from recsys_lib.models.sequential import Sequences
+
+    cls = {c.__name__: c for c in _factories()}[name]
+    catalogue = Catalogue(np.arange(3), np.arange(4))
+    empty = Interactions(sp.csr_matrix((3, 4), dtype=np.float32), catalogue)
+    if name == "Transition":
+        empty = Sequences.from_frame(
+            pd.DataFrame({"user_id": [], "item_id": [], "timestamp": []}), catalogue
+        )
+    model = cls(factors=2) if name in ("ALS", "PureSVD") else cls()
+    with pytest.raises(ValueError, match="no interactions"):
+        model.fit(empty)

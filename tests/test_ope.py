@@ -77,7 +77,9 @@ def test_clipping_and_errors():
     r, t, mu, _ = _bandit(1_000, 2)
     clipped = ips_estimate(r, t, mu, clip=2.0)
     assert clipped.value <= ips_estimate(r, t, mu).value
-    with pytest.raises(ValueError, match="non-positive"):
+    with pytest.raises(
+        ValueError, match=r"logging_prob must hold only values that are finite and > 0 and <= 1"
+    ):
         ips_estimate(r, t, np.zeros_like(mu))
     with pytest.raises(ValueError, match="alpha"):
         snips_estimate(r, t, mu, alpha=1.5)
@@ -172,3 +174,37 @@ def test_position_bias_from_exploration():
     np.testing.assert_allclose(est, b, atol=0.02)
     with pytest.raises(ValueError, match="no clicks"):
         position_bias_from_exploration(clicks, np.array([False, False, True, False]))
+
+
+R, T, MU = np.array([1.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0]), np.array([0.5, 0.5, 0.25])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"logging_prob": np.array([0.5, -0.5, 0.25])}, "logging_prob must hold only values"),
+        ({"logging_prob": np.array([0.5, np.nan, 0.25])}, "logging_prob must hold only values"),
+        ({"logging_prob": np.array([0.5, 1.5, 0.25])}, "logging_prob must hold only values"),
+        ({"target_prob": np.array([1.0, -1.0, 1.0])}, "target_prob must hold only values"),
+        ({"target_prob": np.array([1.0, np.nan, 1.0])}, "target_prob must hold only values"),
+        ({"rewards": np.array([1.0, np.inf, 1.0])}, "rewards must hold only values"),
+        ({"clip": 0.0}, "clip must be"),
+        ({"clip": float("nan")}, "clip must be"),
+    ],
+)
+def test_ips_refuses_propensities_outside_0_1_and_non_finite_inputs(kwargs, pattern):
+    args = {"rewards": R, "target_prob": T, "logging_prob": MU, **kwargs}
+    for estimator in (ips_estimate, snips_estimate):
+        with pytest.raises(ValueError, match=pattern):
+            estimator(**args)
+
+
+def test_ips_hand_computed():
+    # weights 2, 0, 4; rewards 1, 0, 1 -> per-request 2, 0, 4, mean 2
+    assert ips_estimate(R, T, MU).value == pytest.approx(2.0)
+
+
+def test_effective_sample_size_refuses_negative_or_nan_weights():
+    for bad in ([1.0, -1.0], [1.0, np.nan]):
+        with pytest.raises(ValueError, match="weights must hold only values"):
+            effective_sample_size(np.array(bad))

@@ -313,3 +313,90 @@ def test_chapter_runs_end_to_end_on_generated_data(chapter, tmp_path, monkeypatc
     cells = json.loads((build / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
     shown = json.dumps([c.get("outputs", []) for c in cells])  # what the reader sees
     assert "Toy Story" not in shown and "Star Wars" not in shown  # it ran on our data
+
+
+# ------------------------------------------------------------------ ids, ratings, time units
+def _csv(tmp_path, text: str, name: str = "interactions.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_ids_are_kept_as_written_in_a_csv(tmp_path):
+    path = _csv(tmp_path, "user_id,item_id\n1,007\n1,7\n2,0007\n")
+    data = load_interactions(path)
+    assert sorted(data.ratings["item_id"]) == ["0007", "007", "7"]  # three items, not one
+    assert data.items["item_id"].nunique() == 3
+    assert data.ratings["user_id"].dtype.kind in "iu"  # plain integers stay integers
+    items = _csv(tmp_path, "item_id,title\n007,Bond\n7,Seven\n0007,Zeros\n", "items.csv")
+    titled = load_interactions(path, items=items)
+    assert dict(zip(titled.items["item_id"], titled.items["title"], strict=True)) == {
+        "007": "Bond", "7": "Seven", "0007": "Zeros"}  # fmt: skip
+
+
+def test_plain_integer_ids_stay_integers_and_side_tables_follow(tmp_path):
+    path = _csv(tmp_path, "user_id,item_id\n1,7\n2,8\n")
+    items = _csv(tmp_path, "item_id,title\n7,Seven\n8,Eight\n", "items.csv")
+    data = load_interactions(path, items=items)
+    assert data.items["item_id"].tolist() == [7, 8] and data.items["title"].tolist()[0] == "Seven"
+    bad_items = _csv(tmp_path, "item_id,title\n007,Seven\n", "bad.csv")
+    with pytest.raises(DataError, match="items column 'item_id' has 1 non-integer value"):
+        load_interactions(path, items=bad_items)
+
+
+def test_a_frame_mixing_int_and_text_ids_that_collide_is_refused():
+    frame = pd.DataFrame({"user_id": [1, 1], "item_id": pd.Series([7, "7"], dtype=object)})
+    with pytest.raises(DataError, match="holds both 7 and '7'"):
+        load_interactions(frame)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_ratings_are_refused_naming_the_row_and_column(bad):
+    frame = clicks().assign(stars=[5, 3, bad, 1])
+    with pytest.raises(DataError, match=r"rating column 'stars' has 1 infinite value\(s\), the "
+                                        r"first -?inf at row 2"):  # fmt: skip
+        load_interactions(frame, user_col="customer", item_col="sku", rating_col="stars")
+
+
+SECONDS = np.array([1_700_000_000, 1_700_086_400, 1_700_172_800, 1_700_259_200])
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1, "s"), (1_000, "ms"), (1_000_000, "us"),
+                                              (1_000_000_000, "ns")])  # fmt: skip
+def test_time_units_are_detected(scale, unit):
+    from recsys_lib.data.owndata import detect_time_unit
+
+    assert detect_time_unit(SECONDS * scale) == unit
+    data = load_interactions(clicks().assign(ts=SECONDS * scale), user_col="customer",
+                             item_col="sku", time_col="ts")  # fmt: skip
+    assert data.ratings["timestamp"].tolist() == SECONDS.tolist()
+
+
+def test_epoch_numbers_written_as_text_and_iso_strings_are_read(tmp_path):
+    path = _csv(tmp_path, "user_id,item_id,timestamp\n1,2,'x'\n".replace("'x'", "1700000000000"))
+    assert load_dataset(path).ratings["timestamp"].tolist() == [1_700_000_000]
+    frame = clicks().assign(ts=["1700000000", "1700086400", "1700172800", "1700259200"])
+    data = load_interactions(frame, user_col="customer", item_col="sku", time_col="ts")
+    assert data.ratings["timestamp"].tolist() == SECONDS.tolist()
+
+
+@pytest.mark.parametrize(
+    ("ts", "kwargs", "words"),
+    [
+        (SECONDS * [1, 1000, 1, 1], {}, "time column 'ts' mixes magnitudes"),
+        ([1e30, 1, 2, 3], {}, "time column 'ts' holds 1e+30"),
+        (SECONDS * 1000, {"time_unit": "s"}, "time column 'ts' could not be read as dates"),
+        ([1.0, np.inf, 2.0, 3.0], {}, "time column 'ts' has 1 empty or infinite value"),
+    ],
+)
+def test_impossible_time_units_are_refused_with_the_column_and_a_fix(ts, kwargs, words):
+    with pytest.raises(DataError) as err:
+        load_interactions(clicks().assign(ts=ts), user_col="customer", item_col="sku",
+                          time_col="ts", **kwargs)  # fmt: skip
+    assert words in str(err.value)
+    assert "time_unit=" in str(err.value) or "convert it to unix seconds" in str(err.value)
+
+
+def test_time_unit_option_is_checked():
+    with pytest.raises(ValueError, match="time_unit must be one of"):
+        load_interactions(clicks(), user_col="customer", item_col="sku", time_unit="days")

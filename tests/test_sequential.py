@@ -201,7 +201,9 @@ def test_item_init_shape_is_checked(toy):
 
 def test_text_init_is_copied_into_the_item_table(toy):
     init = sq.project_item_vectors(np.random.default_rng(0).normal(size=(12, 20)), 8)
-    model = sq.SASRec(dim=8, layers=1, heads=1, item_init=init, config=small_config(epochs=0))
+    model = sq.SASRec(
+        dim=8, layers=1, heads=1, item_init=init, config=small_config(epochs=1, lr=0.0)
+    )  # lr 0: no update
     model.fit(toy.train)
     np.testing.assert_allclose(model.net_.table.weight[1:].detach().numpy(), init, atol=1e-7)
 

@@ -83,11 +83,11 @@ def test_endpoints_answer_like_the_library(server, artefacts):
         ("get", "/recommend", {"params": {"user_id": 99999}}, 404, "user id 99999 not in"),
         ("get", "/recommend", {"params": {"user_id": "abc"}}, 422, "user_id must be an integer"),
         ("get", "/recommend", {"params": {}}, 422, "user_id"),
-        ("get", "/recommend", {"params": {"user_id": 10, "k": 0}}, 422, "k must be between 1"),
-        ("get", "/recommend", {"params": {"user_id": 10, "k": 13}}, 422, "k must be between 1"),
+        ("get", "/recommend", {"params": {"user_id": 10, "k": 0}}, 422, "k must be an integer between 1"),
+        ("get", "/recommend", {"params": {"user_id": 10, "k": 13}}, 422, "k must be an integer between 1"),
         ("get", "/recommend", {"params": {"user_id": 10, "k": "x"}}, 422, "k:"),
         ("get", "/similar", {"params": {"item_id": 77}}, 404, "item id 77 not in"),
-        ("get", "/similar", {"params": {"item_id": 1, "k": -1}}, 422, "k must be between 1"),
+        ("get", "/similar", {"params": {"item_id": 1, "k": -1}}, 422, "k must be an integer between 1"),
         ("get", "/explain", {"params": {"user_id": 10}}, 422, "item_id"),
         ("get", "/explain", {"params": {"user_id": 10, "item_id": 77}}, 404, "item id 77"),
         ("get", "/explain", {"params": {"user_id": 30, "item_id": 1}}, 422, "no train items"),
@@ -95,7 +95,7 @@ def test_endpoints_answer_like_the_library(server, artefacts):
         ("post", "/recommend", {"json": {"k": 3}}, 422, "user_ids"),
         ("post", "/recommend", {"json": {"user_ids": [], "k": 3}}, 422, "user_ids is empty"),
         ("post", "/recommend", {"json": {"user_ids": [10, 99999]}}, 404, "user id 99999"),
-        ("post", "/recommend", {"json": {"user_ids": [10], "k": 0}}, 422, "k must be between 1"),
+        ("post", "/recommend", {"json": {"user_ids": [10], "k": 0}}, 422, "k must be an integer between 1"),
         ("post", "/recommend", {"json": {"user_ids": [10, "x"]}}, 422, "must be an integer"),
         ("post", "/recommend", {"json": {"user_ids": [10] * 5}}, 413, "over the limit of 4"),
         ("post", "/reload", {"json": {"artefact": "/"}}, 403, "not beside the first artefact"),
@@ -232,3 +232,91 @@ def test_ids_are_parsed_as_the_catalogue_type():
     with pytest.raises(HTTPException) as err:
         _parse_id("1.5", "i", "item_id")
     assert err.value.status_code == 422 and "item_id must be an integer" in err.value.detail
+
+
+# ------------------------------------------------------------------ what the service refuses
+@pytest.fixture(scope="module")
+def local(artefacts):
+    """The app in-process (no server): enough for request validation."""
+    from fastapi.testclient import TestClient
+
+    from recsys_lib.production.service import create_app
+
+    with TestClient(create_app(artefacts / "v1", max_batch=4)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "words"),
+    [
+        ("post", "/recommend", {"json": {"user_ids": [10], "K": 2}}, "K: Extra inputs"),
+        ("post", "/recommend", {"json": {"user_ids": [10], "k": 2, "extra": 1}}, "extra"),
+        ("post", "/reload", {"json": {"artefakt": "v2"}}, "artefakt"),
+        ("get", "/recommend", {"params": {"user_id": 10, "K": 2}}, "unknown query parameter"),
+        ("get", "/similar", {"params": {"item_id": 1, "kk": 2}}, "unknown query parameter"),
+        ("get", "/explain", {"params": {"user_id": 10, "item_id": 3, "k": 2}}, "takes item_id"),
+        ("get", "/health", {"params": {"verbose": 1}}, "takes no query parameters"),
+        ("post", "/recommend?k=3", {"json": {"user_ids": [10]}}, "unknown query parameter"),
+        ("get", "/recommend", {"params": {"user_id": "1" * 60_000}}, "at most 256"),
+        ("post", "/recommend", {"json": {"user_ids": ["x" * 1_000_000]}}, "at most 256"),
+        ("post", "/recommend", {"json": {"user_ids": [10] * 100_001}}, "at most 100000"),
+        ("get", "/recommend", {"params": {"user_id": "x" * 200}}, "must be an integer"),
+    ],
+)
+def test_unknown_fields_and_oversized_inputs_are_refused_briefly(local, method, path, kwargs,
+                                                                 words):  # fmt: skip
+    response = getattr(local, method)(path, **kwargs)
+    assert response.status_code == 422, response.text[:300]
+    detail = response.json()["detail"]
+    assert words in detail and len(response.content) < 700
+
+
+def test_misspelt_k_no_longer_returns_the_default(local):
+    assert local.post("/recommend", json={"user_ids": [10], "K": 2}).status_code == 422
+    assert len(local.post("/recommend", json={"user_ids": [10], "k": 2}).json()["results"][0]
+               ["items"]) == 2  # fmt: skip
+
+
+def test_responses_carry_no_server_paths(local, artefacts):
+    root = str(artefacts)
+    assert local.get("/health").json()["artefact"] == "v1"
+    for body in ({"artefact": str(artefacts / "tampered")}, {"artefact": str(artefacts / "gone")},
+                 {"artefact": "/etc"}):  # fmt: skip
+        response = local.post("/reload", json=body)
+        assert response.status_code in (403, 409)
+        assert root not in response.text and "/etc" not in response.text.replace(
+            str(body["artefact"]), ""
+        )
+
+
+@pytest.mark.parametrize("key", ["", "clé", "with space", "tab\t"])
+def test_an_empty_or_non_ascii_key_is_a_start_up_error(artefacts, key):
+    from recsys_lib.production.service import create_app
+
+    with pytest.raises(ValueError, match="api_key must be a non-empty string of printable ASCII"):
+        create_app(artefacts / "v1", api_key=key)
+
+
+@pytest.mark.parametrize("bad", [0, 100_001, 2.5, True])
+def test_max_batch_is_bounded(artefacts, bad):
+    from recsys_lib.production.service import create_app
+
+    with pytest.raises(ValueError, match="max_batch must be"):
+        create_app(artefacts / "v1", max_batch=bad)
+
+
+def test_keys_compare_as_bytes_so_non_ascii_headers_are_401(artefacts):
+    from fastapi.testclient import TestClient
+
+    from recsys_lib.production.service import create_app
+
+    with TestClient(create_app(artefacts / "v1", api_key="s3cret")) as client:
+        for sent in (b"", b"s3cretx", "s3cré".encode(), "s3cré".encode("latin-1")):
+            response = client.get("/recommend", params={"user_id": 10},
+                                  headers={"X-API-Key": sent})  # fmt: skip
+            assert response.status_code == 401, (sent, response.text)
+        raw = client.get("/recommend", params={"user_id": 10},
+                         headers=[(b"X-API-Key", "clé".encode())])  # fmt: skip
+        assert raw.status_code == 401
+        assert client.get("/recommend", params={"user_id": 10},
+                          headers={"X-API-Key": "s3cret"}).status_code == 200  # fmt: skip

@@ -199,3 +199,79 @@ def test_load_rejects_a_manifest_that_is_not_json(small, tmp_path):
     (path / "manifest.json").write_text("[1, 2]")  # valid JSON, wrong shape
     with pytest.raises(ArtefactError, match="manifest"):
         Recommender.load(path)
+
+
+# ------------------------------------------------------------------ metadata and signatures
+def _rewrite(path, edit, *, manifest_edit=None):
+    """Edit an artefact's arrays as an attacker would and recompute the checksum."""
+    from recsys_lib.data.movielens import file_digest
+
+    with np.load(path / "arrays.npz", allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    edit(arrays)
+    with open(path / "arrays.npz", "wb") as handle:
+        np.savez(handle, **arrays)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["sha256"] = file_digest(path / "arrays.npz", "sha256")
+    if manifest_edit is not None:
+        manifest_edit(manifest, arrays)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _forget_seen(arrays):  # user 10 no longer "saw" anything: train items would be served
+    arrays["seen_indices"] = arrays["seen_indices"][2:]
+    arrays["seen_indptr"] = np.maximum(arrays["seen_indptr"] - 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (_forget_seen, "seen_indices has shape [4], the manifest says [6]"),
+        (lambda a: a.update(user_ids=a["user_ids"][::-1].copy()), "user_ids differ"),
+        (lambda a: a.update(item_ids=a["item_ids"] + 1), "item_ids differ"),
+        (lambda a: a["seen_indptr"].__setitem__(1, 9), "not a valid users x items CSR"),
+        (lambda a: a["seen_indices"].__setitem__(0, 99), "not a valid users x items CSR"),
+        (lambda a: a["user_factors"].__setitem__(0, np.nan), "user_factors holds NaN"),
+        (lambda a: a.update(item_factors=a["item_factors"].astype(np.float64)), "dtype float64"),
+        (lambda a: a.pop("item_names"), "differ from the manifest's"),
+        (lambda a: a.update(extra=np.zeros(3)), "differ from the manifest's"),
+    ],
+)
+def test_an_edited_and_rehashed_artefact_that_contradicts_its_manifest_is_refused(
+    small, tmp_path, edit, words
+):
+    rec, _ = small
+    path = rec.save(tmp_path / "rec")
+    _rewrite(path, edit)
+    with pytest.raises(ArtefactError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        Recommender.load(path)
+
+
+def test_consistent_edits_are_caught_only_by_a_signature(small, tmp_path, monkeypatch):
+    from recsys_lib.production.serving import ARTEFACT_KEY_ENV, _id_digest
+
+    def follow(manifest, arrays):  # the attacker also updates every piece of metadata
+        manifest["arrays"]["seen_indices"]["shape"] = list(arrays["seen_indices"].shape)
+        manifest["n_seen"] = len(arrays["seen_indices"])
+        manifest["ids_sha256"]["user_ids"] = _id_digest(arrays["user_ids"])
+
+    rec, _ = small
+    monkeypatch.delenv(ARTEFACT_KEY_ENV, raising=False)
+    unsigned = rec.save(tmp_path / "unsigned")
+    _rewrite(unsigned, _forget_seen, manifest_edit=follow)
+    loaded = Recommender.load(unsigned)  # accepted, as the docs say: a checksum is no signature
+    assert loaded.integrity.startswith("unsigned")
+    monkeypatch.setenv(ARTEFACT_KEY_ENV, "team-secret")
+    with pytest.raises(ArtefactError, match="unsigned but RECSYS_ARTEFACT_KEY is set"):
+        Recommender.load(unsigned)
+    signed = rec.save(tmp_path / "signed")
+    assert Recommender.load(signed).integrity == "signature verified"
+    assert Recommender.load(signed).recommend(10, 2).tolist() == rec.recommend(10, 2).tolist()
+    _rewrite(signed, _forget_seen, manifest_edit=follow)
+    with pytest.raises(ArtefactError, match="signature does not match"):
+        Recommender.load(signed)
+    other = rec.save(tmp_path / "other", signing_key="another key")
+    with pytest.raises(ArtefactError, match="signature does not match"):
+        Recommender.load(other)
+    monkeypatch.delenv(ARTEFACT_KEY_ENV)
+    assert "not verified" in Recommender.load(other).integrity

@@ -15,6 +15,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from recsys_lib.validation import (
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    Interval,
+    Satisfies,
+    check_params,
+)
+
+SD = (POSITIVE, "a standard deviation is a finite number > 0; estimate it from a pilot")
+EFFECT = Satisfies(lambda x: np.isfinite(float(x)) and x != 0, "a finite non-zero number", 0.0)
+
 
 @dataclass(frozen=True)
 class TestResult:
@@ -40,6 +53,8 @@ class TestResult:
 
 
 def _check_alpha_power(alpha: float, power: float | None = None) -> None:
+    if isinstance(alpha, bool) or (power is not None and isinstance(power, bool)):
+        raise ValueError(f"alpha and power must be numbers in (0, 1), got {alpha!r}, {power!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha} must be in (0, 1)")
     if power is not None and not 0 < power < 1:
@@ -90,8 +105,8 @@ def sample_size_means(
     """Units per arm to detect an absolute mean difference ``mde`` when each arm has standard
     deviation ``sd``: ``n = 2 (z_a + z_b)^2 sd^2 / mde^2`` (normal approximation)."""
     _check_alpha_power(alpha, power)
-    if sd <= 0 or mde == 0:
-        raise ValueError(f"need sd > 0 and mde != 0, got sd={sd}, mde={mde}")
+    check_params("sample_size_means", {"sd": (SD[0], sd), "mde": (EFFECT, mde)},
+                 hints={"sd": SD[1]})  # fmt: skip
     za = stats.norm.ppf(1 - alpha / 2 if two_sided else 1 - alpha)
     zb = stats.norm.ppf(power)
     return int(math.ceil(2 * (za + zb) ** 2 * sd**2 / mde**2))
@@ -111,8 +126,8 @@ def round_up_sample_size(n: float, grid: tuple[float, ...] = SAMPLE_SIZE_GRID) -
     g = tuple(float(m) for m in grid)
     if not g or g[0] != 1.0 or bool((np.diff(g) <= 0).any()) or g[-1] >= 10:
         raise ValueError(f"grid={grid} must start at 1 and increase strictly below 10")
-    if not n >= 1:
-        raise ValueError(f"n={n} must be >= 1 (a planned number of units per arm)")
+    check_params("round_up_sample_size", {"n": (Interval(float, 1, None), n)},
+                 hints={"n": "a planned number of units per arm"})  # fmt: skip
     e = 10 ** math.floor(math.log10(n))
     for m in (*g, 10.0):
         if m * e >= n - 1e-9 * e:
@@ -126,8 +141,8 @@ def minimum_detectable_effect(
     """Smallest absolute mean difference detectable with ``n_per_arm`` units per arm
     (two-sided), the inverse of :func:`sample_size_means`."""
     _check_alpha_power(alpha, power)
-    if n_per_arm < 2:
-        raise ValueError(f"n_per_arm={n_per_arm} must be >= 2")
+    check_params("minimum_detectable_effect", {"sd": (SD[0], sd),
+                 "n_per_arm": (Interval(int, 2, None), n_per_arm)}, hints={"sd": SD[1]})  # fmt: skip
     za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
     return float((za + zb) * sd * math.sqrt(2 / n_per_arm))
 
@@ -137,6 +152,8 @@ def two_proportion_ztest(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 
     for the difference uses the unpooled Wald standard error, the lift interval the delta
     method on log(p_b / p_a)."""
     _check_alpha_power(alpha)
+    check_params("two_proportion_ztest", {"x_a": (NON_NEGATIVE_INT, x_a), "n_a": (POSITIVE_INT, n_a),
+                 "x_b": (NON_NEGATIVE_INT, x_b), "n_b": (POSITIVE_INT, n_b)})  # fmt: skip
     if min(n_a, n_b) <= 0 or not (0 <= x_a <= n_a and 0 <= x_b <= n_b):
         raise ValueError(f"need 0 <= x <= n and n > 0; got x_a={x_a}, n_a={n_a}, "
                          f"x_b={x_b}, n_b={n_b}")  # fmt: skip
@@ -198,6 +215,7 @@ def bootstrap_test(
     """
     _check_alpha_power(alpha)
     a, b = _finite_arms("bootstrap_test", a, b)
+    check_params("bootstrap_test", {"n_boot": (POSITIVE_INT, n_boot), "seed": (SEED, seed)})
     if n_boot < 100:
         raise ValueError(f"bootstrap_test: n_boot={n_boot} must be >= 100.")
     if a.min() == a.max() and b.min() == b.max():
@@ -286,6 +304,9 @@ def simulate_peeking(
     positive rate of the fixed-horizon test (only the last look) and of the peeking analyst.
     """
     _check_alpha_power(alpha)
+    check_params("simulate_peeking", {"n_experiments": (POSITIVE_INT, n_experiments),
+                 "n_per_arm": (POSITIVE_INT, n_per_arm), "n_looks": (POSITIVE_INT, n_looks),
+                 "p": (Interval(float, 0, 1), p), "seed": (SEED, seed)})  # fmt: skip
     if n_looks < 1 or n_per_arm < n_looks:
         raise ValueError(f"need 1 <= n_looks <= n_per_arm, got {n_looks}, {n_per_arm}")
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys_lib.evaluation import metrics as _metrics
+from recsys_lib.validation import check_array, short_repr
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -15,11 +16,25 @@ def _check_same_shape(**arrays: np.ndarray) -> None:
     shapes = {k: np.shape(v) for k, v in arrays.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"arrays must have the same shape, got {shapes}")
+    for name, value in arrays.items():
+        if name != "slates":
+            check_array(name, value)
+
+
+def _per_item(name: str, values: np.ndarray, slates: np.ndarray) -> np.ndarray:
+    """A (n_items,) finite array that every slate entry indexes (no wrap-around of -1)."""
+    values = check_array(name, values, ndim=1)
+    slates = np.asarray(slates)
+    if slates.size and (slates.dtype.kind not in "iu" or slates.min() < 0
+                        or slates.max() >= len(values)):  # fmt: skip
+        raise ValueError(f"slates must hold item indices in 0..{len(values) - 1} (the length of "
+                         f"{name}); got values from {slates.min()} to {slates.max()}")  # fmt: skip
+    return values
 
 
 def ctr(clicks: np.ndarray) -> float:
     """Click-through rate: clicks per impression; clicks (n, K) bool/0-1."""
-    clicks = np.asarray(clicks)
+    clicks = check_array("clicks", clicks, low=0, high=1)
     if clicks.size == 0:
         raise ValueError("ctr of an empty array is undefined; pass at least one impression")
     return float(clicks.mean())
@@ -35,6 +50,7 @@ def cvr(clicks: np.ndarray, purchases: np.ndarray) -> float:
 def revenue_per_impression(purchases: np.ndarray, slates: np.ndarray, price: np.ndarray) -> float:
     """Revenue per impression; purchases (n, K), slates (n, K) item ids, price (n_items,)."""
     _check_same_shape(purchases=purchases, slates=slates)
+    price = _per_item("price", price, slates)
     return float((np.asarray(purchases) * price[slates]).mean())
 
 
@@ -58,7 +74,10 @@ def exposure_share(
     slates (n, K); item_mask (n_items,) bool (e.g. new or long-tail items);
     position_weights (K,) examination weights, default uniform.
     """
-    w = np.ones(slates.shape[1]) if position_weights is None else np.asarray(position_weights)
+    slates = np.asarray(slates)
+    w = (np.ones(slates.shape[1]) if position_weights is None
+         else check_array("position_weights", position_weights, low=0))  # fmt: skip
+    _per_item("item_mask", np.asarray(item_mask, dtype=float), slates)
     if w.shape != (slates.shape[1],):
         raise ValueError(f"position_weights shape {w.shape} must be ({slates.shape[1]},)")
     return float((np.asarray(item_mask)[slates] * w).sum() / (w.sum() * slates.shape[0]))
@@ -67,7 +86,11 @@ def exposure_share(
 def one_hot(labels: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     """(n,) int labels -> (n, n_classes) float one-hot matrix."""
     labels = np.asarray(labels)
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0):
+        raise ValueError(f"labels must be integers >= 0, got {short_repr(labels.tolist())}")
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    if labels.size and labels.max() >= n_classes:
+        raise ValueError(f"label {labels.max()} needs n_classes > {labels.max()}, got {n_classes}")
     out = np.zeros((labels.size, n_classes))
     out[np.arange(labels.size), labels] = 1.0
     return out

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from recsys_lib.validation import POSITIVE, check_array, check_params
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -44,14 +46,13 @@ def item_position_match(target_slates: np.ndarray, logged_slates: np.ndarray) ->
 
 
 def _weights(target_prob: np.ndarray, logging_prob: np.ndarray, clip: float | None) -> np.ndarray:
-    tp, lp = np.asarray(target_prob, dtype=float), np.asarray(logging_prob, dtype=float)
+    check_params("IPS", {"clip": ([None, POSITIVE], clip)})
+    tp = check_array("target_prob", target_prob, low=0, high=1, hint="pass probabilities")
+    lp = check_array("logging_prob", logging_prob, low=0, high=1, low_open=True,
+                     hint="IPS needs every logged action to have a logging propensity in (0, 1]; "
+                     "log the propensity at serving time")  # fmt: skip
     if tp.shape != lp.shape:
         raise ValueError(f"target_prob {tp.shape} and logging_prob {lp.shape} must match")
-    if (lp <= 0).any():
-        raise ValueError(
-            f"logging_prob has {(lp <= 0).sum()} non-positive entries; IPS needs every logged "
-            "action to have positive logging propensity"
-        )
     w = tp / lp
     return np.minimum(w, clip) if clip is not None else w
 
@@ -65,7 +66,7 @@ def _checked_inputs(rewards, target_prob, logging_prob, alpha: float, clip: floa
     """Rewards and importance weights as matching (n, K) arrays, after argument checks."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha} must be in (0, 1)")
-    r = _as_2d(rewards)
+    r = _as_2d(check_array("rewards", rewards))
     w = _as_2d(_weights(target_prob, logging_prob, clip))
     if r.shape != w.shape:
         raise ValueError(f"rewards {r.shape} must match the propensity arrays {w.shape}")
@@ -153,7 +154,8 @@ def dr_estimate(
     interval uses the standard error of the per-request averages (Dudik, Langford & Li 2011).
     """
     r, w = _checked_inputs(rewards, target_prob, logging_prob, alpha, clip)
-    q_log, q_tgt = _as_2d(predicted_logged), _as_2d(predicted_target)
+    q_log = _as_2d(check_array("predicted_logged", predicted_logged))
+    q_tgt = _as_2d(check_array("predicted_target", predicted_target))
     if q_log.shape != r.shape or q_tgt.shape != r.shape:
         raise ValueError(
             f"predicted_logged {q_log.shape} and predicted_target {q_tgt.shape} must match "
@@ -169,7 +171,8 @@ def position_bias_from_exploration(clicks: np.ndarray, explored: np.ndarray) -> 
 
     clicks (n, K) 0/1; explored (n,) bool. Returns (K,) with entry 0 equal to 1.
     """
-    c, e = np.asarray(clicks, dtype=float), np.asarray(explored, dtype=bool)
+    c = check_array("clicks", clicks, low=0, high=1)
+    e = np.asarray(explored, dtype=bool)
     if c.ndim != 2 or e.shape != (c.shape[0],):
         raise ValueError(f"need clicks (n, K) and explored (n,); got {c.shape}, {e.shape}")
     rate = c[e].mean(axis=0) if e.any() else np.zeros(c.shape[1])
@@ -210,9 +213,10 @@ def pbm_estimate(
     model's expected reward of each logged / target item *at the top slot*; None = 0 (plain
     PBM-IPS). Unbiased for any model when the PBM and the propensities hold.
     """
-    r = np.asarray(rewards, dtype=float)
+    r = check_array("rewards", rewards)
     lg, tg = np.asarray(logged_slates), np.asarray(target_slates)
-    mu, b = np.asarray(logging_prob, dtype=float), np.asarray(position_bias, dtype=float)
+    mu = check_array("logging_prob", logging_prob, low=0, high=1, low_open=True)
+    b = check_array("position_bias", position_bias, low=0, low_open=True)
     if not r.shape == lg.shape == tg.shape == mu.shape or r.ndim != 2:
         raise ValueError(f"rewards {r.shape}, logged_slates {lg.shape}, target_slates {tg.shape} "
                          f"and logging_prob {mu.shape} must all be the same (n, K)")  # fmt: skip
@@ -223,8 +227,8 @@ def pbm_estimate(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha} must be in (0, 1)")
     zero = np.zeros_like(r)
-    q_log = zero if predicted_logged is None else np.asarray(predicted_logged, dtype=float)
-    q_tgt = zero if predicted_target is None else np.asarray(predicted_target, dtype=float)
+    q_log = zero if predicted_logged is None else check_array("predicted_logged", predicted_logged)
+    q_tgt = zero if predicted_target is None else check_array("predicted_target", predicted_target)
     if q_log.shape != r.shape or q_tgt.shape != r.shape:
         raise ValueError(f"predictions {q_log.shape}, {q_tgt.shape} must be {r.shape}")
     k = r.shape[1]
@@ -236,7 +240,7 @@ def pbm_estimate(
 
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish effective sample size ``(sum w)^2 / sum w^2`` of importance weights (any shape)."""
-    w = np.asarray(weights, dtype=float).ravel()
+    w = check_array("weights", weights, low=0, hint="importance weights are >= 0").ravel()
     s2 = float((w**2).sum())
     if s2 == 0:
         raise ValueError("all weights are zero; effective sample size is undefined")

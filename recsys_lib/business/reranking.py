@@ -25,6 +25,7 @@ from recsys_lib.business.multitask import (
 )
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.retrieval.topk import check_k, top_k, top_k_candidates
+from recsys_lib.validation import check_array
 
 # ----------------------------------------------------------------------------- re-ranking
 
@@ -44,6 +45,13 @@ def scalarise(objectives: Mapping[str, np.ndarray], weights: Mapping[str, float]
     shapes = {np.shape(objectives[k]) for k in weights}
     if len(shapes) > 1:
         raise ValueError(f"objective arrays differ in shape: {shapes}")
+    bad = {k: w for k, w in weights.items() if not np.isfinite(float(w))}
+    if bad:
+        raise ValueError(f"weights must be finite numbers, got {bad}; a NaN weight makes every "
+                         "score NaN")  # fmt: skip
+    for name in weights:  # -inf (a log of 0: "never") is allowed, NaN and +inf are not
+        values = np.asarray(objectives[name], dtype=float)
+        check_array(f"objectives[{name!r}]", np.where(values == -np.inf, 0.0, values))
     parts = [float(w) * np.asarray(objectives[k], dtype=float) for k, w in weights.items()]
     return np.asarray(sum(parts))
 
@@ -63,7 +71,8 @@ def mmr_rerank(
     """
     if not 0.0 <= diversity <= 1.0:
         raise ValueError(f"diversity={diversity} must be in [0, 1]")
-    scores, candidates = np.asarray(scores, dtype=float), np.asarray(candidates)
+    check_k(k)
+    scores, candidates = check_array("scores", scores), np.asarray(candidates)
     _check_same_shape(scores=scores, candidates=candidates)
     n, c = scores.shape
     if k > c:

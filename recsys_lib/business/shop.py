@@ -36,6 +36,7 @@ import pandas as pd
 
 from recsys_lib.linalg import normalize_rows, sigmoid
 from recsys_lib.retrieval.topk import top_k_candidates
+from recsys_lib.validation import POSITIVE_INT, check_params
 
 CATEGORY_NAMES = (
     "shoes", "jackets", "t-shirts", "jeans", "watches", "bags", "headphones", "lamps",
@@ -222,6 +223,7 @@ def stage_seeds(seed: int, stages: list[str] | tuple[str, ...]) -> dict[str, int
 
 def position_bias(n_positions: int) -> np.ndarray:
     """Examination probability per 0-based position, shape (n_positions,): 1/log2(k+2)."""
+    check_params("position_bias", {"n_positions": (POSITIVE_INT, n_positions)})
     return 1.0 / np.log2(np.arange(n_positions) + 2.0)
 
 

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from recsys_lib.linalg import positions
+from recsys_lib.validation import short_repr
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Catalogue:
         if strict and (out < 0).any():
             bad = ids[out < 0][:5].tolist()
             raise KeyError(
-                f"{kind} id(s) {bad} not in the catalogue ({len(table)} {kind}s); build the "
+                f"{kind} id(s) {short_repr(bad)} not in the catalogue ({len(table)} {kind}s); build the "
                 f"Catalogue from all frames, or pass strict=False to get -1 for unknown ids."
             )
         return out

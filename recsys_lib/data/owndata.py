@@ -37,6 +37,7 @@ import pandas as pd
 
 from recsys_lib.data.movielens import DataError, MovieLens, load_movielens_100k
 from recsys_lib.data.splits import subsample_ratings
+from recsys_lib.validation import Options, check_params
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,11 @@ class OwnData(MovieLens):
     has_text: bool = False
 
 
-def _read(source: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFrame:
+def _read(
+    source: str | os.PathLike[str] | pd.DataFrame, what: str, text_cols: Sequence[str] = ()
+) -> pd.DataFrame:
+    """A table from a frame, CSV or Parquet file; ``text_cols`` of a CSV are read as text,
+    so ids such as '007' keep their leading zeros."""
     if isinstance(source, pd.DataFrame):
         return source.copy()
     path = Path(source).expanduser()
@@ -71,7 +76,7 @@ def _read(source: str | os.PathLike[str] | pd.DataFrame, what: str) -> pd.DataFr
         )
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, dtype={c: str for c in text_cols if c is not None})
         return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError, ImportError) as err:
         raise DataError(f"{what} file {path} could not be read ({err}).") from err
@@ -96,21 +101,58 @@ def _no_nulls(frame: pd.DataFrame, columns: list[str], what: str) -> None:
             )
 
 
-def _ids(values: pd.Series) -> pd.Series:
-    """Integer ids stay integers; anything else becomes a string id."""
+_INTEGER_TEXT = r"-?(?:0|[1-9][0-9]{0,17})"
+
+
+def _ids(values: pd.Series, what: str, kind: str | None = None) -> pd.Series:
+    """Ids as given: integers stay integers, text stays text unless every value is written
+    as a plain integer ('7', not '007' or '7.0'), so '007', '7' and '0007' stay three ids.
+
+    ``kind`` ("i" or "U") forces the type chosen for the interactions on a side table.
+    Raises DataError when two different values would become one id.
+    """
+    if pd.api.types.is_bool_dtype(values):
+        raise DataError(f"{what} holds True/False values; ids must be integers or text.")
     if pd.api.types.is_integer_dtype(values):
-        return values.astype(np.int64)
-    if pd.api.types.is_float_dtype(values) and (values == np.round(values)).all():
-        return values.astype(np.int64)
-    return values.astype(str)
+        out = values.astype(np.int64)
+    elif pd.api.types.is_float_dtype(values):
+        if not (np.isfinite(values) & (values == np.round(values))).all():
+            bad = ~(np.isfinite(values) & (values == np.round(values))).to_numpy()
+            _reject(bad, values, what, "non-integer numeric",
+                    "ids must be whole numbers or text")  # fmt: skip
+        out = values.astype(np.int64)
+    else:
+        texts = values.map(lambda v: v if isinstance(v, str) else str(v))
+        if texts.nunique() != values.nunique():
+            seen: dict[str, object] = {}
+            for raw, text in zip(values.tolist(), texts.tolist(), strict=True):
+                if text in seen and seen[text] != raw:
+                    raise DataError(
+                        f"{what} holds both {seen[text]!r} and {raw!r}, which are one id as "
+                        "text; make the column one type (all text or all integers)."
+                    )
+                seen.setdefault(text, raw)
+        plain = texts.str.fullmatch(_INTEGER_TEXT).all() and kind != "U"
+        out = texts.astype(np.int64) if plain else texts.astype(str)
+    if kind == "U" and out.dtype.kind != "U" and not pd.api.types.is_string_dtype(out):
+        return out.astype(str)
+    if kind == "i" and not pd.api.types.is_integer_dtype(out):
+        bad = ~out.astype(str).str.fullmatch(_INTEGER_TEXT).to_numpy()
+        _reject(bad, out, what, "non-integer",
+                "the interactions use integer ids, so this table must too (write them the same "
+                "way, e.g. 7 not '007')")  # fmt: skip
+        return out.astype(np.int64)
+    return out
 
 
 def _reject(bad: np.ndarray, raw: pd.Series, what: str, problem: str, hint: str) -> None:
     """Raise DataError naming how many values of ``raw`` are bad and the first one."""
     if bad.any():
         row = int(np.argmax(bad))
+        first = raw.iloc[row]
+        first = first.item() if isinstance(first, np.generic) else first
         raise DataError(
-            f"{what} has {int(bad.sum())} {problem} value(s), the first {raw.iloc[row]!r} at "
+            f"{what} has {int(bad.sum())} {problem} value(s), the first {first!r} at "
             f"row {row}; {hint}."
         )
 
@@ -121,32 +163,86 @@ def _ratings(frame: pd.DataFrame, col: str | None) -> np.ndarray:
     values = pd.to_numeric(frame[col], errors="coerce")
     _reject(values.isna().to_numpy(), frame[col], f"rating column {col!r}", "non-numeric or empty",
             "ratings must be numbers (or pass rating_col=None for implicit feedback)")  # fmt: skip
-    return np.asarray(values.to_numpy(dtype=np.float32))
+    numbers = values.to_numpy(dtype=np.float64)
+    _reject(~np.isfinite(numbers), frame[col], f"rating column {col!r}", "infinite",
+            "ratings must be finite numbers; drop or fix those rows")  # fmt: skip
+    return np.asarray(numbers.astype(np.float32))
 
 
-def _timestamps(frame: pd.DataFrame, col: str | None) -> np.ndarray:
+TIME_UNITS = ("auto", "s", "ms", "us", "ns")
+# Largest |value| of each unit for dates up to the year ~5000 (1e11 s); above, the next unit.
+_UNIT_LIMITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", 9.2e18))
+
+
+def detect_time_unit(values: np.ndarray, col: str = "timestamp") -> str:
+    """The unit of numeric epoch timestamps from their size: "s", "ms", "us" or "ns".
+
+    Today is about 1.7e9 seconds, 1.7e12 milliseconds, 1.7e15 microseconds and 1.7e18
+    nanoseconds after 1970, so the largest value tells the unit. A column whose values span
+    more than a factor 1000 above 1e11 (e.g. seconds and milliseconds mixed) is refused.
+    """
+    numbers = np.abs(np.asarray(values, dtype=np.float64))
+    top = float(numbers.max()) if numbers.size else 0.0
+    unit = next((name for name, limit in _UNIT_LIMITS if top < limit), None)
+    if unit is None:
+        raise DataError(
+            f"time column {col!r} holds {top:.3g}, too large for epoch seconds, milliseconds, "
+            "microseconds or nanoseconds; convert it to unix seconds or ISO 8601 text."
+        )
+    positive = numbers[numbers > 0]
+    if unit != "s" and positive.size and positive.min() < top / 1e3:
+        raise DataError(
+            f"time column {col!r} mixes magnitudes ({positive.min():.3g} .. {top:.3g}), e.g. "
+            "seconds and milliseconds; convert every row to one unit, or pass time_unit= "
+            f"one of {TIME_UNITS[1:]} to say which it is."
+        )
+    return unit
+
+
+def _timestamps(frame: pd.DataFrame, col: str | None, unit: str = "auto") -> np.ndarray:
     if col is None:
         return np.arange(len(frame), dtype=np.int64)
     raw = frame[col]
-    if pd.api.types.is_numeric_dtype(raw):
-        parsed = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
-    else:
-        parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
-    _reject(parsed.isna().to_numpy(), raw, f"time column {col!r}", "unparseable",
-            "use unix seconds or ISO 8601 such as '2024-03-01T12:00:00'")  # fmt: skip
-    return np.asarray((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
+    numeric = raw if pd.api.types.is_numeric_dtype(raw) else None
+    if numeric is None and raw.map(lambda v: isinstance(v, str)).all():
+        as_numbers = pd.to_numeric(raw, errors="coerce")
+        if as_numbers.notna().all():  # epoch numbers written as text
+            numeric = as_numbers
+    fix = (f"pass time_unit= one of {TIME_UNITS[1:]}, or write the column as unix seconds or "
+           "ISO 8601 such as '2024-03-01T12:00:00'")  # fmt: skip
+    try:
+        if numeric is not None and not pd.api.types.is_bool_dtype(numeric):
+            values = numeric.to_numpy(dtype=np.float64)
+            _reject(~np.isfinite(values), raw, f"time column {col!r}", "empty or infinite", fix)
+            used = detect_time_unit(values, col) if unit == "auto" else unit
+            parsed = pd.to_datetime(numeric, unit=used, utc=True, errors="coerce")
+        else:
+            parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+        _reject(parsed.isna().to_numpy(), raw, f"time column {col!r}", "unparseable", fix)
+        return np.asarray((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
+    except (pd.errors.OutOfBoundsDatetime, OverflowError) as err:
+        raise DataError(
+            f"time column {col!r} could not be read as dates ({type(err).__name__}: beyond "
+            f"the dates pandas can hold); {fix}."
+        ) from None
 
 
 def _side_table(
-    source: str | os.PathLike[str] | pd.DataFrame, id_col: str, kind: str
+    source: str | os.PathLike[str] | pd.DataFrame, id_col: str, kind: str, id_kind: str
 ) -> pd.DataFrame:
-    """An items or users table: read, checked, its id column renamed to ``<kind>_id``."""
-    table = _read(source, f"{kind}s")
+    """An items or users table: read, checked, its id column renamed to ``<kind>_id`` and
+    typed like the interactions' ids (``id_kind`` "i" or "U")."""
+    table = _read(source, f"{kind}s", [id_col])
     _require(table, [id_col], f"{kind}s")
     _no_nulls(table, [id_col], f"{kind}s")
     table = table.rename(columns={id_col: f"{kind}_id"})
-    table[f"{kind}_id"] = _ids(table[f"{kind}_id"])
+    table[f"{kind}_id"] = _ids(table[f"{kind}_id"], f"{kind}s column {id_col!r}", id_kind)
     return table
+
+
+def _kind(ids: np.ndarray) -> str:
+    """ "i" for integer ids, "U" for text ids."""
+    return "i" if np.asarray(ids).dtype.kind in "iu" else "U"
 
 
 def _items_frame(
@@ -157,7 +253,7 @@ def _items_frame(
     if items is None:
         table = pd.DataFrame({"item_id": interacted})
     else:
-        table = _side_table(items, item_col, "item")
+        table = _side_table(items, item_col, "item", _kind(interacted))
         dup = table["item_id"].duplicated().to_numpy()
         if dup.any():
             raise DataError(
@@ -199,6 +295,7 @@ def load_interactions(
     items: str | os.PathLike[str] | pd.DataFrame | None = None,
     users: str | os.PathLike[str] | pd.DataFrame | None = None,
     duplicates: str = "error",
+    time_unit: str = "auto",
 ) -> OwnData:
     """Read and validate a team's interactions (CSV, Parquet or a frame) into MovieLens's shape.
 
@@ -206,22 +303,28 @@ def load_interactions(
     ``users``: optional table with ``user_col`` and attribute columns.
     ``duplicates``: what a repeated (user, item) pair does: "error" (default), "first" or
     "last" (by time when there is a time column, else by row order).
+    Ids stay as written: integers when every id is a plain integer, else text ('007', '7'
+    and '0007' are three items). ``time_unit``: numeric times are epoch "s", "ms", "us" or
+    "ns"; "auto" (default) tells them apart by size (:func:`detect_time_unit`); text times
+    are ISO 8601.
     Raises :class:`~recsys_lib.data.movielens.DataError` naming the problem: a missing column, an empty
     table, empty ids, duplicates, a non-numeric rating or an unparseable time.
     """
-    if duplicates not in ("error", "first", "last"):
-        raise ValueError(f"duplicates must be 'error', 'first' or 'last', got {duplicates!r}.")
-    frame = _read(path_or_frame, "interactions")
+    check_params("load_interactions", {
+        "duplicates": (Options({"error", "first", "last"}), duplicates),
+        "time_unit": (Options(TIME_UNITS), time_unit),
+    })  # fmt: skip
+    frame = _read(path_or_frame, "interactions", [user_col, item_col])
     if frame.empty:
         raise DataError("interactions has no rows; give at least one (user, item) interaction.")
     cols = [user_col, item_col, *(c for c in (rating_col, time_col) if c is not None)]
     _require(frame, cols, "interactions")
     _no_nulls(frame, [user_col, item_col], "interactions")
     ratings = pd.DataFrame({
-        "user_id": _ids(frame[user_col]).to_numpy(),
-        "item_id": _ids(frame[item_col]).to_numpy(),
+        "user_id": _ids(frame[user_col], f"interactions column {user_col!r}").to_numpy(),
+        "item_id": _ids(frame[item_col], f"interactions column {item_col!r}").to_numpy(),
         "rating": _ratings(frame, rating_col),
-        "timestamp": np.asarray(_timestamps(frame, time_col), dtype=np.int64),
+        "timestamp": np.asarray(_timestamps(frame, time_col, time_unit), dtype=np.int64),
     })  # fmt: skip
     dup = ratings.duplicated(["user_id", "item_id"], keep=False).to_numpy()
     if dup.any():
@@ -239,7 +342,7 @@ def load_interactions(
     if users is None:
         user_table = pd.DataFrame({"user_id": np.unique(ratings["user_id"])})
     else:
-        user_table = _side_table(users, user_col, "user")
+        user_table = _side_table(users, user_col, "user", _kind(ratings["user_id"].to_numpy()))
     source = Path(path_or_frame) if not isinstance(path_or_frame, pd.DataFrame) else Path(".")
     data = OwnData(ratings=ratings, items=item_table, users=user_table, source=source,
                    item_template=template, has_time=time_col is not None,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from recsys_lib.data.interactions import Interactions, shared_interactions
 from recsys_lib.linalg import group_ranks
+from recsys_lib.validation import NON_NEGATIVE_INT, POSITIVE_INT, SEED, check_params
 
 
 def _check_ratio(ratio: float) -> None:
@@ -29,8 +30,7 @@ def _check_columns(frame: pd.DataFrame, *cols: str, name: str = "frame") -> None
 
 def min_count_filter(ratings: pd.DataFrame, min_count: int, by: str = "item_id") -> pd.DataFrame:
     """Keep rows whose ``by`` value occurs at least ``min_count`` times."""
-    if min_count < 1:
-        raise ValueError(f"min_count must be >= 1, got {min_count}.")
+    check_params("min_count_filter", {"min_count": (POSITIVE_INT, min_count)})
     counts = ratings.groupby(by)[by].transform("count")
     return ratings[counts >= min_count]
 
@@ -41,6 +41,9 @@ def subsample_ratings(
     """A small, dense slice for quick runs: the ``n_items`` most-rated items, then ``n_users``
     random users among those with at least ``min_per_user`` ratings on them. Rows keep their
     original order."""
+    check_params("subsample_ratings", {"n_users": (POSITIVE_INT, n_users),
+                 "n_items": (POSITIVE_INT, n_items), "seed": (SEED, seed),
+                 "min_per_user": (NON_NEGATIVE_INT, min_per_user)})  # fmt: skip
     _check_columns(ratings, "user_id", "item_id", name="ratings")
     top = ratings["item_id"].value_counts(sort=True).index[:n_items]
     kept = ratings[ratings["item_id"].isin(top)]
@@ -144,8 +147,7 @@ def leave_k_out(
 
     Users with ``k`` or fewer interactions keep everything in train.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+    check_params("leave_k_out", {"k": (POSITIVE_INT, k), "seed": (SEED, seed)})
     if how not in ("last", "random"):
         raise ValueError(f"how must be 'last' or 'random', got {how!r}.")
     _check_columns(ratings, "user_id", "timestamp")

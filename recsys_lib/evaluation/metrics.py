@@ -21,6 +21,68 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from recsys_lib.linalg import normalize_rows, positions
+from recsys_lib.retrieval.topk import check_k
+from recsys_lib.validation import (
+    POSITIVE_INT,
+    SEED,
+    Interval,
+    InvalidParameterError,
+    check_array,
+    check_params,
+    check_same_shape,
+)
+
+
+def check_ranked_lists(recommended: ArrayLike, k: int, n_items: int) -> np.ndarray:
+    """``recommended`` (n_users, >= k) item columns as int64, after the checks every ranking
+    metric needs: whole numbers in [-1, n_items) (-1 pads a short list), no item twice in one
+    list (a repeat would count one relevant item twice and push nDCG above 1), and at least
+    k columns unless every item of the catalogue is ranked already (k above the catalogue
+    size is allowed: the list is the whole catalogue). Returns the first k columns.
+    """
+    k = check_k(k)
+    raw = np.asarray(recommended)
+    if raw.ndim != 2:
+        raise InvalidParameterError(
+            f"recommended must be 2-D (users x k item columns), got shape {raw.shape}; "
+            "wrap a single list as [list]."
+        )
+    if raw.dtype.kind not in "iu":
+        if raw.dtype.kind != "f" or not np.isfinite(raw).all() or (raw != np.round(raw)).any():
+            raise InvalidParameterError(
+                f"recommended must hold item column indices (whole numbers), got dtype "
+                f"{raw.dtype}; map raw ids with catalogue.item_index(ids) first."
+            )
+    lists = raw.astype(np.int64)[:, :k]
+    if lists.shape[1] < k and raw.shape[1] < n_items:
+        raise InvalidParameterError(
+            f"recommended has {raw.shape[1]} column(s) but k={k} (and the catalogue has "
+            f"{n_items} items): the lists are shorter than the cut-off, so @{k} would score a "
+            f"top-{raw.shape[1]}. Recommend k items per user (pad with -1), or lower k."
+        )
+    bad = (lists < -1) | (lists >= n_items)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InvalidParameterError(
+            f"recommended holds item column {lists[row, col]} (user row {row}, rank {col + 1}); "
+            f"columns must be in [0, {n_items}) with -1 for padding."
+        )
+    _check_no_repeats("recommended", lists)
+    return lists
+
+
+def _check_no_repeats(name: str, lists: np.ndarray) -> None:
+    """Refuse a (n, k) array of ranked lists in which a list holds an item (>= 0) twice."""
+    ordered = np.sort(np.asarray(lists), axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if repeated.any():
+        row = int(np.flatnonzero(repeated.any(1))[0])
+        item = ordered[row, 1:][repeated[row]][0].item()
+        raise InvalidParameterError(
+            f"{name} lists item column {item} more than once for user row {row} "
+            f"({int(repeated.any(1).sum())} list(s) repeat an item); a ranked list holds each "
+            "item once (drop repeats, pad with -1)."
+        )
 
 
 def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
@@ -85,8 +147,14 @@ def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarr
     }
 
 
-def _metric(name: str, recommended: np.ndarray, relevant: sp.spmatrix, k: int) -> float:
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+def _hits(recommended: ArrayLike, relevant: sp.spmatrix | ArrayLike, k: int) -> np.ndarray:
+    """The hit matrix of the checked top-k lists."""
+    relevant = sp.csr_matrix(relevant)
+    return hit_matrix(check_ranked_lists(recommended, k, relevant.shape[1]), relevant)
+
+
+def _metric(name: str, recommended: ArrayLike, relevant: sp.spmatrix, k: int) -> float:
+    hits = _hits(recommended, relevant, k)
     n_rel = _n_relevant(relevant)
     return _average(_per_user(hits, n_rel, k)[name], n_rel)
 
@@ -138,10 +206,17 @@ def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
     Jannach 2010): distinct recommended items / n_items. ``business.catalog_coverage`` is
     this function.
     """
-    if n_items < 1:
-        raise ValueError(f"n_items={n_items} must be >= 1.")
-    rec = np.asarray(recommended)
+    check_params("catalogue_coverage", {"n_items": (POSITIVE_INT, n_items)})
+    rec = _item_columns(recommended, n_items)
     return float(np.unique(rec[rec >= 0]).size / n_items)
+
+
+def _item_columns(recommended: ArrayLike, n_items: int) -> np.ndarray:
+    """Item columns (any shape) as int64, each in [-1, n_items); -1 is padding."""
+    rec = check_array("recommended", recommended, low=-1, high=n_items - 1)
+    if (rec != np.round(rec)).any():
+        raise InvalidParameterError("recommended must hold item column indices (whole numbers).")
+    return rec.astype(np.int64)
 
 
 def novelty(recommended: np.ndarray, item_popularity: np.ndarray) -> float:
@@ -154,13 +229,13 @@ def novelty(recommended: np.ndarray, item_popularity: np.ndarray) -> float:
     rarest seen item's share, so they count as the most novel rather than infinite.
     ``business.novelty`` is this function.
     """
-    rec = np.asarray(recommended)
     pop = np.asarray(item_popularity, dtype=np.float64)
     if pop.size == 0 or not np.isfinite(pop).all() or pop.min() < 0 or pop.max() > 1.0:
         raise ValueError(
             "item_popularity must be shares in [0, 1] (the share of users who interacted with "
             "each item, e.g. train counts / n_users), not raw counts."
         )
+    rec = _item_columns(recommended, pop.size)
     floor = pop[pop > 0].min() if (pop > 0).any() else 1.0
     info = -np.log2(np.maximum(pop, floor))
     valid = rec >= 0
@@ -176,7 +251,9 @@ def intra_list_diversity(recommended: np.ndarray, item_vectors: np.ndarray) -> f
         raise ValueError(
             f"intra-list diversity needs lists (n, K) of >= 2 items, got shape {rec.shape}."
         )
-    unit = normalize_rows(item_vectors, dtype=np.float64)
+    vectors = check_array("item_vectors", item_vectors, ndim=2)
+    rec = _item_columns(rec, len(vectors))
+    unit = normalize_rows(vectors, dtype=np.float64)
     valid = rec >= 0
     lists = unit[np.where(valid, rec, 0)] * valid[..., None]  # (users, k, d)
     # sum over pairs k != l of f_k . f_l = |sum_k f_k|^2 - sum_k |f_k|^2: O(k d) per list, not
@@ -207,7 +284,7 @@ def ranking_report(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10) 
 
     The hit matrix is computed once and shared by all metrics.
     """
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    hits = _hits(recommended, relevant, k)
     n_rel = _n_relevant(relevant)
     per_user = _per_user(hits, n_rel, k)
     return {
@@ -224,7 +301,7 @@ def per_user_metrics(recommended: np.ndarray, relevant: sp.spmatrix, k: int = 10
     exactly :func:`ranking_report`'s values. Feed two models' columns to
     :func:`paired_bootstrap`.
     """
-    hits = hit_matrix(np.asarray(recommended)[:, :k], relevant)
+    hits = _hits(recommended, relevant, k)
     n_rel = _n_relevant(relevant)
     keep = n_rel > 0
     per_user = _per_user(hits, n_rel, k)
@@ -243,8 +320,9 @@ def bootstrap_rows(
     ``chunk`` resamples come at a time (default: as many as fit in about 2 million indices,
     bounded memory). The same seed and chunk give the same resamples.
     """
-    if n_rows < 1 or n_boot < 1:
-        raise ValueError(f"need n_rows >= 1 and n_boot >= 1; got {n_rows}, {n_boot}.")
+    check_params("bootstrap_rows", {"n_rows": (POSITIVE_INT, n_rows),
+                                    "n_boot": (POSITIVE_INT, n_boot), "seed": (SEED, seed),
+                                    "chunk": ([None, POSITIVE_INT], chunk)})  # fmt: skip
     rng = np.random.default_rng(seed)
     chunk = chunk or max(1, 2_000_000 // n_rows)
     for start in range(0, n_boot, chunk):
@@ -320,15 +398,25 @@ def paired_bootstrap(
     }
 
 
+def _binary_labels(labels: ArrayLike) -> np.ndarray:
+    """1-D labels of 0/1 (or bools) as a bool array; anything else is refused."""
+    values = check_array("labels", labels, ndim=1, low=0, high=1)
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise InvalidParameterError(
+            f"labels must be 0/1 (or True/False), got {np.unique(values)[:5].tolist()}; "
+            "threshold graded labels first (e.g. rating >= 4)."
+        )
+    return values.astype(bool)
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: P(score of a random positive > a random negative), ties 1/2.
 
     Computed from average ranks (Mann-Whitney U), so it is exact with ties.
     """
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    if labels.shape != scores.shape:
-        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape.")
+    labels = _binary_labels(labels)
+    scores = check_array("scores", scores, ndim=1, hint="a NaN score cannot be ranked")
+    check_same_shape("roc_auc", labels=labels, scores=scores)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"AUC needs both classes; got {n_pos} positives and {n_neg} negatives.")
@@ -358,8 +446,9 @@ def auc_difference(
     ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled differences. Resamples that
     lack a class are skipped. Returns {"difference", "ci_low", "ci_high", "auc_a", "auc_b"}.
     """
-    labels = np.asarray(labels).astype(bool)
-    scores_a, scores_b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    labels = _binary_labels(labels)
+    scores_a = check_array("scores_a", scores_a, ndim=1)
+    scores_b = check_array("scores_b", scores_b, ndim=1)
     if not labels.shape == scores_a.shape == scores_b.shape:
         raise ValueError(
             f"labels {labels.shape}, scores_a {scores_a.shape} and scores_b {scores_b.shape} "
@@ -381,9 +470,16 @@ def auc_difference(
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]."""
-    labels = np.asarray(labels, dtype=np.float64)
-    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps].
+
+    labels (n,) 0/1 and probs (n,) in [0, 1], the same shape (no broadcasting)."""
+    check_params("log_loss", {"eps": (Interval(float, 0, 0.5, closed="neither"), eps)})
+    labels = _binary_labels(labels).astype(np.float64)
+    probs = check_array("probs", probs, ndim=1, low=0, high=1, hint="pass probabilities")
+    check_same_shape("log_loss", labels=labels, probs=probs)
+    if labels.size == 0:
+        raise InvalidParameterError("log_loss: labels and probs are empty; give one pair at least.")
+    p = np.clip(probs, eps, 1 - eps)
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
@@ -456,5 +552,7 @@ def topk_overlap(recommended_a: np.ndarray, recommended_b: np.ndarray) -> float:
         )
     if a.shape[0] == 0:
         raise ValueError("no users to compare: pass at least one row of recommendations.")
-    common = [len(set(x.tolist()) & set(y.tolist())) for x, y in zip(a, b, strict=True)]
+    for name, lists in (("recommended_a", a), ("recommended_b", b)):
+        _check_no_repeats(name, lists)  # -1 pads a list: never counted as shared
+    common = [len((set(x.tolist()) & set(y.tolist())) - {-1}) for x, y in zip(a, b, strict=True)]
     return float(np.mean(common) / a.shape[1])

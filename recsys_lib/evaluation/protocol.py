@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.evaluation.metrics import per_user_metrics, ranking_report
-from recsys_lib.models.base import Model
+from recsys_lib.models.base import Model, _item_columns
 
 
 def evaluation_users(test: Interactions) -> np.ndarray:
@@ -41,7 +41,7 @@ def _ranked_for_test(
     relevant = test.matrix
     if candidates is not None:
         keep = np.zeros(test.shape[1], dtype=np.float32)
-        keep[np.asarray(candidates, dtype=np.int64)] = 1.0
+        keep[_item_columns(candidates, test.shape[1])] = 1.0
         relevant = (relevant @ sp.diags(keep)).tocsr()
         relevant.eliminate_zeros()
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)

@@ -24,6 +24,16 @@ from numpy.typing import ArrayLike
 
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
+from recsys_lib.validation import (
+    POSITIVE_INT,
+    SEED,
+    ArrayOf,
+    InstanceOf,
+    InvalidParameterError,
+    check_param,
+    short_repr,
+    validate_params,
+)
 
 
 def dot_scores(
@@ -65,6 +75,12 @@ class Model(ABC):
                 f"fit() takes an Interactions object (users x items), got {type(train).__name__}; "
                 "build one with Interactions.from_frame(ratings, catalogue)."
             )
+        if min(train.shape) == 0 or train.nnz == 0:
+            raise ValueError(
+                f"{type(self).__name__}.fit: train has no interactions (shape {train.shape}, "
+                f"{train.nnz} stored entries), so there is nothing to learn from; check the "
+                "split or the filters that built it."
+            )
         start = time.perf_counter()
         self.train_ = train
         self._fit(train)
@@ -86,7 +102,7 @@ class Model(ABC):
         train = self._require_fitted()
         if user_rows is None:
             return np.arange(train.shape[0])
-        rows = np.atleast_1d(np.asarray(user_rows, dtype=np.int64))
+        rows = _positions("user_rows", user_rows, train.shape[0])
         bad = rows[(rows < 0) | (rows >= train.shape[0])]
         if bad.size:
             raise IndexError(
@@ -118,12 +134,13 @@ class Model(ABC):
         """
         train = self._require_fitted()
         k = check_k(k)
+        check_param("block_size", block_size, POSITIVE_INT, where="recommend")
         rows = self._rows(user_rows)
         out = np.empty((len(rows), min(k, train.shape[1])), dtype=np.int64)
         blocked = None
         if candidates is not None:
             blocked = np.ones(train.shape[1], dtype=bool)
-            blocked[np.asarray(candidates, dtype=np.int64)] = False
+            blocked[_item_columns(candidates, train.shape[1])] = False
         for start in range(0, len(rows), block_size):
             block = rows[start : start + block_size]
             scores = self.score(block)
@@ -165,6 +182,7 @@ class RandomModel(Model):
 
     name = "random"
 
+    @validate_params({"seed": SEED})
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         self.seed = seed
@@ -185,6 +203,30 @@ class RandomModel(Model):
         )
 
 
+def _positions(name: str, values: ArrayLike, size: int) -> np.ndarray:
+    """Row or column positions as int64: whole numbers only (not bools, not 0.7)."""
+    raw = np.atleast_1d(np.asarray(values))
+    if raw.dtype.kind not in "iu" and raw.size:
+        if raw.dtype.kind != "f" or not np.isfinite(raw).all() or (raw != np.round(raw)).any():
+            raise InvalidParameterError(
+                f"{name} must be integer positions (0..{size - 1}), got {short_repr(values)}; "
+                "map raw ids with the catalogue (catalogue.user_index / item_index) first."
+            )
+    return raw.astype(np.int64)
+
+
+def _item_columns(candidates: ArrayLike, n_items: int) -> np.ndarray:
+    """Candidate item columns, each in [0, n_items) (a -1 would silently mean the last item)."""
+    cols = _positions("candidates", candidates, n_items)
+    bad = cols[(cols < 0) | (cols >= n_items)]
+    if bad.size:
+        raise InvalidParameterError(
+            f"candidates hold item column(s) {bad[:5].tolist()} outside 0..{n_items - 1}; pass "
+            "item columns of the train catalogue (catalogue.item_index(ids))."
+        )
+    return cols
+
+
 class FactorScorer(Model):
     """Base of every model that scores by dot products of its user and item factors."""
 
@@ -203,6 +245,7 @@ class FactorModel(FactorScorer):
 
     name = "factors"
 
+    @validate_params({"user_factors": ArrayOf(2), "item_factors": ArrayOf(2)})
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         super().__init__()
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
@@ -232,6 +275,7 @@ class RandomTieBreak(Model):
     jitter far below float32 resolution of the scores reorders only exact ties.
     """
 
+    @validate_params({"base": InstanceOf(Model), "seed": SEED})
     def __init__(self, base: Model, seed: int = 0) -> None:
         super().__init__()
         self.base, self.seed = base, seed

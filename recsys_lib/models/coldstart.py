@@ -21,14 +21,14 @@ from recsys_lib.data.interactions import Catalogue, Interactions
 from recsys_lib.data.splits import cold_item_split, recommenders_stratified_split
 from recsys_lib.linalg import row_cosine
 from recsys_lib.models.base import FactorScorer, Model
+from recsys_lib.validation import NON_NEGATIVE, ArrayOf, InstanceOf, validate_params
 
 
 class RidgeMapping:
     """Closed-form multi-output ridge regression from X (n, d) to Y (n, f), with intercept."""
 
+    @validate_params({"alpha": NON_NEGATIVE})
     def __init__(self, alpha: float = 1.0) -> None:
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}.")
         self.alpha = alpha
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> RidgeMapping:
@@ -63,6 +63,7 @@ class TextToFactors(FactorScorer):
 
     name = "text_to_factors"
 
+    @validate_params({"base": InstanceOf(Model), "item_text": ArrayOf(2), "alpha": NON_NEGATIVE})
     def __init__(self, base: Model, item_text: np.ndarray, alpha: float = 1.0) -> None:
         super().__init__()
         self.base, self.item_text, self.alpha = base, np.asarray(item_text, np.float32), alpha

@@ -20,6 +20,19 @@ from recsys_lib.data.interactions import Interactions
 from recsys_lib.evaluation.protocol import evaluate
 from recsys_lib.linalg import fit_logistic
 from recsys_lib.models.base import Model
+from recsys_lib.validation import Interval, Options, Satisfies, validate_params
+
+NORMALIZATION = Options({"zscore", "rank", "none"})
+COMPONENTS = Satisfies(
+    lambda c: isinstance(c, dict) and c and all(isinstance(m, Model) for m in c.values()),
+    "a non-empty dict of name -> fitted Model",
+    example={},
+)
+WEIGHTS = Satisfies(
+    lambda w: isinstance(w, dict) and all(np.isfinite(float(v)) for v in w.values()),
+    "a dict of name -> finite weight",
+    example={"x": float("nan")},
+)
 
 
 def normalize_scores(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
@@ -30,6 +43,13 @@ def normalize_scores(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
     (1 = best). none: unchanged.
     """
     scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-D (users x items), got shape {scores.shape}.")
+    if np.isnan(scores).any():
+        raise ValueError(
+            f"scores hold {int(np.isnan(scores).sum())} NaN value(s); mark excluded items with "
+            "-inf, not NaN."
+        )
     if method == "none":
         return scores
     finite = np.isfinite(scores)
@@ -58,6 +78,8 @@ class HybridModel(Model):
 
     name = "hybrid"
 
+    @validate_params({"components": COMPONENTS, "weights": WEIGHTS,
+                      "normalization": NORMALIZATION})  # fmt: skip
     def __init__(
         self, components: dict[str, Model], weights: dict[str, float], normalization: str = "zscore"
     ) -> None:
@@ -89,10 +111,9 @@ class HybridModel(Model):
         return total
 
 
+@validate_params({"weight": Interval(float, 0, 1), "normalization": NORMALIZATION})
 def blend(cf: Model, text: Model, weight: float, normalization: str = "zscore") -> HybridModel:
     """(1 - weight) * collaborative + weight * text, fitted on the cf model's train data."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight must be in [0, 1], got {weight}.")
     model = HybridModel(
         {"cf": cf, "text": text}, {"cf": 1.0 - weight, "text": weight}, normalization
     )
@@ -127,6 +148,7 @@ class LearnedBlend(HybridModel):
 
     name = "learned_blend"
 
+    @validate_params({"components": COMPONENTS, "normalization": NORMALIZATION})
     def __init__(self, components: dict[str, Model], normalization: str = "zscore") -> None:
         super().__init__(components, {name: 1.0 for name in components}, normalization)
 

@@ -17,6 +17,20 @@ from numpy.typing import ArrayLike
 
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.models.base import FactorScorer, Model
+from recsys_lib.validation import (
+    BOOL,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    PENALTY_HINT,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    Interval,
+    Options,
+    validate_params,
+)
+
+GPU = [BOOL, Options({"auto"})]
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +53,6 @@ def _single_threaded_blas():
     return threadpool_limits(1, "blas")
 
 
-def _check_hyper(
-    owner: str,
-    *,
-    ints: dict | None = None,
-    non_negative: dict | None = None,
-    positive: dict | None = None,
-) -> None:
-    """Reject hyper-parameters that would fail deep inside BLAS or silently do nothing.
-
-    ints: names -> values that must be integers >= 1; non_negative / positive: names -> values
-    that must be finite reals >= 0 / > 0. Messages name the value and the fix.
-    """
-    for name, value in (ints or {}).items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
-    for name, value in (non_negative or {}).items():
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(
-                f"{owner}: {name} must be a finite number >= 0, got {value!r}; a negative "
-                "penalty rewards large weights instead of shrinking them."
-            )
-    for name, value in (positive or {}).items():
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}.")
-
-
 def _to_numpy(factors) -> np.ndarray:
     return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
 
@@ -80,15 +68,12 @@ class PureSVD(FactorScorer):
 
     name = "puresvd"
 
+    @validate_params({"factors": POSITIVE_INT, "scaling": Options({"sqrt", "full"}),
+                      "normalize": [None, Options({"item"})], "seed": SEED})  # fmt: skip
     def __init__(
         self, factors: int = 64, scaling: str = "sqrt", normalize: str | None = None, seed: int = 0
     ) -> None:
         super().__init__()
-        if scaling not in ("sqrt", "full"):
-            raise ValueError(f"scaling must be 'sqrt' or 'full', got {scaling!r}.")
-        if normalize not in (None, "item"):
-            raise ValueError(f"normalize must be None or 'item', got {normalize!r}.")
-        _check_hyper("PureSVD", ints={"factors": factors})
         self.factors, self.scaling, self.normalize, self.seed = factors, scaling, normalize, seed
 
     def _fit(self, train: Interactions) -> None:
@@ -121,6 +106,10 @@ class ALS(FactorScorer):
 
     name = "als"
 
+    @validate_params({"factors": POSITIVE_INT, "regularization": NON_NEGATIVE,
+                      "alpha": NON_NEGATIVE, "iterations": POSITIVE_INT, "seed": SEED,
+                      "use_gpu": GPU, "binary": BOOL, "use_cg": BOOL},
+                     hints={"regularization": PENALTY_HINT})  # fmt: skip
     def __init__(
         self,
         factors: int = 64,
@@ -133,11 +122,6 @@ class ALS(FactorScorer):
         use_cg: bool = True,
     ) -> None:
         super().__init__()
-        _check_hyper(
-            "ALS",
-            ints={"factors": factors, "iterations": iterations},
-            non_negative={"regularization": regularization, "alpha": alpha},
-        )
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.seed, self.use_gpu = iterations, seed, use_gpu
         self.binary, self.use_cg = binary, use_cg
@@ -292,15 +276,13 @@ class ExplicitALS(FactorScorer):
 
     name = "explicit_als"
 
+    @validate_params({"factors": POSITIVE_INT, "regularization": NON_NEGATIVE,
+                      "iterations": POSITIVE_INT, "seed": SEED},
+                     hints={"regularization": PENALTY_HINT})  # fmt: skip
     def __init__(
         self, factors: int = 10, regularization: float = 0.05, iterations: int = 20, seed: int = 0
     ) -> None:
         super().__init__()
-        _check_hyper(
-            "ExplicitALS",
-            ints={"factors": factors, "iterations": iterations},
-            non_negative={"regularization": regularization},
-        )
         self.factors, self.regularization = factors, regularization
         self.iterations, self.seed = iterations, seed
 
@@ -345,6 +327,10 @@ class BPR(FactorScorer):
 
     name = "bpr"
 
+    @validate_params({"factors": POSITIVE_INT, "learning_rate": POSITIVE,
+                      "regularization": NON_NEGATIVE, "iterations": POSITIVE_INT, "seed": SEED,
+                      "use_gpu": GPU, "num_threads": NON_NEGATIVE_INT},
+                     hints={"regularization": PENALTY_HINT})  # fmt: skip
     def __init__(
         self,
         factors: int = 64,
@@ -356,12 +342,6 @@ class BPR(FactorScorer):
         num_threads: int = 0,
     ) -> None:
         super().__init__()
-        _check_hyper(
-            "BPR",
-            ints={"factors": factors, "iterations": iterations},
-            non_negative={"regularization": regularization},
-            positive={"learning_rate": learning_rate},
-        )
         self.factors, self.learning_rate = factors, learning_rate
         self.regularization, self.iterations = regularization, iterations
         self.seed, self.use_gpu, self.num_threads = seed, use_gpu, num_threads
@@ -403,6 +383,10 @@ class EASE(Model):
 
     name = "ease"
 
+    @validate_params({"regularization": NON_NEGATIVE,
+                      "dtype": Options({np.float32, np.float64}),
+                      "memory_fraction": Interval(float, 0, 1, closed="right")},
+                     hints={"regularization": PENALTY_HINT})  # fmt: skip
     def __init__(
         self,
         regularization: float = 250.0,
@@ -410,9 +394,6 @@ class EASE(Model):
         memory_fraction: float = 0.5,
     ) -> None:
         super().__init__()
-        _check_hyper("EASE", non_negative={"regularization": regularization})
-        if not 0 < memory_fraction <= 1:
-            raise ValueError(f"EASE: memory_fraction must be in (0, 1], got {memory_fraction!r}.")
         self.regularization, self.dtype, self.memory_fraction = (
             regularization,
             dtype,

@@ -12,6 +12,7 @@ import numpy as np
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.models.base import Model
 from recsys_lib.production.privacy import dp_item_counts, laplace_scale
+from recsys_lib.validation import POSITIVE, POSITIVE_INT, SEED, Options, validate_params
 
 
 class DPPopularity(Model):
@@ -22,6 +23,9 @@ class DPPopularity(Model):
 
     name = "dp_popularity"
 
+    @validate_params({"epsilon": [POSITIVE, Options({np.inf})],
+                      "max_items_per_user": POSITIVE_INT, "seed": SEED},
+                     hints={"epsilon": "smaller epsilon = more private; np.inf = no noise"})  # fmt: skip
     def __init__(self, epsilon: float, max_items_per_user: int = 50, seed: int = 0) -> None:
         super().__init__()
         laplace_scale(max_items_per_user, epsilon)  # validate early

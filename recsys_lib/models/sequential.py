@@ -35,6 +35,19 @@ from recsys_lib.models.base import Model
 from recsys_lib.retrieval.topk import top_k
 from recsys_lib.runtime import resolve_device
 from recsys_lib.text.finetune import TrainConfig, TrainHistory, train_loop
+from recsys_lib.validation import (
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    ArrayOf,
+    InstanceOf,
+    Interval,
+    Satisfies,
+    check_array,
+    check_param,
+    check_params,
+    validate_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +67,7 @@ def pad_sequences(sequences: Iterable[ArrayLike], max_length: int, offset: int =
 
     Token = item column + ``offset`` (so 0 stays free for padding).
     """
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1, got {max_length}.")
+    check_params("pad_sequences", {"max_length": (POSITIVE_INT, max_length)})
     out = np.zeros((len(sequences), max_length), dtype=np.int64)
     for row, seq in enumerate(sequences):
         tail = np.asarray(seq, dtype=np.int64)[-max_length:]
@@ -117,6 +129,8 @@ def sampled_evaluate(
     """
     from recsys_lib.evaluation.metrics import ranking_report
 
+    check_params("sampled_evaluate", {"n_negatives": (POSITIVE_INT, n_negatives),
+                                      "seed": (SEED, seed)})  # fmt: skip
     train = model._require_fitted()
     users = evaluation_users(test)
     scores = model.score(users).astype(np.float64)
@@ -141,6 +155,8 @@ def popularity_buckets(
     """Each test user's bucket by the train count of their test item: ``< edges[0]``,
     ``edges[0]..edges[1]-1``, ... (labels name the ranges). Indexed by raw user id, like
     :func:`recsys_lib.evaluation.protocol.evaluate_per_user`, so the two align."""
+    if not edges or any(not a < b for a, b in zip((0, *edges), edges, strict=False)):
+        raise ValueError(f"edges must be increasing counts > 0, got {edges}.")
     counts = np.asarray(train.binary().matrix.sum(0)).ravel()
     users = evaluation_users(test)
     item = test.matrix[users].indices[test.matrix[users].indptr[:-1]]  # first test item
@@ -161,7 +177,8 @@ def project_item_vectors(vectors: np.ndarray, dim: int, std: float = 0.02) -> np
     the entries have standard deviation ``std`` (the transformers' default initialisation), so
     text-initialised and random tables start at the same scale.
     """
-    x = np.asarray(vectors, dtype=np.float64)
+    check_params("project_item_vectors", {"dim": (POSITIVE_INT, dim), "std": (POSITIVE, std)})
+    x = check_array("vectors", vectors, ndim=2)
     if x.ndim != 2 or dim > min(x.shape):
         raise ValueError(f"need (n_items, d_in) vectors with dim <= min(n_items, d_in); got "
                          f"{x.shape} and dim={dim}.")  # fmt: skip
@@ -239,10 +256,16 @@ class _TransformerRecommender(Model):
 
     kind = "causal"
 
+    @validate_params({"dim": POSITIVE_INT, "layers": POSITIVE_INT, "heads": POSITIVE_INT,
+                      "dropout": Interval(float, 0, 1, closed="left"),
+                      "item_init": [None, ArrayOf(2)], "config": [None, InstanceOf(TrainConfig)],
+                      "k": POSITIVE_INT, "score_batch": POSITIVE_INT})  # fmt: skip
     def __init__(self, *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.2,
                  item_init: np.ndarray | None = None, config: TrainConfig | None = None,
                  k: int = 10, score_batch: int = 256) -> None:  # fmt: skip
         super().__init__()
+        check_param("heads", heads, Satisfies(lambda h: dim % h == 0, f"a divisor of dim={dim}"),
+                    where=type(self).__name__, hint="each head gets dim / heads dimensions")  # fmt: skip
         self.dim, self.layers, self.heads, self.dropout = dim, layers, heads, dropout
         self.item_init, self.k, self.score_batch = item_init, k, score_batch
         self.config = config or TrainConfig(epochs=50, batch_size=64, lr=1e-3, warmup_ratio=0.0,
@@ -354,6 +377,7 @@ class BERT4Rec(_TransformerRecommender):
     name = "bert4rec"
     kind = "bidirectional"
 
+    @validate_params({"mask_prob": Interval(float, 0, 1, closed="neither")})
     def __init__(self, *, mask_prob: float = 0.2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mask_prob = mask_prob

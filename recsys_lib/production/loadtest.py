@@ -270,4 +270,7 @@ def request_paths(user_ids: Iterable[object], k: int = 10) -> list[str]:
     """``GET /recommend`` paths for raw user ids (n,), in order, URL-quoted."""
     from urllib.parse import quote
 
-    return [f"/recommend?user_id={quote(str(u))}&k={int(k)}" for u in np.asarray(user_ids).tolist()]
+    from recsys_lib.retrieval.topk import check_k
+
+    k = check_k(k)
+    return [f"/recommend?user_id={quote(str(u))}&k={k}" for u in np.asarray(user_ids).tolist()]

@@ -22,14 +22,17 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from recsys_lib.linalg import positions
+from recsys_lib.validation import POSITIVE, Interval, check_array, check_params
 
 DAY_SECONDS = 86_400
 
 
 def _distribution(p: ArrayLike) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
-    if p.ndim != 1 or (p < 0).any() or p.sum() <= 0:
-        raise ValueError("a distribution must be a 1-D array of non-negative values with sum > 0.")
+    if p.ndim != 1 or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise ValueError(
+            "a distribution must be a 1-D array of finite non-negative values with sum > 0."
+        )
     return p / p.sum()
 
 
@@ -81,6 +84,8 @@ def js_divergence(p: ArrayLike, q: ArrayLike) -> float:
 
 def psi(p: ArrayLike, q: ArrayLike, floor: float = 1e-4) -> float:
     """Population stability index sum (q_i - p_i) ln(q_i / p_i), shares clipped at ``floor``."""
+    check_params("psi", {"floor": (Interval(float, 0, 1, closed="right"), floor)},
+                 hints={"floor": "a share of 0 would make the log infinite"})  # fmt: skip
     p, q = _pair(p, q)
     p, q = np.maximum(p, floor), np.maximum(q, floor)
     return float(np.sum((q - p) * np.log(q / p)))
@@ -104,9 +109,8 @@ def centroid_shift(p: ArrayLike, q: ArrayLike, embeddings: np.ndarray) -> float:
 
 def assign_windows(timestamps: ArrayLike, window_days: float) -> np.ndarray:
     """Window number of each event (unix seconds), counting ``window_days`` from the first."""
-    if window_days <= 0:
-        raise ValueError(f"window_days must be > 0, got {window_days}.")
-    ts = np.asarray(timestamps, dtype=np.float64)
+    check_params("assign_windows", {"window_days": (POSITIVE, window_days)})
+    ts = check_array("timestamps", timestamps, ndim=1, allow_empty=False)
     return ((ts - ts.min()) // (window_days * DAY_SECONDS)).astype(np.int64)
 
 

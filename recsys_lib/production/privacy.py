@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.evaluation.protocol import evaluate
+from recsys_lib.validation import NON_NEGATIVE, check_params
 
 # ---------------------------------------------------------------- re-identification
 
@@ -141,8 +142,7 @@ def history_unique_share(train: Interactions, n_known: int, seed: int = 0) -> fl
 
 def laplace_scale(sensitivity: float, epsilon: float) -> float:
     """Noise scale b = sensitivity / epsilon of the Laplace mechanism (0 for epsilon = inf)."""
-    if sensitivity < 0:
-        raise ValueError(f"sensitivity must be >= 0, got {sensitivity}.")
+    check_params("laplace_scale", {"sensitivity": (NON_NEGATIVE, sensitivity)})
     if not epsilon > 0:
         raise ValueError(f"epsilon must be > 0 (smaller = more private), got {epsilon}.")
     return 0.0 if np.isinf(epsilon) else float(sensitivity) / float(epsilon)

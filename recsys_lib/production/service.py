@@ -19,38 +19,51 @@ Endpoints (typed with pydantic; interactive OpenAPI docs at ``/docs``):
 Bad input is answered 4xx with the library's own message: 404 for an unknown user or item id,
 422 for a bad ``k``, an id of the wrong type, malformed JSON or a missing field, 413 for an
 oversized batch, 409 for a tampered or missing artefact on reload (the old one keeps serving).
+What the service does not understand is refused, never ignored: an unknown JSON field or query
+parameter (a misspelt ``K``) is a 422. Ids are at most 256 characters, error bodies at most
+500 (an input is never echoed at length) and responses name artefact folders, never server
+paths.
 
 API key: off by default. Start with ``--api-key-env NAME`` (the key is read from the
 environment variable NAME, never from the command line, so it stays out of ``ps``) and every
-endpoint except ``/health`` and the docs needs the header ``X-API-Key: <key>`` (401 otherwise).
+endpoint except ``/health`` and the docs needs the header ``X-API-Key: <key>`` (401 otherwise,
+also for a header that is not ASCII); the key is compared in constant time, and an empty or
+non-ASCII configured key is a start-up error.
 ``/reload`` only accepts artefact folders beside the first one (same parent folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import os
-import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys_lib.production.serving import MANIFEST_FILE, ArtefactError, Recommender, UnknownIdError
+from recsys_lib.validation import short_repr
 
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
 DEFAULT_MAX_BATCH = 1_000
+MAX_BATCH_LIMIT = 100_000  # the most max_batch may be: bounds what one request can make us parse
+MAX_ID_LENGTH = 256  # characters of one raw id in a request
+MAX_DETAIL = 500  # characters of an error body's detail: inputs are never echoed at length
 
 RawId = int | str
+RequestId = int | Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
 
 
 # ----------------------------------------------------------------------------- models
@@ -58,9 +71,10 @@ class Health(BaseModel):
     status: str = Field(description='"ok" while an artefact is loaded')
     n_users: int
     n_items: int
-    artefact: str = Field(description="folder of the artefact being served")
+    artefact: str = Field(description="name of the artefact folder being served")
     sha256: str = Field(description="checksum of its arrays file, from the verified manifest")
     loads: int = Field(description="1 after start-up, +1 per successful reload")
+    integrity: str = Field(description="how the artefact was verified: signature or checksum only")
 
 
 class Recommendation(BaseModel):
@@ -69,7 +83,11 @@ class Recommendation(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    user_ids: list[RawId] = Field(description="raw user ids, at most max_batch of them")
+    model_config = ConfigDict(extra="forbid")  # a misspelt field ("K") is an error, not ignored
+
+    user_ids: list[RequestId] = Field(
+        description="raw user ids, at most max_batch of them", max_length=MAX_BATCH_LIMIT
+    )
     k: int = Field(10, description="list length, 1..catalogue size")
 
 
@@ -91,6 +109,8 @@ class Explanation(BaseModel):
 
 
 class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     artefact: str | None = Field(None, description="folder to load (default: the current one)")
 
 
@@ -127,9 +147,41 @@ def _parse_id(raw: RawId, ids_kind: str, name: str) -> RawId:
         except ValueError:
             raise HTTPException(
                 422,
-                f"{name} must be an integer for this artefact (its ids are integers), got {raw!r}.",
+                f"{name} must be an integer for this artefact (its ids are integers), got "
+                f"{short_repr(raw)}.",
             ) from None
     return str(raw)
+
+
+def _only_query(*names: str):
+    """A dependency refusing query parameters other than ``names`` (a misspelt ``K=`` would
+    otherwise be ignored and the default used)."""
+    allowed = set(names)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            takes = ", ".join(sorted(allowed)) or "no query parameters"
+            raise HTTPException(
+                422,
+                f"unknown query parameter(s) {short_repr(unknown)}; this endpoint takes {takes}.",
+            )
+
+    return Depends(check)
+
+
+def check_api_key(api_key: str | None) -> None:
+    """A configured key must be non-empty printable ASCII (what an HTTP header carries
+    unchanged); anything else is a start-up error, not a server that accepts an empty key."""
+    if api_key is None:
+        return
+    if not isinstance(api_key, str) or not api_key or not all(33 <= ord(c) < 127 for c in api_key):
+        raise ValueError(
+            "api_key must be a non-empty string of printable ASCII characters without spaces "
+            f"(it travels in the {API_KEY_HEADER} header); got "
+            f"{'an empty string' if api_key == '' else 'another value'}. Generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+        )
 
 
 def _items(values) -> list[RawId]:
@@ -148,10 +200,20 @@ def create_app(
     ``X-API-Key``. ``max_batch``: the most user ids one POST /recommend may carry (413 above).
     Raises :class:`~recsys_lib.production.serving.ArtefactError` when the artefact is missing or tampered.
     """
-    if max_batch < 1:
-        raise ValueError(f"max_batch must be at least 1, got {max_batch}.")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int):
+        raise ValueError(f"max_batch must be an integer, got {short_repr(max_batch)}.")
+    if not 1 <= max_batch <= MAX_BATCH_LIMIT:
+        raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_LIMIT}, got {max_batch}.")
+    check_api_key(api_key)
+    expected_key = api_key.encode("ascii") if api_key is not None else b""
     state = {"current": load_artefact(artefact)}
     root = state["current"].folder.parent
+
+    def public(text: str) -> str:
+        """An error detail fit for a response: no server paths, at most MAX_DETAIL chars."""
+        text = text.replace(str(root) + os.sep, "").replace(str(root), "<artefacts>")
+        return text if len(text) <= MAX_DETAIL else f"{text[: MAX_DETAIL - 3]}..."
+
     app = FastAPI(
         title="recsys-lib recommendation service",
         description="Top-k recommendations, similar items and explanations from a saved "
@@ -162,23 +224,30 @@ def create_app(
     def check_key(x_api_key: str | None = Header(None, alias=API_KEY_HEADER)) -> None:
         if api_key is None:
             return
-        if x_api_key is None or not secrets.compare_digest(x_api_key, api_key):
+        # bytes, so a non-ASCII header is simply wrong (401), compared in constant time
+        sent = (x_api_key or "").encode("utf-8", "surrogateescape")
+        if x_api_key is None or not hmac.compare_digest(sent, expected_key):
             raise HTTPException(401, f"missing or wrong {API_KEY_HEADER} header; send the key.")
 
     guarded = [Depends(check_key)] if api_key is not None else []
     errors = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": public(str(err.detail))}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))  # fmt: skip
+
     @app.exception_handler(UnknownIdError)
     async def _unknown(request: Request, err: UnknownIdError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=404)
+        return JSONResponse({"detail": public(str(err))}, status_code=404)
 
     @app.exception_handler(ValueError)
     async def _value(request: Request, err: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=422)
+        return JSONResponse({"detail": public(str(err))}, status_code=422)
 
     @app.exception_handler(TypeError)
     async def _type(request: Request, err: TypeError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=422)
+        return JSONResponse({"detail": public(str(err))}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -186,22 +255,26 @@ def create_app(
         for e in err.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body"))
             parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+        return JSONResponse({"detail": public("; ".join(parts))}, status_code=422)
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, dependencies=[_only_query()])
     async def health() -> Health:
         cur = state["current"]
         rec = cur.recommender
         return Health(status="ok", n_users=rec.n_users, n_items=rec.n_items,
-                      artefact=str(cur.folder), sha256=cur.sha256, loads=cur.loads)  # fmt: skip
+                      artefact=cur.folder.name, sha256=cur.sha256, loads=cur.loads,
+                      integrity=rec.integrity)  # fmt: skip
 
-    @app.get("/recommend", response_model=Recommendation, responses=errors, dependencies=guarded)
-    async def recommend(user_id: str = Query(...), k: int = Query(10)) -> Recommendation:
+    @app.get("/recommend", response_model=Recommendation, responses=errors,
+             dependencies=[*guarded, _only_query("user_id", "k")])  # fmt: skip
+    async def recommend(
+        user_id: str = Query(..., max_length=MAX_ID_LENGTH), k: int = Query(10)
+    ) -> Recommendation:
         rec = state["current"].recommender
         uid = _parse_id(user_id, rec.user_ids.dtype.kind, "user_id")
         return Recommendation(user_id=uid, items=_items(rec.recommend(uid, k)))
 
-    @app.post("/recommend", response_model=BatchResponse, dependencies=guarded,
+    @app.post("/recommend", response_model=BatchResponse, dependencies=[*guarded, _only_query()],
               responses={**errors, 413: {"model": ErrorBody}})  # fmt: skip
     async def recommend_batch(body: BatchRequest) -> BatchResponse:
         if len(body.user_ids) > max_batch:
@@ -219,14 +292,21 @@ def create_app(
         ]
         return BatchResponse(results=results)
 
-    @app.get("/similar", response_model=Similar, responses=errors, dependencies=guarded)
-    async def similar(item_id: str = Query(...), k: int = Query(10)) -> Similar:
+    @app.get("/similar", response_model=Similar, responses=errors,
+             dependencies=[*guarded, _only_query("item_id", "k")])  # fmt: skip
+    async def similar(
+        item_id: str = Query(..., max_length=MAX_ID_LENGTH), k: int = Query(10)
+    ) -> Similar:
         rec = state["current"].recommender
         iid = _parse_id(item_id, rec.item_ids.dtype.kind, "item_id")
         return Similar(item_id=iid, items=_items(rec.similar_items(iid, k)))
 
-    @app.get("/explain", response_model=Explanation, responses=errors, dependencies=guarded)
-    async def explain(user_id: str = Query(...), item_id: str = Query(...)) -> Explanation:
+    @app.get("/explain", response_model=Explanation, responses=errors,
+             dependencies=[*guarded, _only_query("user_id", "item_id")])  # fmt: skip
+    async def explain(
+        user_id: str = Query(..., max_length=MAX_ID_LENGTH),
+        item_id: str = Query(..., max_length=MAX_ID_LENGTH),
+    ) -> Explanation:
         rec = state["current"].recommender
         uid = _parse_id(user_id, rec.user_ids.dtype.kind, "user_id")
         iid = _parse_id(item_id, rec.item_ids.dtype.kind, "item_id")
@@ -234,20 +314,22 @@ def create_app(
         return Explanation(user_id=uid, item_id=iid, because_item_id=row["because_item_id"].item(),
                            similarity=float(row["similarity"]), reason=str(row["reason"]))  # fmt: skip
 
-    @app.post("/reload", response_model=Health, dependencies=guarded,
+    @app.post("/reload", response_model=Health, dependencies=[*guarded, _only_query()],
               responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}})  # fmt: skip
     async def reload(body: ReloadRequest | None = None) -> Health:
         cur = state["current"]
         folder = Path(body.artefact).resolve() if body and body.artefact else cur.folder
         if folder.parent != root:
             raise HTTPException(
-                403, f"{folder} is not beside the first artefact; reload only loads folders in "
-                f"{root}. Save the new artefact there.",
+                403, "that folder is not beside the first artefact; reload only loads folders in "
+                "the folder that holds it. Save the new artefact there.",
             )  # fmt: skip
         try:  # load and verify off the event loop: requests keep being answered meanwhile
             new = await run_in_threadpool(load_artefact, folder, cur.loads + 1)
         except (ArtefactError, OSError, ValueError, KeyError) as err:
-            raise HTTPException(409, f"reload refused, still serving {cur.folder}: {err}") from None
+            raise HTTPException(
+                409, f"reload refused, still serving {cur.folder.name}: {public(str(err))}"
+            ) from None
         state["current"] = new  # one reference assignment: atomic for every later request
         log.info("reloaded %s (sha256 %s)", new.folder, new.sha256[:12])
         return await health()

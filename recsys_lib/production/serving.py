@@ -12,13 +12,24 @@ What is saved: user and item ids (the id <-> row mappings), user and item factor
 (float32), the items each user saw in train as a CSR (``indptr``, ``indices``) so they are
 excluded at serving time, optional item embeddings (text space) and optional item names.
 Arrays go into one ``.npz`` written with plain numpy (read back with
-``allow_pickle=False``); a JSON manifest holds the format name, its version, the shapes and
-the SHA-256 of the array file, so a truncated or edited copy is refused on load.
+``allow_pickle=False``); a JSON manifest holds the format name, its version, the counts, the
+name, dtype and shape of every array, SHA-256 digests of the id lists and the SHA-256 of the
+array file. Load checks all of them against the arrays, and the seen matrix's structure.
+
+What the checksum protects against: accidental damage (a truncated copy, a flipped bit, an
+edited array whose manifest was not updated). It is no proof of origin: whoever can write the
+folder can edit the arrays and recompute every digest. For that, set the environment variable
+``RECSYS_ARTEFACT_KEY`` (a secret) where artefacts are saved and where they are loaded: the
+manifest then carries an HMAC-SHA256 signature, and with the key set, load refuses an unsigned
+artefact or one whose signature does not match. ``Recommender.integrity`` says which case held.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -35,6 +46,8 @@ from recsys_lib.data.interactions import Catalogue, Interactions
 from recsys_lib.data.movielens import file_digest
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.retrieval.topk import check_k, exclude_entries, top_k
+from recsys_lib.runtime import setting
+from recsys_lib.validation import NON_NEGATIVE_INT, POSITIVE_INT, check_array, check_params
 
 if TYPE_CHECKING:
     from recsys_lib.models.base import Model
@@ -42,7 +55,11 @@ if TYPE_CHECKING:
 #: A raw user or item id: an integer or a string.
 Id = int | str | np.integer
 
+log = logging.getLogger(__name__)
+
 FORMAT_NAME = "recsys-lib-recommender"
+#: The environment variable holding the secret that signs and verifies manifests.
+ARTEFACT_KEY_ENV = "RECSYS_ARTEFACT_KEY"
 FORMAT_VERSION = 1
 ARRAYS_FILE = "arrays.npz"
 MANIFEST_FILE = "manifest.json"
@@ -67,6 +84,73 @@ def _as_plain_array(ids) -> np.ndarray:
     if ids.dtype.kind not in "iuU":
         raise TypeError(f"ids must be integers or strings, got dtype {ids.dtype}.")
     return ids
+
+
+def _artefact_key(key: str | bytes | None) -> bytes | None:
+    """The signing key: ``key`` when given, else ``$RECSYS_ARTEFACT_KEY`` (unset or empty: None)."""
+    if key is None:
+        key = setting(ARTEFACT_KEY_ENV)
+    if key is None:
+        return None
+    return key if isinstance(key, bytes) else key.encode("utf-8")
+
+
+def _signature(manifest: dict, key: bytes) -> str:
+    """HMAC-SHA256 of the manifest (everything but its signature) in canonical JSON."""
+    body = {name: value for name, value in manifest.items() if name != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def _id_digest(ids: np.ndarray) -> str:
+    """SHA-256 of an id list's values (dtype and order included)."""
+    ids = np.ascontiguousarray(ids)
+    return hashlib.sha256(str(ids.dtype).encode() + b"\0" + ids.tobytes()).hexdigest()
+
+
+def _check_arrays(manifest: dict, arrays: dict[str, np.ndarray], folder: Path) -> None:
+    """Refuse arrays that do not match the manifest's metadata or are not a valid recommender:
+    the same array names, dtypes and shapes, counts, id-list digests, a well-formed seen CSR
+    and finite factors. Catches an array edited (and the checksum recomputed) without the
+    manifest's metadata following."""
+
+    def refuse(why: str) -> None:
+        raise ArtefactError(
+            f"{folder.name}: {why}; the arrays do not match their manifest (edited or damaged). "
+            "Re-save the recommender with Recommender.save(dir)."
+        )
+
+    declared = manifest.get("arrays")
+    if not isinstance(declared, dict) or set(declared) != set(arrays):
+        refuse(f"arrays {sorted(arrays)} differ from the manifest's {sorted(declared or {})}")
+    for name, array in arrays.items():
+        meta = declared[name]
+        if not isinstance(meta, dict) or meta.get("dtype") != str(array.dtype):
+            refuse(f"{name} has dtype {array.dtype}, the manifest says {meta}")
+        if meta.get("shape") != list(array.shape):
+            refuse(f"{name} has shape {list(array.shape)}, the manifest says {meta.get('shape')}")
+    n_users, n_items = len(arrays["user_ids"]), len(arrays["item_ids"])
+    counts = {"n_users": n_users, "n_items": n_items,
+              "factors": int(arrays["item_factors"].shape[1]) if arrays["item_factors"].ndim == 2
+              else None, "n_seen": len(arrays["seen_indices"])}  # fmt: skip
+    for name, value in counts.items():
+        if name in manifest and manifest[name] != value:
+            refuse(f"{name} is {value}, the manifest says {manifest[name]}")
+    for name in ("user_ids", "item_ids"):
+        digest = manifest.get("ids_sha256", {}).get(name)
+        if digest is not None and digest != _id_digest(arrays[name]):
+            refuse(f"{name} differ from the id list the manifest recorded")
+    indptr, indices = arrays["seen_indptr"], arrays["seen_indices"]
+    if (
+        indptr.shape != (n_users + 1,)
+        or (indptr.size and (indptr[0] != 0 or indptr[-1] != len(indices)))
+        or bool((np.diff(indptr) < 0).any())
+        or bool(((indices < 0) | (indices >= n_items)).any())
+    ):
+        refuse("the seen matrix (seen_indptr, seen_indices) is not a valid users x items CSR")
+    for name in ("user_factors", "item_factors", "item_embeddings"):
+        if name in arrays and not np.isfinite(arrays[name]).all():
+            refuse(f"{name} holds NaN or infinite values")
 
 
 class Recommender:
@@ -133,6 +217,8 @@ class Recommender:
         # the library's one id <-> position map (also rejects duplicate ids)
         self.catalogue = Catalogue(self.user_ids, self.item_ids)
         self._unit_cache: dict[str, np.ndarray] = {}
+        #: how a loaded artefact was verified ("built in memory" until load sets it)
+        self.integrity = "built in memory"
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -233,6 +319,7 @@ class Recommender:
         than k unseen items. At most ``block_size`` rows of scores exist at a time.
         """
         k = self._check_k(k)
+        check_params("recommend_many", {"block_size": (POSITIVE_INT, block_size)})
         rows = self._user_rows(user_ids)
         pad = "" if self.item_ids.dtype.kind == "U" else -1
         out = np.full((len(rows), k), pad, dtype=self.item_ids.dtype)
@@ -325,8 +412,17 @@ class Recommender:
             arrays["item_names"] = self.item_names
         return arrays
 
-    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        directory: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        signing_key: str | bytes | None = None,
+    ) -> Path:
         """Write ``arrays.npz`` and ``manifest.json`` into ``directory``; returns it.
+
+        With a signing key (``signing_key``, else ``$RECSYS_ARTEFACT_KEY``) the manifest carries
+        an HMAC-SHA256 signature that :meth:`load` verifies with the same key.
 
         Everything is written into a temporary sibling folder first and renamed into place
         at the end, so a failed save leaves no half-written artefact. An existing directory
@@ -352,12 +448,21 @@ class Recommender:
                 "embedding_dim": None
                 if self.item_embeddings is None
                 else int(self.item_embeddings.shape[1]),
+                "n_seen": int(self.seen.nnz),
                 "arrays": {
                     name: {"dtype": str(a.dtype), "shape": list(a.shape)}
                     for name, a in arrays.items()
                 },  # fmt: skip
+                "ids_sha256": {
+                    "user_ids": _id_digest(self.user_ids),
+                    "item_ids": _id_digest(self.item_ids),
+                },
                 "sha256": file_digest(staging / ARRAYS_FILE, "sha256"),
             }
+            key = _artefact_key(signing_key)
+            if key is not None:
+                manifest["signature"] = {"algorithm": "hmac-sha256",
+                                         "value": _signature(manifest, key)}  # fmt: skip
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
             if target.exists():
                 backup = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -372,8 +477,16 @@ class Recommender:
         return target
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Recommender:
-        """Read artefacts written by :meth:`save` (checks format, version and checksum)."""
+    def load(
+        cls, directory: str | os.PathLike, *, signing_key: str | bytes | None = None
+    ) -> Recommender:
+        """Read artefacts written by :meth:`save`: checks format, version, checksum, the
+        manifest's metadata against the arrays, and the signature.
+
+        With a key (``signing_key``, else ``$RECSYS_ARTEFACT_KEY``) an unsigned artefact or a
+        signature mismatch is refused; without one, the artefact is loaded and a warning says
+        that its origin is not verified. ``integrity`` on the result records which case held.
+        """
         folder = Path(directory)
         manifest_path, arrays_path = folder / MANIFEST_FILE, folder / ARRAYS_FILE
         if not manifest_path.is_file() or not arrays_path.is_file():
@@ -396,21 +509,51 @@ class Recommender:
                 f"{folder} was saved with format version {version}; this code reads version "
                 f"{FORMAT_VERSION}. Re-save it with the matching recsys_lib version."
             )
+        key = _artefact_key(signing_key)
+        signature = manifest.get("signature")
+        if key is not None:
+            if not isinstance(signature, dict) or "value" not in signature:
+                raise ArtefactError(
+                    f"{folder.name} is unsigned but {ARTEFACT_KEY_ENV} is set, so only signed "
+                    "artefacts are accepted; re-save it with the key set."
+                )
+            if not hmac.compare_digest(str(signature["value"]), _signature(manifest, key)):
+                raise ArtefactError(
+                    f"{folder.name}: the manifest's signature does not match (edited, or signed "
+                    f"with another key); refused. Re-save it with this {ARTEFACT_KEY_ENV}."
+                )
+            integrity = "signature verified"
+        elif signature is not None:
+            integrity = f"signed, but not verified ({ARTEFACT_KEY_ENV} is not set)"
+        else:
+            integrity = "unsigned (checksum only: catches damage, not deliberate edits)"
+        if key is None:
+            log.warning("artefact %s: %s", folder.name, integrity)
         digest = file_digest(arrays_path, "sha256")
         if digest != manifest.get("sha256"):
             raise ArtefactError(
                 f"{arrays_path} does not match its manifest checksum (file changed or truncated); "
                 "re-save the recommender."
             )
-        with np.load(arrays_path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        try:
+            with np.load(arrays_path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (ValueError, OSError) as error:
+            raise ArtefactError(
+                f"{ARRAYS_FILE} of {folder.name} cannot be read ({error})."
+            ) from None
+        missing = {"user_ids", "item_ids", "user_factors", "item_factors", "seen_indptr",
+                   "seen_indices"} - set(arrays)  # fmt: skip
+        if missing:
+            raise ArtefactError(f"{folder.name} lacks the array(s) {sorted(missing)}.")
+        _check_arrays(manifest, arrays, folder)
         n_users, n_items = len(arrays["user_ids"]), len(arrays["item_ids"])
         seen = sp.csr_matrix(
             (np.ones(len(arrays["seen_indices"]), dtype=bool), arrays["seen_indices"],
              arrays["seen_indptr"]),
             shape=(n_users, n_items),
         )  # fmt: skip
-        return cls(
+        recommender = cls(
             arrays["user_ids"],
             arrays["item_ids"],
             arrays["user_factors"],
@@ -419,6 +562,8 @@ class Recommender:
             item_embeddings=arrays.get("item_embeddings"),
             item_names=arrays.get("item_names"),
         )
+        recommender.integrity = integrity
+        return recommender
 
 
 def _plain(value):
@@ -430,9 +575,11 @@ def latency_percentiles(
     seconds: np.ndarray, percentiles: Iterable[float] = (50, 95, 99)
 ) -> dict[str, float]:
     """Request latencies (seconds, (n,)) -> {"p50_ms": ..., "p95_ms": ..., "p99_ms": ...}."""
-    seconds = np.asarray(seconds, dtype=np.float64)
+    seconds = check_array("seconds", seconds, low=0, hint="latencies are seconds >= 0")
     if seconds.size == 0:
         raise ValueError("no latencies given; time at least one request.")
+    percentiles = list(percentiles)
+    check_array("percentiles", percentiles, low=0, high=100)
     return {f"p{p}_ms": float(np.percentile(seconds, p) * 1e3) for p in percentiles}
 
 
@@ -446,6 +593,7 @@ def time_requests(
     """
     import time
 
+    check_params("time_requests", {"warmup": (NON_NEGATIVE_INT, warmup)})
     arguments = list(arguments)
     for a in arguments[:warmup]:
         fn(a)

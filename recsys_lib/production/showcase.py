@@ -44,7 +44,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -238,9 +238,11 @@ def build_showcase(
         ease_note = f"EASE skipped: {err}"
     weight, weight_source = _hybrid_weight(als, split, item_text, params, seed=seed, key=key)
     warm = warm_item_columns(train)
-    alphas = select_ridge_alpha(item_text[warm], als.item_factors[warm], RIDGE_ALPHAS, seed=seed)
+    item_factors = als.item_factors
+    assert item_factors is not None  # set by fit
+    alphas = select_ridge_alpha(item_text[warm], item_factors[warm], RIDGE_ALPHAS, seed=seed)
     ridge_alpha = float(alphas["alpha"].iloc[0])
-    mapping = RidgeMapping(ridge_alpha).fit(item_text[warm], als.item_factors[warm])
+    mapping = RidgeMapping(ridge_alpha).fit(item_text[warm], item_factors[warm])
     arrays |= {"ridge_coef": mapping.coef_.astype(np.float32),
                "ridge_x_mean": mapping.x_mean_.astype(np.float32),
                "ridge_y_mean": mapping.y_mean_.astype(np.float32)}  # fmt: skip
@@ -343,7 +345,7 @@ def _save(target: Path, arrays: dict[str, np.ndarray], manifest: dict) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         with open(staging / ARRAYS_FILE, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **cast("dict[str, Any]", arrays))
         manifest = {**manifest, "sha256": file_digest(staging / ARRAYS_FILE, "sha256"),
                     "arrays": {n: {"dtype": str(a.dtype), "shape": list(a.shape)}
                                for n, a in arrays.items()}}  # fmt: skip
@@ -498,7 +500,7 @@ class Showcase:
                 f"item_ids must hold 1 to {MAX_LIKED} liked items, got {len(item_ids)}."
             )
         kind = self.item_ids.dtype.kind
-        parsed = []
+        parsed: list[Any] = []
         for raw in item_ids:
             if kind in "iu":
                 try:
@@ -519,8 +521,10 @@ class Showcase:
         if model == "popularity":
             return self.popularity.copy()
         if model == "als":  # float32, exactly as Recommender.recommend computes it
+            assert user_vec is not None  # the callers fold one in for ALS
             return (self.rec.item_factors @ user_vec.astype(np.float32)).astype(np.float64)
         if model == "ease":
+            assert self.ease is not None  # "ease" is only offered when its weights were saved
             return self.ease[cols].astype(np.float64).sum(0)
         if model == "text":
             if cols.size == 0:
@@ -538,6 +542,7 @@ class Showcase:
         """(len(items), len(cols)): each history item's term in each item's score; rows sum to
         the score (ALS: the score of the user vector recomputed from the item factors)."""
         if model == "ease":
+            assert self.ease is not None  # "ease" is only offered when its weights were saved
             return self.ease[np.ix_(cols, items)].T.astype(np.float64)
         if model == "sequence":  # leave-one-out over the items the transformer reads
             length = int(self.manifest["models"]["sequence"]["params"]["max_length"])
@@ -581,9 +586,11 @@ class Showcase:
                                      for k, v in self._sequence_state.items()})  # fmt: skip
                 self._sequence_net = net.eval()
         tokens = torch.as_tensor(pad_sequences(sequences, params["max_length"]))
+        net = self._sequence_net
+        assert net is not None  # built above
         with torch.inference_mode():
-            last = self._sequence_net.hidden(tokens)[:, -1]
-            return self._sequence_net.item_logits(last).double().numpy()
+            last = net.hidden(tokens)[:, -1]
+            return net.item_logits(last).double().numpy()
 
     def _ranked(
         self, model: str, cols: np.ndarray, user_vec, k: int, n_reasons: int,
@@ -623,7 +630,12 @@ class Showcase:
                 )
             items.append(entry)
         rule = SHORT_RULES[model] + (f", w = {self.weight:g}" if model == "hybrid" else "")
-        out = {"model": model, "label": MODEL_LABELS[model], "rule": rule, "items": items}
+        out: dict[str, Any] = {
+            "model": model,
+            "label": MODEL_LABELS[model],
+            "rule": rule,
+            "items": items,
+        }
         if test_cols is not None:
             out["hits"] = int(sum(e["hit"] for e in items))
             out["ndcg@10"] = self._ndcg(top, test_cols) if test_cols.size else None

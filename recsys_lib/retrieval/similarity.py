@@ -15,6 +15,13 @@ from numpy.typing import ArrayLike
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.retrieval.topk import check_k, exclude_entries, select_top_k
+from recsys_lib.validation import (
+    POSITIVE_INT,
+    InvalidParameterError,
+    check_array,
+    check_params,
+    short_repr,
+)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -68,8 +75,9 @@ def blocked_top_k(
     from recsys_lib.runtime import resolve_device
 
     k = check_k(k)
-    queries = np.asarray(queries, dtype=np.float32)
-    items = np.asarray(items, dtype=np.float32)
+    check_params("blocked_top_k", {"block_size": (POSITIVE_INT, block_size)})
+    queries = check_array("queries", queries, dtype=np.float32, hint="NaN vectors rank nothing")
+    items = check_array("items", items, dtype=np.float32, hint="NaN vectors rank nothing")
     if queries.ndim != 2 or items.ndim != 2 or queries.shape[1] != items.shape[1]:
         raise ValueError(
             f"queries {queries.shape} and items {items.shape} must be 2-D with the same "
@@ -101,7 +109,14 @@ def blocked_top_k(
 
 def similar_items(item_vectors: np.ndarray, item_rows: ArrayLike, k: int = 10) -> np.ndarray:
     """The k most cosine-similar items to each given item (itself excluded): (len(rows), k)."""
-    rows = np.atleast_1d(np.asarray(item_rows, dtype=np.int64))
+    item_vectors = check_array("item_vectors", item_vectors, ndim=2)
+    rows = np.atleast_1d(np.asarray(item_rows))
+    if rows.dtype.kind not in "iu" or ((rows < 0) | (rows >= len(item_vectors))).any():
+        raise InvalidParameterError(
+            f"item_rows must be integer rows in 0..{len(item_vectors) - 1}, got "
+            f"{short_repr(item_rows)}; map raw ids with catalogue.item_index(ids) first."
+        )
+    rows = rows.astype(np.int64)
     self_mask = sp.csr_matrix(
         (np.ones(len(rows)), (np.arange(len(rows)), rows)), shape=(len(rows), len(item_vectors))
     )

@@ -17,19 +17,18 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_lib.validation import Interval, check_param
+
 
 def check_k(k: Any, upper: int | None = None, what: str = "") -> int:
     """``k`` as an int after the library's one check of a top-k size.
 
     An integer (not a bool) >= 1, and <= ``upper`` when given (``what`` names the upper
-    bound in the message, e.g. " (catalogue size)"). TypeError / ValueError otherwise.
+    bound in the message, e.g. " (catalogue size)"). :class:`~recsys_lib.validation.
+    InvalidParameterError` (a ValueError and a TypeError) otherwise.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer, got {type(k).__name__} {k!r}.")
-    if upper is None and k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
-    if upper is not None and not 1 <= k <= upper:
-        raise ValueError(f"k must be between 1 and {upper}{what}, got {k}.")
+    hint = f"k is a list length, at most {upper}{what}" if upper is not None else ""
+    check_param("k", k, Interval(int, 1, upper), hint=hint)
     return int(k)
 
 

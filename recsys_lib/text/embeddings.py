@@ -196,13 +196,33 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def entry_checksum(key: str, vector: np.ndarray) -> str:
+    """The checksum an index entry carries: sha256 over the text hash and the vector's float32
+    bytes (32 hex digits). It ties a row to its text, so a row swapped in the index fails."""
+    raw = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+    return hashlib.sha256(key.encode("ascii") + b"\0" + raw).hexdigest()[:32]
+
+
+def _well_formed(entry) -> bool:
+    """An index entry [shard name, row, checksum] of the right types."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], int)
+        and not isinstance(entry[1], bool)
+        and isinstance(entry[2], str)
+    )
+
+
 class EmbeddingCache:
     """Embeddings on disk for one encoder configuration (one folder per configuration).
 
-    Layout: ``<root>/<config key>/index.json`` maps text hash -> [shard, row] and shard ->
-    {sha256, rows, dim}; each shard is a float32 ``.npy`` (rows, dim) written by one
-    :meth:`put`. Reads verify the shard's sha256, shape and dtype; a shard that fails is
-    deleted, its entries dropped, and a warning raised, so the caller re-encodes those texts.
+    Layout: ``<root>/<config key>/index.json`` maps text hash -> [shard, row, checksum] and
+    shard -> {sha256, rows, dim}; each shard is a float32 ``.npy`` (rows, dim) written by one
+    :meth:`put`. Reads verify the shard's sha256, shape and dtype, and each entry's row range
+    and checksum (:func:`entry_checksum` of the text hash and the row); a shard that fails is
+    deleted, a failing entry dropped, with a warning, so the caller re-encodes those texts.
     Writes go through a temporary file and ``os.replace``, so a crash never leaves a partial
     index; every read-modify-write of the index holds a file lock (``index.json.lock``), so
     two processes filling the same cache at once (``pytest -n 2``) lose no entries.
@@ -262,13 +282,25 @@ class EmbeddingCache:
             return None
 
     def get(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        """text hash -> vector (dim,) for the hashes found and verified in the cache."""
+        """text hash -> vector (dim,) for the hashes found and verified in the cache.
+
+        Each entry must name a verified shard, a row inside it and the checksum of (text hash,
+        that row's bytes); an entry that fails (rows swapped or out of range in the index, an
+        entry from before checksums) is dropped and left for the caller to re-encode, so no
+        path returns another text's vector.
+        """
         index = self._read_index()
-        wanted: dict[str, list[tuple[str, int]]] = {}
+        wanted: dict[str, list[tuple[str, int, str]]] = {}
+        stale: list[str] = []
+        before = index["texts"]
         for h in hashes:
             entry = index["texts"].get(h)
-            if entry is not None:
-                wanted.setdefault(entry[0], []).append((h, entry[1]))
+            if entry is None:
+                continue
+            if _well_formed(entry):
+                wanted.setdefault(entry[0], []).append((h, entry[1], entry[2]))
+            else:
+                stale.append(h)
         found: dict[str, np.ndarray] = {}
         dropped = []
         for shard, entries in wanted.items():
@@ -277,12 +309,26 @@ class EmbeddingCache:
             if array is None:
                 dropped.append(shard)
                 continue
-            for h, row in entries:
-                found[h] = array[row]
-        if dropped:
+            for h, row, check in entries:
+                if 0 <= row < len(array) and entry_checksum(h, array[row]) == check:
+                    found[h] = array[row]
+                else:
+                    stale.append(h)
+        if stale:
+            warnings.warn(
+                f"{len(stale)} embedding cache entr{'y' if len(stale) == 1 else 'ies'} in "
+                f"{self.index_path} point(s) at a row that is out of range or fails its checksum "
+                "(or predate checksums); they are dropped and their texts re-encoded.",
+                stacklevel=2,
+            )
+        if dropped or stale:
             with self._locked():
                 index = self._read_index()  # re-read: another writer may have added entries
-                index["texts"] = {h: e for h, e in index["texts"].items() if e[0] not in dropped}
+                for h in stale:
+                    if index["texts"].get(h) == before.get(h):  # not replaced by a fresh put
+                        index["texts"].pop(h, None)
+                index["texts"] = {h: e for h, e in index["texts"].items()
+                                  if not (isinstance(e, list) and e and e[0] in dropped)}  # fmt: skip
                 for shard in dropped:
                     index["shards"].pop(shard, None)
                 self._write_index(index)
@@ -306,7 +352,7 @@ class EmbeddingCache:
             index = self._read_index()
             index["shards"][name] = {"sha256": digest, "rows": len(hashes), "dim": self.dim}
             for row, h in enumerate(hashes):
-                index["texts"][h] = [name, row]
+                index["texts"][h] = [name, row, entry_checksum(h, vectors[row])]
             self._write_index(index)
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from recsys_lib.data.splits import _check_columns
 from recsys_lib.linalg import fit_logistic, positions, row_cosine, sigmoid
+from recsys_lib.validation import SEED, Interval, check_params
 
 CLICK_MIN_RATING = 1  #: any rating is a click (the user watched the film)
 CONVERSION_MIN_RATING = 4  #: a rating >= 4 is a conversion (watched and liked)
@@ -38,6 +39,7 @@ def positives(ratings: pd.DataFrame, min_rating: float = CLICK_MIN_RATING) -> pd
 
     Returns a frame (user_id, item_id, label=1) sorted by (user_id, item_id).
     """
+    check_params("positives", {"min_rating": (Interval(float, None, None), min_rating)})
     _check_columns(ratings, "user_id", "item_id", "rating", name="ratings")
     kept = ratings.loc[ratings["rating"] >= min_rating, ["user_id", "item_id"]]
     kept = kept.drop_duplicates().sort_values(["user_id", "item_id"], kind="mergesort")
@@ -204,6 +206,7 @@ def build_pairs(
 
 def shuffle_pairs(pairs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """The rows in a random (seeded) order, index reset."""
+    check_params("shuffle_pairs", {"seed": (SEED, seed)})
     order = np.random.default_rng(seed).permutation(len(pairs))
     return pairs.iloc[order].reset_index(drop=True)
 

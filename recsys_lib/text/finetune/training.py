@@ -14,6 +14,16 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.runtime import resolve_device
+from recsys_lib.validation import (
+    BOOL,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    InstanceOf,
+    Interval,
+    check_params,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -148,6 +158,31 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True  # tqdm bar with the running loss
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would divide by zero deep in the loop or silently not train."""
+        check_params("TrainConfig", {
+            "epochs": (NON_NEGATIVE_INT, self.epochs),
+            "max_steps": ([None, POSITIVE_INT], self.max_steps),
+            "batch_size": (POSITIVE_INT, self.batch_size),
+            "grad_accum": (POSITIVE_INT, self.grad_accum),
+            "lr": (NON_NEGATIVE, self.lr),
+            "weight_decay": (NON_NEGATIVE, self.weight_decay),
+            "head_lr_scale": (NON_NEGATIVE, self.head_lr_scale),
+            "warmup_ratio": (Interval(float, 0, 1, closed="left"), self.warmup_ratio),
+            "max_grad_norm": ([None, NON_NEGATIVE], self.max_grad_norm),
+            "max_length": (POSITIVE_INT, self.max_length),
+            "eval_every": ([None, POSITIVE_INT], self.eval_every),
+            "patience": ([None, POSITIVE_INT], self.patience),
+            "amp": (BOOL, self.amp),
+            "seed": (SEED, self.seed),
+            "device": (InstanceOf(str), self.device),
+            "progress": (BOOL, self.progress),
+        }, hints={"batch_size": "e.g. batch_size=32", "grad_accum": "1 = no accumulation"})  # fmt: skip
+        if self.epochs == 0 and self.max_steps is None:
+            check_params("TrainConfig", {"epochs": (POSITIVE_INT, self.epochs)}, hints={
+                "epochs": "epochs=0 trains nothing; give epochs >= 1, or max_steps to count "
+                "updates instead"})  # fmt: skip
 
 
 @dataclass
