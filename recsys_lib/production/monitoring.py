@@ -81,9 +81,9 @@ def js_divergence(p: ArrayLike, q: ArrayLike) -> float:
 
 def psi(p: ArrayLike, q: ArrayLike, floor: float = 1e-4) -> float:
     """Population stability index sum (q_i - p_i) ln(q_i / p_i), shares clipped at ``floor``."""
-    p, q = _pair(p, q)
-    p, q = np.maximum(p, floor), np.maximum(q, floor)
-    return float(np.sum((q - p) * np.log(q / p)))
+    p_share, q_share = _pair(p, q)
+    p_share, q_share = np.maximum(p_share, floor), np.maximum(q_share, floor)
+    return float(np.sum((q_share - p_share) * np.log(q_share / p_share)))
 
 
 def centroid_shift(p: ArrayLike, q: ArrayLike, embeddings: np.ndarray) -> float:
