@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,14 @@ def tiny_ratings() -> pd.DataFrame:
             "timestamp": np.arange(len(rows))[::-1] * 10,
         }
     )
+
+
+def tool_or_skip(name: str) -> list[str]:
+    """The command of a developer tool (ruff, mypy): the one installed beside this interpreter,
+    else the one on PATH; the test is skipped when neither exists."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return [str(beside)]
+    if shutil.which(name):
+        return [name]
+    pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")

@@ -9,12 +9,11 @@ format checks pass on them as on the library.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import tool_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -69,16 +68,7 @@ def test_notebooks_are_committed_without_outputs(path):
         )
 
 
-def _ruff() -> list[str]:
-    beside = Path(sys.executable).parent / "ruff"
-    if beside.is_file():
-        return [str(beside)]
-    if shutil.which("ruff"):
-        return ["ruff"]
-    pytest.skip("ruff is not installed")
-
-
 def test_ruff_lints_and_formats_the_notebooks():
     for args in (["check", "notebooks"], ["format", "--check", "notebooks"]):
-        done = subprocess.run(_ruff() + args, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(tool_or_skip("ruff") + args, cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 0, f"ruff {' '.join(args)}:\n{done.stdout}{done.stderr}"

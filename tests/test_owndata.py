@@ -400,3 +400,120 @@ def test_impossible_time_units_are_refused_with_the_column_and_a_fix(ts, kwargs,
 def test_time_unit_option_is_checked():
     with pytest.raises(ValueError, match="time_unit must be one of"):
         load_interactions(clicks(), user_col="customer", item_col="sku", time_unit="days")
+
+
+# ---------------------------------------------------------------- data of another shape
+THEMES = {
+    "hiking": ["trail", "boots", "summit", "map", "tent", "ridge"],
+    "cooking": ["knife", "spice", "oven", "recipe", "pan", "herb"],
+    "gaming": ["controller", "quest", "level", "arcade", "console", "puzzle"],
+    "music": ["guitar", "chord", "vinyl", "drum", "melody", "studio"],
+    "gardening": ["seed", "soil", "hose", "bloom", "compost", "shears"],
+    "cycling": ["pedal", "helmet", "chain", "saddle", "gear", "tyre"],
+    "photography": ["lens", "tripod", "shutter", "flash", "frame", "print"],
+    "reading": ["novel", "shelf", "poem", "chapter", "lamp", "atlas"],
+}
+ADJECTIVES = ["compact", "classic", "bright", "sturdy", "quiet", "rugged", "light", "smart"]
+
+
+def write_catalogue_dataset(
+    folder: Path, n_users: int = 3000, n_items: int = 5000, seed: int = 0, timestamps: bool = True
+) -> Path:
+    """A shop unlike MovieLens: a Zipf-like long tail over ``n_items`` items with free-text
+    descriptions and titles, ``n_users`` users (string ids, a segment and a region) who each
+    favour one theme and buy 10-40 items (rated 1-5) at second resolution over a year; tags
+    name the theme."""
+    rng = np.random.default_rng(seed)
+    names = list(THEMES)
+    theme = rng.integers(0, len(names), n_items)
+    popularity = 1.0 / (rng.permutation(n_items) + 10.0) ** 0.9
+    rows = []
+    for user in range(1, n_users + 1):
+        liked = rng.integers(0, len(names))
+        weights = popularity * np.where(theme == liked, 8.0, 1.0)
+        chosen = rng.choice(n_items, rng.integers(10, 41), replace=False, p=weights / weights.sum())
+        seconds = np.sort(rng.integers(1_704_067_200, 1_735_689_600, len(chosen)))
+        for item, second in zip(chosen, seconds, strict=True):
+            stars = int(rng.integers(4, 6)) if theme[item] == liked else int(rng.integers(1, 4))
+            rows.append((f"u{user:05d}", int(item) + 1, stars, int(second)))
+    columns = ["customer", "sku", "stars", "bought_at"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if not timestamps:
+        frame = frame.drop(columns="bought_at")
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.rename(columns={"customer": "user_id", "sku": "item_id", "stars": "rating",
+                          "bought_at": "timestamp"}).to_csv(folder / "interactions.csv", index=False)  # fmt: skip
+    words = [rng.choice(THEMES[names[t]], 4, replace=False) for t in theme]
+    pd.DataFrame({
+        "item_id": np.arange(1, n_items + 1),
+        "title": [f"{ADJECTIVES[i % 8].title()} {w[0]} no. {i + 1:05d}" for i, w in enumerate(words)],
+        "description": [f"A {ADJECTIVES[(i * 3) % 8]} {w[0]} with a {w[1]} and a {w[2]}, for "
+                        f"anyone who loves {names[t]} and a good {w[3]}."
+                        for i, (t, w) in enumerate(zip(theme, words, strict=True))],
+        "tags": [names[t] for t in theme],
+    }).to_csv(folder / "items.csv", index=False)  # fmt: skip
+    pd.DataFrame({
+        "user_id": [f"u{user:05d}" for user in range(1, n_users + 1)],
+        "segment": rng.choice(["new", "regular", "loyal"], n_users),
+        "region": rng.choice(["north", "south", "east", "west"], n_users),
+    }).to_csv(folder / "users.csv", index=False)  # fmt: skip
+    return folder
+
+
+def test_the_other_shape_loads_with_its_text_and_time(tmp_path):
+    data = load_dataset(write_catalogue_dataset(tmp_path / "shop", n_users=300, n_items=500))
+    assert data.has_time and data.has_text and data.ratings["user_id"].nunique() == 300
+    assert data.items["description"].str.contains("anyone who loves").all()
+    counts = data.ratings["item_id"].value_counts()
+    assert counts.iloc[:50].sum() > 0.2 * len(data.ratings)  # a long tail: the head is heavy
+    small = subsample_dataset(data, n_users=40, n_items=150, seed=42)  # what smoke mode takes
+    assert small.ratings["user_id"].nunique() == 40
+
+
+@pytest.fixture(scope="module")
+def catalogue_shop(tmp_path_factory) -> Path:
+    return write_catalogue_dataset(tmp_path_factory.mktemp("catalogue") / "shop")
+
+
+#: Chapters 5-7 and 9 on the other shape (3,000 users x 5,000 items): stem -> a metric it records.
+OTHER_SHAPE_CHAPTERS = {
+    "05_fine_tuning": "cross_encoder_auc",
+    "06_sequences_as_language": "sasrec_ndcg@10",
+    "07_generative_llms": "candidate_recall",
+    "09_production_and_responsibility": "unique_share_all_fields",
+}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter", list(OTHER_SHAPE_CHAPTERS))
+def test_later_chapters_run_on_data_of_another_shape(
+    chapter, catalogue_shop, tmp_path, monkeypatch
+):
+    """run --smoke --only CHAPTER --dataset DIR on 3,000 users, 5,000 items with free text."""
+    import json
+
+    from recsys_lib.course.notebooks import main
+
+    monkeypatch.setenv("RECSYS_CHOICES", str(tmp_path / "choices.json"))
+    build = tmp_path / "build"
+    args = ["run", "--smoke", "--only", chapter, "--dataset", str(catalogue_shop),
+            "--build-dir", str(build)]  # fmt: skip
+    assert main(args) == 0, (build / "summary.md").read_text()
+    metrics = json.loads((build / "metrics.json").read_text())[chapter]
+    assert OTHER_SHAPE_CHAPTERS[chapter] in metrics
+    cells = json.loads((build / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
+    shown = json.dumps([c.get("outputs", []) for c in cells])
+    assert "Toy Story" not in shown and "Star Wars" not in shown  # it ran on our data
+
+
+def test_chapters_refuse_data_without_what_they_need(tmp_path):
+    no_time = load_dataset(
+        write_catalogue_dataset(tmp_path / "a", n_users=50, n_items=80, timestamps=False)
+    )
+    with pytest.raises(DataError, match="Chapter 6 needs a timestamp column"):
+        require(no_time, "Chapter 6", "time")
+    ids_only = load_dataset(write_catalogue_dataset(tmp_path / "b", n_users=50, n_items=80)
+                            / "interactions.csv")  # fmt: skip
+    for chapter in ("Chapter 5", "Chapter 7"):
+        with pytest.raises(DataError, match=f"{chapter} needs item titles or descriptions"):
+            require(ids_only, chapter, "text")

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-import pytest
+from conftest import tool_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _mypy() -> list[str]:
-    beside = Path(sys.executable).parent / "mypy"
-    if beside.is_file():
-        return [str(beside)]
-    if shutil.which("mypy"):
-        return ["mypy"]
-    pytest.skip("mypy is not installed (pip install -e '.[dev]')")
-
-
 def test_mypy_passes_on_the_library():
     # this interpreter's packages (numpy, torch, transformers) supply the third-party types
-    command = _mypy() + ["--python-executable", sys.executable, "recsys_lib"]
+    command = tool_or_skip("mypy") + ["--python-executable", sys.executable, "recsys_lib"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -89,8 +89,9 @@ class QuickStart:
         in ALS's exact decomposition (:func:`recsys_lib.models.mf.explain_als`), and its share."""
         items = self.models["hybrid"].recommend_frame([user_id], k)["item_id"].to_numpy()
         catalogue = self.data.train.catalogue
+        als = cast(ALS, self.models["ALS"])
         history, contributions, scores = explain_als(
-            self.models["ALS"], int(catalogue.user_index([user_id])[0]), catalogue.item_index(items)
+            als, int(catalogue.user_index([user_id])[0]), catalogue.item_index(items)
         )
         top = contributions.argmax(1)
         titles = self.movielens.items.set_index("item_id")["title"]

@@ -78,11 +78,12 @@ def notebook_title(notebook: dict | str | os.PathLike, fallback: str | None = No
 
     Falls back to ``fallback`` (default: the file stem) when no heading exists.
     """
-    if not isinstance(notebook, dict):
-        path = Path(notebook)
+    content = notebook
+    if not isinstance(content, dict):
+        path = Path(content)
         fallback = fallback if fallback is not None else path.stem
-        notebook = json.loads(path.read_text(encoding="utf-8"))
-    for cell in notebook.get("cells", []):
+        content = json.loads(path.read_text(encoding="utf-8"))
+    for cell in content.get("cells", []):
         if cell.get("cell_type") != "markdown":
             continue
         source = cell.get("source", "")
@@ -199,9 +200,10 @@ def chapter_summary(notebook: dict | str | os.PathLike, min_chars: int = 80) -> 
 
     Markdown emphasis and code marks are dropped, so the index shows plain text.
     """
-    if not isinstance(notebook, dict):
-        notebook = json.loads(Path(notebook).read_text(encoding="utf-8"))
-    for cell in notebook.get("cells", []):
+    content = notebook
+    if not isinstance(content, dict):
+        content = json.loads(Path(content).read_text(encoding="utf-8"))
+    for cell in content.get("cells", []):
         if cell.get("cell_type") != "markdown":
             continue
         source = cell.get("source", "")
@@ -283,7 +285,7 @@ def index_html(
             + (f'<p class="figures">{shown}</p>' if shown else "")
             + "</li>"
         )
-    items = "\n".join(items)
+    listing = "\n".join(items)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -301,7 +303,7 @@ def index_html(
   <h1>{html.escape(title)}</h1>
   <p>The executed chapters of the course, in reading order, each with its headline results.</p>
   <ol>
-{items}
+{listing}
   </ol>
 </body>
 </html>

@@ -382,16 +382,20 @@ def _in_folder(folder: Path, stem: str) -> Path | None:
 
 
 def load_dataset(
-    dataset: str | os.PathLike[str] = MOVIELENS, data_dir: str | os.PathLike[str] | None = None
+    dataset: str | os.PathLike[str] = MOVIELENS,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    include_zip: bool = False,
 ) -> MovieLens:
     """What a chapter's ``DATASET`` parameter names: "movielens-100k" (default) or a path.
 
     A path is a folder in the format of this module's docstring (interactions, optional items
     and users; rating and timestamp columns are used when present) or a single interactions
-    file. ``data_dir`` is only for MovieLens (its folder; default RECSYS_DATA_DIR, the cache).
+    file. ``data_dir`` and ``include_zip`` (keep the users' zip codes) are only for MovieLens
+    (its folder; default RECSYS_DATA_DIR, the cache).
     """
     if str(dataset) == MOVIELENS:
-        return load_movielens_100k(data_dir)
+        return load_movielens_100k(data_dir, include_zip=include_zip)
     path = Path(dataset).expanduser()
     if path.is_dir():
         found = _in_folder(path, "interactions")

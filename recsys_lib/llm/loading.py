@@ -14,7 +14,7 @@ import string
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recsys_lib.runtime import resolve_device, setting_path
 from recsys_lib.text.embeddings import (
@@ -100,8 +100,8 @@ def verify_gguf(path: str | os.PathLike, expected_sha256: str = DEFAULT_GGUF_SHA
 class LLM:
     """A causal language model, its tokenizer and where it runs."""
 
-    model: object  # transformers causal LM, in eval mode
-    tokenizer: object
+    model: Any  # a transformers causal LM, in eval mode
+    tokenizer: Any  # its transformers tokenizer
     device: str
     name: str
     sha256: str | None = None  # of the GGUF file when one was verified

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -189,7 +189,7 @@ def short_title(title: str) -> str:
 
 def grounding_check(profile: str, history_titles: list[str], history_genres: list[list[str]],
                     catalogue_titles: list[str], all_genres: list[str],
-                    forbidden: list[str] = ()) -> dict:  # fmt: skip
+                    forbidden: Sequence[str] = ()) -> dict:  # fmt: skip
     """Which films and genres a profile names, and whether they are grounded.
 
     A genre is *ungrounded* when it is a catalogue genre that none of the history's films
@@ -270,7 +270,7 @@ def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: 
 
     from recsys_lib.text.finetune import train_loop
 
-    labels = torch.tensor(np.asarray(labels, dtype=np.float32))
+    targets = torch.tensor(np.asarray(labels, dtype=np.float32))
     yes, no = lm.answer_token("Yes"), lm.answer_token("No")
     n, device = len(prompts), lm.device
 
@@ -284,7 +284,7 @@ def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: 
         ids, lengths = _right_padded(chunk, device)
         last = token_logits_at(lm.model, lengths - 1, [yes, no], input_ids=ids)
         margin = (last[:, 0] - last[:, 1]).float()
-        target = labels[torch.as_tensor(rows)].to(device)
+        target = targets[torch.as_tensor(rows)].to(device)
         return torch.nn.functional.binary_cross_entropy_with_logits(margin, target), len(rows)
 
     return train_loop(lm.model, batches, -(-n // config.batch_size), loss_fn, config, evaluate,

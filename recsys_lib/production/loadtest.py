@@ -215,8 +215,8 @@ def load_test(
     done = ~np.isnan(latencies)
     if not done.any():
         raise RuntimeError(f"no request to {url} was answered within {time_limit_s} s.")
-    row = {"concurrency": concurrency, "requests": int(done.sum()),
-           "errors": int((done & ~ok).sum())}  # fmt: skip
+    row: dict[str, float] = {"concurrency": concurrency, "requests": int(done.sum()),
+                             "errors": int((done & ~ok).sum())}  # fmt: skip
     row.update(latency_percentiles(latencies[done]))
     row["requests_per_second"] = float(done.sum() / elapsed)
     row["elapsed_s"] = float(elapsed)

@@ -86,9 +86,9 @@ def psi(p: ArrayLike, q: ArrayLike, floor: float = 1e-4) -> float:
     """Population stability index sum (q_i - p_i) ln(q_i / p_i), shares clipped at ``floor``."""
     check_params("psi", {"floor": (Interval(float, 0, 1, closed="right"), floor)},
                  hints={"floor": "a share of 0 would make the log infinite"})  # fmt: skip
-    p, q = _pair(p, q)
-    p, q = np.maximum(p, floor), np.maximum(q, floor)
-    return float(np.sum((q - p) * np.log(q / p)))
+    p_share, q_share = _pair(p, q)
+    p_share, q_share = np.maximum(p_share, floor), np.maximum(q_share, floor)
+    return float(np.sum((q_share - p_share) * np.log(q_share / p_share)))
 
 
 def centroid_shift(p: ArrayLike, q: ArrayLike, embeddings: np.ndarray) -> float:

@@ -51,7 +51,7 @@ def _embed_partition(
 ) -> Iterator[pd.DataFrame]:
     named = isinstance(model, str)
     encoder = cached_encoder(model, device) if named else model
-    options = {"show_progress": False} if named else {}  # no progress bars from workers
+    options: dict[str, Any] = {"show_progress": False} if named else {}  # quiet workers
     for batch in batches:
         for start in range(0, len(batch), batch_size):
             part = batch.iloc[start : start + batch_size]

@@ -296,7 +296,7 @@ def user_descriptions(
     if users is not None:
         user_ids = np.union1d(user_ids, users["user_id"].to_numpy())
     demo: dict = {}
-    if include_demographics:
+    if include_demographics and users is not None:  # users is given: checked above
         cols = [c for c in ("user_id", "age", "gender", "occupation") if c in users.columns]
         demo = {r["user_id"]: _demographics(r) for r in users[cols].to_dict("records")}
     versions = []  # per user: full description first, then shorter ones
@@ -308,7 +308,7 @@ def user_descriptions(
             versions.append([_compose(uid, d, genres, liked)])
         else:
             versions.append(_shortenings(uid, d, genres, liked))
-    if max_tokens is None:
+    if max_tokens is None or tokenizer is None:  # both or neither: checked above
         texts = [v[0] for v in versions]
     else:  # one tokenizer call over every candidate, then the longest that fits per user
         lengths = token_lengths([t for v in versions for t in v], tokenizer).tolist()

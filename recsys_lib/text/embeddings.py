@@ -562,8 +562,8 @@ class TextEncoder:
         with torch.inference_mode():
             for rows in tqdm(batches, desc="encoding", unit="batch", disable=not show_progress):
                 features = {k: [encoded[k][r] for r in rows] for k in keys}
-                batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                padded = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in padded.items()}
                 stats.n_tokens += int(lengths[rows].sum())
                 stats.n_padded_tokens += int(batch["input_ids"].numel())
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):

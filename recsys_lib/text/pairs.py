@@ -22,6 +22,7 @@ Frames are long: one row per pair, columns ``user_id, item_id, label`` (1 = posi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -248,7 +249,7 @@ def click_pair_sets(
     ``sizes`` (None or 0: keep all).
     """
     fit_weights = popularity_weights(fit, item_ids)
-    options = dict(min_rating=min_rating, ratio=ratio, how=how)
+    options: dict[str, Any] = dict(min_rating=min_rating, ratio=ratio, how=how)
     targets = fit if train_targets is None else train_targets
     outside = targets.merge(fit[["user_id", "item_id"]], how="left", indicator=True)
     if (outside["_merge"] == "left_only").any():
