@@ -36,7 +36,7 @@ def requests_for(users: list, titles: list[str], n: int, seed: int, salt: str) -
         "GET provenance": [("get", "/explorer/api/provenance", None)] * n,
         "GET users?q=": [("get", f"/explorer/api/users?q={users[i] % 100}", None) for i in picks],
         "GET items?q=": [("get", f"/explorer/api/items?q={words[i % 10]}", None) for i in range(n)],
-        "GET user (5 models)": [
+        "GET user (every model)": [
             ("get", f"/explorer/api/user?user_id={users[i]}", None) for i in picks
         ],
         "POST cold-user": [

@@ -423,3 +423,18 @@ def test_string_ids_of_own_data(tmp_path, monkeypatch):
         } <= set(liked)
         assert c.post("/explorer/api/cold-user", json={"item_ids": ["sku-7"]}).status_code == 404
         assert c.post("/explorer/api/cold-film", json={"title": "Camp stove"}).status_code == 200
+
+
+def test_warm_up_and_new_item_text(built):
+    folder = built[0]
+    show = Showcase.load(folder / "explorer", Recommender.load(folder), None, hashing_factory)
+    assert show._encoder is None and show._sequence_net is None
+    show.warm_up()
+    assert isinstance(show._encoder, HashingEncoder) and show._sequence_net is not None
+    text, note = show.describe_new_item("Camp stove", ["cooking", "outdoor"], "Light and small.")
+    assert text == "Item: Camp stove. Light and small. Tags: cooking, outdoor."
+    assert "template" in note and "plus the description" not in note
+    show.manifest["models"]["text"]["template"] = "Movie: {title}. Genres: {genres}."  # MovieLens's
+    text, note = show.describe_new_item("Moon Rescue (2026)", ["Sci-Fi"], "A stranded crew.")
+    assert text == "Movie: Moon Rescue (2026). Genres: Sci-Fi. A stranded crew."
+    assert "plus the description" in note

@@ -81,6 +81,9 @@ RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 HYBRID_CHOICE = "hybrid_weight"
 GENRE_SEPARATOR = "|"
 SEQUENCE_PREFIX = "sequence__"
+#: Held while the text encoder or the sequence network is first built: both import
+#: transformers, whose lazy imports fail when two threads run them at once.
+_BUILD_LOCK = threading.Lock()
 MAX_LIKED = 100
 MAX_QUERY = 100
 
@@ -577,14 +580,15 @@ class Showcase:
         from recsys_lib.models.sequential import _Net, pad_sequences
 
         params = self.manifest["models"]["sequence"]["params"]
-        with self._sequence_lock:
-            if self._sequence_net is None:
-                net = _Net.build("causal", len(self.item_ids), params["max_length"],
-                                 params["dim"], params["layers"], params["heads"],
-                                 params["dropout"], None)  # fmt: skip
-                net.load_state_dict({k: torch.from_numpy(np.array(v))
-                                     for k, v in self._sequence_state.items()})  # fmt: skip
-                self._sequence_net = net.eval()
+        if self._sequence_net is None:  # built once; the lock only guards that
+            with self._sequence_lock, _BUILD_LOCK:
+                if self._sequence_net is None:
+                    net = _Net.build("causal", len(self.item_ids), params["max_length"],
+                                     params["dim"], params["layers"], params["heads"],
+                                     params["dropout"], None)  # fmt: skip
+                    net.load_state_dict({k: torch.from_numpy(np.array(v))
+                                         for k, v in self._sequence_state.items()})  # fmt: skip
+                    self._sequence_net = net.eval()
         tokens = torch.as_tensor(pad_sequences(sequences, params["max_length"]))
         net = self._sequence_net
         assert net is not None  # built above
@@ -724,11 +728,16 @@ class Showcase:
         with self._encoder_lock:
             if self._encoder is None:
                 text = self.manifest["models"]["text"]
-                self._encoder = self._encoder_factory(text["encoder"], text.get("encoder_sha256"))
+                with _BUILD_LOCK:
+                    self._encoder = self._encoder_factory(text["encoder"],
+                                                          text.get("encoder_sha256"))  # fmt: skip
             return self._encoder
 
     def warm_up(self) -> None:
-        """Load the text encoder now (it takes seconds), so the first new film is quick."""
+        """Build the sequence network and load the text encoder now (seconds on a CPU), so the
+        first user and the first new film are answered quickly."""
+        if "sequence" in self.models:
+            self._sequence_logits([np.zeros(1, dtype=np.int64)])
         self._encoder_now()
 
     def _ranks_of(self, scores: np.ndarray) -> np.ndarray:

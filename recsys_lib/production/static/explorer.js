@@ -108,7 +108,16 @@ async function loadProvenance() {
   for (const [model, why] of Object.entries(p.absent || {})) {
     rules.append(el("dt", {}, `${model} (not shown)`), el("dd", {}, why));
   }
-  $("params").textContent = JSON.stringify({ models: p.models, cold_film: p.cold_film }, null, 2);
+  const describe = (params) => Object.entries(params || {}).map(([k, v]) => `${k} = ${v}`).join(", ");
+  const rows = Object.values(p.models).map((m) => {
+    let params = describe(m.params);
+    if (m.encoder) params = `encoder ${m.encoder === "default" ? "all-MiniLM-L6-v2" : m.encoder}, template “${m.template}”`;
+    return el("tr", {}, el("th", { scope: "row" }, m.label), el("td", {}, params || "none"),
+      el("td", {}, m.params_source || (m.encoder ? "the course's sentence encoder" : "counted on train")));
+  });
+  rows.push(el("tr", {}, el("th", { scope: "row" }, "New film (text → ALS factors)"),
+    el("td", {}, `ridge alpha = ${p.cold_film.ridge_alpha}`), el("td", {}, p.cold_film.params_source)));
+  $("params").tBodies[0].replaceChildren(...rows);
 }
 
 // ------------------------------------------------------------------ one user
