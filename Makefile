@@ -40,15 +40,16 @@ run: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m recsys_lib.course.notebooks run --smoke --kernels $(KERNELS) --build-dir build/smoke
 
-## make test: lint, format check, unit tests and every notebook in smoke mode (the
-## kernel-sensitive ones a second time under another kernel configuration)
+## make test: lint and format check (library, tests, benchmarks, notebooks), type check
+## (tests/test_typing.py), unit tests and every notebook in smoke mode (the kernel-sensitive
+## ones a second time under another kernel configuration)
 # Tests run on TEST_WORKERS pytest-xdist workers (notebook kernels wait on I/O and start-up,
 # so 2 workers shorten the run even on 2 cores); TEST_WORKERS=0 runs them in this process.
 # make test KERNELS=generic runs the whole suite under another processor's kernels.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/ruff check recsys_lib tests benchmarks
-	$(VENV)/bin/ruff format --check recsys_lib tests benchmarks
+	$(VENV)/bin/ruff check recsys_lib tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check recsys_lib tests benchmarks notebooks
 	$(KEXEC) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 ## make test-kernels: the whole test suite under every kernel configuration in turn
@@ -62,11 +63,11 @@ check-full: $(STAMP)
 	$(PY) -m recsys_lib.course.notebooks check tests/expected/full/*.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check recsys_lib tests benchmarks
+	$(VENV)/bin/ruff check recsys_lib tests benchmarks notebooks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix recsys_lib tests benchmarks
-	$(VENV)/bin/ruff format recsys_lib tests benchmarks
+	$(VENV)/bin/ruff check --fix recsys_lib tests benchmarks notebooks
+	$(VENV)/bin/ruff format recsys_lib tests benchmarks notebooks
 
 ## make bench: every benchmark in benchmarks/, printed as tables
 bench: $(STAMP)
@@ -76,13 +77,14 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m recsys_lib.course.site build/notebooks build/site
 
-## make serve: the HTTP recommendation service on 127.0.0.1:$(PORT) (docs at /docs); fits and
-## saves an ALS artefact from $(DATASET) first when $(ARTEFACT) holds none
+## make serve: the HTTP recommendation service on 127.0.0.1:$(PORT) (docs at /docs, explorer page at /);
+## fits and saves the artefact (ALS plus the explorer's models; SEQUENCE=1 adds SASRec) from $(DATASET)
+## first when $(ARTEFACT) holds none
 ARTEFACT ?= build/artefacts/als
 PORT ?= 8000
 DATASET ?= movielens-100k
 serve: $(STAMP)
-	@test -f $(ARTEFACT)/manifest.json || $(PY) -m recsys_lib.production.service build-artefact $(ARTEFACT) --dataset $(DATASET)
+	@test -f $(ARTEFACT)/explorer/manifest.json || $(PY) -m recsys_lib.production.service build-artefact $(ARTEFACT) --dataset $(DATASET) $(if $(SEQUENCE),--sequence)
 	$(PY) -m recsys_lib.production.service --artefact $(ARTEFACT) --port $(PORT)
 
 ## make docs-check: open every page of build/site in headless Chromium (screenshots in build/site-check)
