@@ -284,3 +284,10 @@ def test_kernel_pressure_is_the_share_of_the_band_the_kernels_used():
     assert bands.kernel_pressure(relative) == pytest.approx(0.5)
     assert bands.kernel_pressure({"kind": "property", "max": 1, "reason": "x"}) == 0.0
     assert bands.kernel_pressure(_measured(0.5, {"generic": 0.5}, atol=0.01)) == 0.0
+
+
+def test_a_value_only_the_kernels_move_gets_at_least_a_one_percent_band():
+    tiny = bands.spec_from_seeds([0.27, 0.27], 0.27, 2, {"avx2": 0.27 + 1e-9})
+    assert tiny["kind"] == "hardware"
+    assert tiny["atol"] == pytest.approx(0.01 * 0.27, rel=1e-3)
+    assert bands.validate_expected({"nb": {"estimate": tiny}}) == []

@@ -50,6 +50,9 @@ SPREAD_MARGIN = 1.25
 #: (recsys_lib.course.kernels): the matrix samples a few of the code paths other processors run,
 #: not all of them, and a processor may combine several of those differences at once.
 KERNEL_MARGIN = 2.0
+#: The narrowest relative band of a value that only the kernels move: a movement of 1e-9
+#: across the configurations says the value is stable, not that its band may be 2e-9 wide.
+HARDWARE_FLOOR = 0.01
 #: Relative difference below which two measured values count as the same float.
 _SAME = 1e-12
 #: Name of the configuration that changes nothing (kept here to spare an import).
@@ -334,6 +337,8 @@ def spec_from_seeds(
         return _with_kernels(spec, kernel_values, reference)
     seed_dev = max(abs(high - reference), abs(reference - low))
     width = max(seed_dev * SPREAD_MARGIN, kernel_dev * KERNEL_MARGIN)
+    if not seeds_move:  # moved by the kernels alone: never tighter than a deterministic float
+        width = max(width, HARDWARE_FLOOR * abs(reference))
     if seeds_move:
         reason = (
             f"measured over {seeds} seeds{configs}: the band covers every seed's value "
@@ -342,7 +347,7 @@ def spec_from_seeds(
     else:
         reason = (
             f"identical over {seeds} seeds, moved by the kernel configurations: "
-            f"{KERNEL_MARGIN} x their widest distance"
+            f"{KERNEL_MARGIN} x their widest distance, at least {HARDWARE_FLOOR:.0%} of the value"
         )
     spec = {
         "kind": "stochastic" if seeds_move else "hardware",
