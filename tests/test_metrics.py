@@ -338,3 +338,18 @@ def test_topk_overlap_refuses_repeats_and_ignores_padding():
         topk_overlap(np.array([[1, 2, 3]]), np.array([[3, 3, 3]]))  # was 1/3 "shared"
     padded = np.array([[1, -1, -1]])
     assert topk_overlap(padded, padded) == pytest.approx(1 / 3)  # -1 is not a shared item
+
+
+def test_pad_lists_widens_short_lists_with_empty_slots_and_keeps_the_score():
+    from recsys_lib.evaluation.metrics import ndcg_at_k, pad_lists
+
+    short = np.array([[2, 0], [1, 3]])
+    padded = pad_lists(short, 4)
+    assert padded.tolist() == [[2, 0, -1, -1], [1, 3, -1, -1]]
+    assert pad_lists(padded, 3) is padded  # long enough already
+    relevant = sp.csr_matrix(np.array([[1, 0, 0, 1, 1], [0, 1, 0, 0, 0]]))
+    # user 0: hit at rank 2 of 3 relevant, ideal over 3; user 1: hit at rank 1
+    by_hand = ((1 / np.log2(3)) / (1 + 1 / np.log2(3) + 1 / np.log2(4)) + 1.0) / 2
+    assert ndcg_at_k(padded, relevant, 4) == pytest.approx(by_hand)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        pad_lists(short, 0)

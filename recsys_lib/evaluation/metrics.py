@@ -556,3 +556,22 @@ def topk_overlap(recommended_a: np.ndarray, recommended_b: np.ndarray) -> float:
         _check_no_repeats(name, lists)  # -1 pads a list: never counted as shared
     common = [len((set(x.tolist()) & set(y.tolist())) - {-1}) for x, y in zip(a, b, strict=True)]
     return float(np.mean(common) / a.shape[1])
+
+
+def pad_lists(recommended: np.ndarray, k: int) -> np.ndarray:
+    """``recommended`` (n_users, m) widened to k columns with -1 (an empty slot) when m < k.
+
+    A re-ranker of m < k candidates (chapter 7's quick configuration) ranks a short list on
+    purpose; padding says so explicitly, and @k then scores the m ranked items against up to
+    k relevant ones, as the metrics' definition asks. Longer lists are returned unchanged.
+    """
+    lists = np.asarray(recommended)
+    if lists.ndim != 2:
+        raise ValueError(f"recommended must be (n_users, m), got shape {lists.shape}.")
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    if lists.shape[1] >= k:
+        return lists
+    pad = np.full((lists.shape[0], k - lists.shape[1]), -1, dtype=lists.dtype)
+    return np.hstack([lists, pad])
