@@ -108,7 +108,8 @@ def run(args) -> pd.DataFrame:
         seconds = time.perf_counter() - start
         probs = ft.predict_click_proba(model, tokenizer, test, user_train, item_train,
                                        max_length=48, device=device)  # fmt: skip
-        diff = auc_difference(labels, probs, base_probs, n_boot=args.n_boot, seed=args.seed)
+        diff = auc_difference(labels, probs, base_probs, groups=test["user_id"].to_numpy(),
+                              n_boot=args.n_boot, seed=args.seed)  # fmt: skip
         rows.append({
             "pairs": len(chosen), "layers": layers, "lr": lr, "epochs": epochs,
             "phrasing": phrasing, "val AUC (best)": hist.best_score,

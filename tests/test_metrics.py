@@ -197,20 +197,65 @@ def test_auc_difference_by_hand_and_its_interval():
     labels = np.array([1, 0, 1, 0])
     a = np.array([0.9, 0.9, 0.4, 0.1])  # AUC 0.625 (see above)
     b = np.array([0.9, 0.1, 0.4, 0.5])  # pairs: 1, 1, 1, 0 -> 0.75
-    out = m.auc_difference(labels, a, b, n_boot=200, seed=1)
+    out = m.auc_difference(labels, a, b, groups=np.arange(4), n_boot=200, seed=1)
     assert out["auc_a"] == pytest.approx(0.625) and out["auc_b"] == pytest.approx(0.75)
     assert out["difference"] == pytest.approx(-0.125)
-    assert out["ci_low"] <= out["ci_high"]
-    same = m.auc_difference(labels, a, a, n_boot=50)  # a model against itself: exactly zero
+    assert out["ci_low"] <= out["ci_high"] and out["n_groups"] == 4
+    same = m.auc_difference(labels, a, a, groups=np.arange(4), n_boot=50)  # against itself
     assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0
     # a clearly better model on many pairs: the interval excludes zero
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)
     good, noisy = y + rng.normal(0, 0.5, 2000), y + rng.normal(0, 2.0, 2000)
-    far = m.auc_difference(y, good, noisy, n_boot=200)
+    far = m.auc_difference(y, good, noisy, groups=np.arange(2000) // 4, n_boot=200)
     assert far["ci_low"] > 0 and far["ci_low"] < far["difference"] < far["ci_high"]
     with pytest.raises(ValueError, match="same pairs"):
-        m.auc_difference(labels, a, b[:3])
+        m.auc_difference(labels, a, b[:3], groups=np.arange(4))
+    with pytest.raises(ValueError, match="groups"):
+        m.auc_difference(labels, a, b, groups=np.arange(3))
+    with pytest.raises(ValueError, match="distinct group"):
+        m.auc_difference(labels, a, b, groups=np.zeros(4))
+
+
+def test_auc_difference_resamples_users_by_hand():
+    # user 7: both models rank its positive first; user 3: a right, b wrong.
+    labels = np.array([1, 0, 1, 0])
+    groups = np.array([7, 7, 3, 3])
+    a = np.array([0.9, 0.1, 0.8, 0.2])
+    b = np.array([0.9, 0.1, 0.2, 0.8])
+    # resamples of the two users: {7,7} (p 1/4) diff 0; {3,3} (1/4) diff 1 - 0 = 1;
+    # {7,3} (1/2): AUC(a) = 1, AUC(b) = 3/4 (0.2 loses to 0.8 only) -> diff 0.25
+    out = m.auc_difference(labels, a, b, groups=groups, n_boot=2000, alpha=0.2, seed=0)
+    assert out["difference"] == pytest.approx(0.25) and out["n_groups"] == 2
+    assert out["ci_low"] == 0.0 and out["ci_high"] == pytest.approx(1.0)
+    # resampling pairs instead can mix one user's positive with the other's negative, and can
+    # draw a pair set with a class missing: the values differ
+    pairs = m.auc_difference(labels, a, b, groups=np.arange(4), n_boot=2000, alpha=0.2)
+    assert (pairs["ci_low"], pairs["ci_high"]) != (out["ci_low"], out["ci_high"])
+
+
+def test_auc_difference_interval_is_not_narrowed_by_duplicating_users_pairs():
+    rng = np.random.default_rng(3)
+    n_users, per_user = 150, 4
+    users = np.repeat(np.arange(n_users), per_user)
+    y = np.tile([1, 0, 1, 0], n_users)
+    taste = rng.normal(0, 1, n_users)[users]  # a per-user effect shared by the user's pairs
+    a = y + taste * (2 * y - 1) + rng.normal(0, 1.0, y.size)
+    b = y + rng.normal(0, 1.5, y.size)
+
+    def width(copies, groups_of):
+        rows = np.repeat(np.arange(y.size), copies)  # each pair `copies` times, same user
+        groups = groups_of(rows)
+        out = m.auc_difference(y[rows], a[rows], b[rows], groups=groups, n_boot=400, seed=0)
+        return out["ci_high"] - out["ci_low"]
+
+    by_user = width(1, lambda r: users[r])
+    by_user_dup = width(4, lambda r: users[r])
+    by_pair_dup = width(4, lambda r: np.arange(r.size))  # the old pair bootstrap
+    # four copies of each pair add no information: the clustered interval keeps its width,
+    # while resampling pairs believes it has 4x the data and halves it
+    assert by_user_dup == pytest.approx(by_user, rel=0.2)
+    assert by_user_dup > 1.6 * by_pair_dup
 
 
 def test_bootstrap_rows_is_seeded_chunked_and_checked():

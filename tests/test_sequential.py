@@ -1,5 +1,7 @@
 """Sequences, leave-last-out, the sequential models and their evaluation helpers."""
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,16 +140,62 @@ def test_causal_mask_checked_numerically(sasrec):
 
 def test_training_inputs_hold_no_future_item(sasrec, toy):
     examples = sasrec._examples(toy.train)
+    _, owner = sq.sliding_windows(toy.train.items, sasrec.config.max_length + 1, 6, 2)
     inputs, targets = sasrec._batch(examples, None)
     assert (inputs[:, 1:] == targets[:, :-1]).all()  # targets are the inputs shifted by one
-    assert examples.shape == (toy.train.shape[0], sasrec.config.max_length + 1)
-    # each toy user visits distinct items, so a held-out item must not appear in its row
+    assert examples.shape == (len(owner), sasrec.config.max_length + 1)
+    # each toy user visits distinct items, so a held-out item must not appear in its rows
     for matrix in (toy.valid.matrix, toy.test.matrix):
         users, cols = matrix.nonzero()
-        assert not (examples[users] == (cols + 1)[:, None]).any()
-    # the validation item never enters training: the last train target is the last train item
-    for row, seq in zip(examples, [s for s in toy.train.items if len(s) > 1], strict=True):
-        assert row[-1] == seq[-1] + 1
+        for u, c in zip(users, cols, strict=True):
+            assert not (examples[owner == u] == c + 1).any()
+    # the validation item never enters training: a user's latest window ends on the last
+    # train item
+    for u, seq in enumerate(toy.train.items):
+        if len(seq) > 1:
+            assert examples[np.flatnonzero(owner == u)[0], -1] == seq[-1] + 1
+
+
+def transitions(seqs):
+    return Counter(
+        (u, a, b) for u, s in enumerate(seqs) for a, b in zip(s[:-1], s[1:], strict=True)
+    )
+
+
+def test_sasrec_uses_every_training_transition_exactly_once():
+    rng = np.random.default_rng(1)
+    lengths = [1, 2, 6, 7, 8, 13, 14, 40]  # around multiples of max_length = 6
+    rows = [(u, int(i), 1, t) for u, n in enumerate(lengths)
+            for t, i in enumerate(rng.permutation(60)[: n + 2])]  # fmt: skip
+    train = sd.sequence_split(frame(rows)).train
+    model = sq.SASRec(config=small_config(max_length=6))
+    windows, owner = sq.sliding_windows(train.items, 7, 6, 2)
+    np.testing.assert_array_equal(model._examples(train), windows)
+    inputs, targets = model._batch(windows, None)
+    used = Counter(
+        (int(u), int(a) - 1, int(b) - 1)
+        for u, row_in, row_out in zip(owner, inputs, targets, strict=True)
+        for a, b in zip(row_in, row_out, strict=True)
+        if a > 0 and b > 0  # what the loss keeps: a real item read, a real item predicted
+    )
+    assert used == transitions(train.items)  # each transition once, none twice
+    assert sum(used.values()) == sum(max(n - 1, 0) for n in lengths)
+
+
+def test_sliding_windows_by_hand_and_bert4rec_sees_every_item():
+    seq = np.arange(10)  # tokens 1..10
+    sas, owner = sq.sliding_windows([np.arange(11), np.array([4])], 4, 3)
+    assert sas.tolist() == [[8, 9, 10, 11], [5, 6, 7, 8], [2, 3, 4, 5], [0, 0, 1, 2], [0, 0, 0, 5]]
+    assert owner.tolist() == [0, 0, 0, 0, 1]
+    assert sq.sliding_windows([seq, np.array([4])], 4, 3, min_items=2)[1].tolist() == [0, 0, 0]
+    bert, _ = sq.sliding_windows([seq, np.arange(2)], 4, 4)
+    assert bert.tolist() == [[7, 8, 9, 10], [3, 4, 5, 6], [0, 0, 1, 2], [0, 0, 1, 2]]
+    items = sq.BERT4Rec(config=small_config(max_length=4))._examples(
+        sd.sequence_split(frame([(0, i, 1, i) for i in range(12)])).train
+    )
+    assert sorted(items[items > 0].tolist()) == list(range(1, 11))  # 10 train items, once each
+    with pytest.raises(ValueError, match="stride"):
+        sq.sliding_windows([seq], 4, 5)
 
 
 def test_cpu_training_repeats_exactly(toy):

@@ -435,38 +435,55 @@ def auc_difference(
     scores_a: np.ndarray,
     scores_b: np.ndarray,
     *,
+    groups: np.ndarray,
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> dict[str, float]:
-    """AUC(a) - AUC(b) on the same labelled pairs, with a paired bootstrap interval.
+    """AUC(a) - AUC(b) on the same labelled pairs, with a paired cluster-bootstrap interval.
 
-    Pairs are resampled with replacement ``n_boot`` times by :func:`bootstrap_rows` (the same
-    rows for both models, so the shared difficulty of the sample cancels); the interval is the
-    ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled differences. Resamples that
-    lack a class are skipped. Returns {"difference", "ci_low", "ci_high", "auc_a", "auc_b"}.
+    Pairs that share a user are not independent (one taste, one history), so the resampling
+    unit is the **group** (``groups``: one user id per pair), not the pair: each of ``n_boot``
+    resamples draws the distinct groups with replacement by :func:`bootstrap_rows` and takes
+    *all* pairs of every drawn group, as often as the group was drawn (the cluster bootstrap,
+    Davison & Hinkley 1997, sec. 3.8). Both models see the same resample, so the shared
+    difficulty of the sample cancels. The interval is the ``alpha/2`` and ``1 - alpha/2``
+    quantiles of the resampled differences; resamples that lack a class are skipped. Pass
+    ``groups=np.arange(len(labels))`` only when the pairs really are independent: then this is
+    the plain pair bootstrap. Returns {"difference", "ci_low", "ci_high", "auc_a", "auc_b",
+    "n_groups", "n_boot_used"}.
     """
     labels = _binary_labels(labels)
     scores_a = check_array("scores_a", scores_a, ndim=1)
     scores_b = check_array("scores_b", scores_b, ndim=1)
-    if not labels.shape == scores_a.shape == scores_b.shape:
+    groups = np.asarray(groups)
+    if not labels.shape == scores_a.shape == scores_b.shape == groups.shape:
         raise ValueError(
-            f"labels {labels.shape}, scores_a {scores_a.shape} and scores_b {scores_b.shape} "
-            "must have one shape: score both models on the same pairs."
+            f"labels {labels.shape}, scores_a {scores_a.shape}, scores_b {scores_b.shape} and "
+            f"groups {groups.shape} must have one shape: score both models on the same pairs "
+            "and pass one group (user id) per pair."
         )
     if not 0 < alpha < 1 or n_boot < 1:
         raise ValueError(f"need 0 < alpha < 1 and n_boot >= 1; got {alpha}, {n_boot}.")
+    _, codes = np.unique(groups, return_inverse=True)
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    if n_groups < 2:
+        raise ValueError(f"groups holds {n_groups} distinct group(s); the bootstrap needs 2+.")
     auc_a, auc_b = roc_auc(labels, scores_a), roc_auc(labels, scores_b)
     diffs = []
-    for _, chunk in bootstrap_rows(len(labels), n_boot, seed, chunk=1):
-        rows = chunk[0]
-        y = labels[rows]
-        if y.all() or not y.any():
-            continue
-        diffs.append(roc_auc(y, scores_a[rows]) - roc_auc(y, scores_b[rows]))
+    for _, drawn in bootstrap_rows(n_groups, n_boot, seed):
+        for draw in drawn:  # each pair repeated as often as its group was drawn
+            rows = np.repeat(np.arange(labels.size), np.bincount(draw, minlength=n_groups)[codes])
+            y = labels[rows]
+            if y.all() or not y.any():
+                continue
+            diffs.append(roc_auc(y, scores_a[rows]) - roc_auc(y, scores_b[rows]))
+    if not diffs:
+        raise ValueError("every resample lacked a class: give each label more than one group.")
     low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     return {"difference": auc_a - auc_b, "ci_low": float(low), "ci_high": float(high),
-            "auc_a": auc_a, "auc_b": auc_b}  # fmt: skip
+            "auc_a": auc_a, "auc_b": auc_b, "n_groups": n_groups,
+            "n_boot_used": len(diffs)}  # fmt: skip
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:

@@ -14,6 +14,11 @@ Both transformers are built from ``transformers`` configurations (GPT-2 for the 
 BERT for the bidirectional BERT4Rec) with an item vocabulary and no pretrained weights, and are
 trained with full-softmax cross-entropy over the catalogue by ``finetune``'s training loop
 (AdamW, early stopping on validation nDCG, tqdm, AMP on CUDA only).
+
+**All the data.** A model reads at most ``config.max_length`` items, but long histories are
+not cut to their latest items: :func:`sliding_windows` cuts each history into windows, so
+SASRec sees every training transition as a target exactly once and BERT4Rec can hide every
+training item. Scoring reads the latest ``max_length`` items.
 """
 
 from __future__ import annotations
@@ -74,6 +79,39 @@ def pad_sequences(sequences: Iterable[ArrayLike], max_length: int, offset: int =
         if len(tail):
             out[row, max_length - len(tail) :] = tail + offset
     return out
+
+
+def sliding_windows(
+    sequences: Iterable[ArrayLike], length: int, stride: int, min_items: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every item of long histories, as left-padded windows of ``length`` items.
+
+    The first window of a sequence holds its latest ``length`` items; each further window
+    ends ``stride`` items earlier, until a window reaches the sequence's start (that one is
+    shorter and left-padded). With ``stride = length - 1`` consecutive windows share one item,
+    so each next-item *transition* (previous item, item) lies inside exactly one window
+    (SASRec); with ``stride = length`` each item lies in exactly one window (BERT4Rec).
+    Windows with fewer than ``min_items`` items are dropped. Returns (tokens (n_windows,
+    length) int64 with token = item column + 1 and 0 = padding, owner (n_windows,): the
+    position of each window's sequence in ``sequences``).
+    """
+    if length < 1 or not 1 <= stride <= length:
+        raise ValueError(f"need length >= 1 and 1 <= stride <= length; got length={length}, "
+                         f"stride={stride}.")  # fmt: skip
+    chunks, owners = [], []
+    for row, seq in enumerate(sequences):
+        seq = np.asarray(seq, dtype=np.int64)
+        end = len(seq)
+        while end > 0:
+            window = seq[max(0, end - length) : end]
+            if len(window) >= min_items:
+                chunks.append(window)
+                owners.append(row)
+            if end <= length:
+                break
+            end -= stride
+    out = pad_sequences(chunks, length)
+    return out, np.asarray(owners, dtype=np.int64)
 
 
 def condition_on(model: Model, history: Interactions) -> Model:
@@ -302,7 +340,7 @@ class _TransformerRecommender(Model):
 
         def loss_fn(batch):
             inputs, targets = (torch.as_tensor(a, device=self.device_) for a in batch)
-            keep = targets > 0
+            keep = (targets > 0) & (inputs > 0)  # a target read from padding is no transition
             logits = self.net_.item_logits(self.net_.hidden(inputs)[keep]).float()
             return torch.nn.functional.cross_entropy(logits, targets[keep] - 1), len(inputs)
 
@@ -359,8 +397,10 @@ class SASRec(_TransformerRecommender):
     kind = "causal"
 
     def _examples(self, seqs: Sequences) -> np.ndarray:
-        # (n_users, L + 1): the latest L + 1 items; inputs are [:-1], next-item targets [1:].
-        return pad_sequences([s for s in seqs.items if len(s) > 1], self.config.max_length + 1)
+        """Windows of L + 1 items, L apart (:func:`sliding_windows`): inputs are [:-1],
+        next-item targets [1:], and every training transition is a target exactly once."""
+        length = self.config.max_length + 1
+        return sliding_windows(seqs.items, length, stride=length - 1, min_items=2)[0]
 
     def _batch(self, rows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
         return rows[:, :-1], rows[:, 1:]
@@ -383,7 +423,10 @@ class BERT4Rec(_TransformerRecommender):
         self.mask_prob = mask_prob
 
     def _examples(self, seqs: Sequences) -> np.ndarray:
-        return pad_sequences([s for s in seqs.items if len(s)], self.config.max_length)
+        """Windows of L items, L apart (:func:`sliding_windows`): every training item lies in
+        exactly one window, so every item can be hidden."""
+        length = self.config.max_length
+        return sliding_windows(seqs.items, length, stride=length)[0]
 
     def _batch(self, rows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
         return mask_items(rows, self.mask_prob, self.train_.shape[1] + 1, rng)
