@@ -153,6 +153,28 @@ def _check_arrays(manifest: dict, arrays: dict[str, np.ndarray], folder: Path) -
             refuse(f"{name} holds NaN or infinite values")
 
 
+def load_checked_arrays(arrays_path: Path, sha256: str | None, fix: str) -> dict[str, np.ndarray]:
+    """The arrays of an artefact's ``.npz`` file, after its sha256 matched the manifest's.
+
+    Raises :class:`ArtefactError` naming the file, and ``fix`` (what the reader should do),
+    when the checksum differs (the file changed or was truncated) or the file cannot be read.
+    Never unpickles.
+    """
+    if file_digest(arrays_path, "sha256") != sha256:
+        raise ArtefactError(
+            f"{Path(arrays_path).name} of {Path(arrays_path).parent.name} does not match its "
+            f"manifest checksum (file changed or truncated); {fix}."
+        )
+    try:
+        with np.load(arrays_path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (ValueError, OSError) as error:
+        raise ArtefactError(
+            f"{Path(arrays_path).name} of {Path(arrays_path).parent.name} cannot be read "
+            f"({error}); {fix}."
+        ) from None
+
+
 class Recommender:
     """Answers recommendation requests with raw ids from factors and train histories.
 
@@ -529,19 +551,7 @@ class Recommender:
             integrity = "unsigned (checksum only: catches damage, not deliberate edits)"
         if key is None:
             log.warning("artefact %s: %s", folder.name, integrity)
-        digest = file_digest(arrays_path, "sha256")
-        if digest != manifest.get("sha256"):
-            raise ArtefactError(
-                f"{arrays_path} does not match its manifest checksum (file changed or truncated); "
-                "re-save the recommender."
-            )
-        try:
-            with np.load(arrays_path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (ValueError, OSError) as error:
-            raise ArtefactError(
-                f"{ARRAYS_FILE} of {folder.name} cannot be read ({error})."
-            ) from None
+        arrays = load_checked_arrays(arrays_path, manifest.get("sha256"), "re-save the recommender")
         missing = {"user_ids", "item_ids", "user_factors", "item_factors", "seen_indptr",
                    "seen_indices"} - set(arrays)  # fmt: skip
         if missing:

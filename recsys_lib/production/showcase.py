@@ -61,6 +61,7 @@ from recsys_lib.production.serving import (
     ArtefactError,
     Recommender,
     _as_plain_array,
+    load_checked_arrays,
 )
 from recsys_lib.retrieval.topk import check_k, top_k
 
@@ -463,24 +464,13 @@ class Showcase:
                 f"{manifest_path} is not a {FORMAT_NAME} manifest of version {FORMAT_VERSION}; "
                 "rebuild the artefact with this recsys_lib version."
             )
-        if file_digest(arrays_path, "sha256") != manifest.get("sha256"):
-            raise ArtefactError(
-                f"{arrays_path} does not match its manifest checksum (changed or truncated); "
-                "rebuild the artefact."
-            )
         if als_sha256 is not None and manifest.get("als_sha256") != als_sha256:
             raise ArtefactError(
                 f"{folder} was built beside another ALS artefact (sha256 "
                 f"{str(manifest.get('als_sha256'))[:12]}..., served {als_sha256[:12]}...); "
                 "rebuild both with build-artefact."
             )
-        try:
-            with np.load(arrays_path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (ValueError, OSError) as err:
-            raise ArtefactError(
-                f"{arrays_path} cannot be read ({err}); rebuild the artefact."
-            ) from err
+        arrays = load_checked_arrays(arrays_path, manifest.get("sha256"), "rebuild the artefact")
         return cls(recommender, arrays, manifest, encoder_factory)
 
     # ----------------------------------------------------------------- helpers
