@@ -24,7 +24,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -262,10 +262,10 @@ class ArrayOf(Constraint):
         return np.full(shape, np.nan)
 
 
-Spec = Constraint | None | list
+Spec = Constraint | None | list[Any]
 
 
-def _as_list(constraints: Spec) -> list:
+def _as_list(constraints: Spec) -> list[Any]:
     return list(constraints) if isinstance(constraints, (list, tuple)) else [constraints]
 
 
@@ -318,21 +318,25 @@ def check_params(
         check_param(name, value, constraints, where=where, hint=(hints or {}).get(name, ""))
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
 def validate_params(
     constraints: Mapping[str, Spec], *, hints: Mapping[str, str] | None = None
-) -> Callable:
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Decorator: check the named arguments of every call (defaults included) against
     ``constraints`` before the function runs. The declarations stay readable on the function
     as ``parameter_constraints`` (tests feed each one a bad value)."""
 
-    def decorate(func: Callable) -> Callable:
+    def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:
         signature = inspect.signature(func)
         unknown = set(constraints) - set(signature.parameters)
         if unknown:
             raise ValueError(f"{func.__qualname__} has no parameter(s) {sorted(unknown)}.")
 
         @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             owner = func.__qualname__

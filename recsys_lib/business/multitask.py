@@ -205,7 +205,8 @@ def predict_ctr_cvr(
 def expected_value(pctr: np.ndarray, pcvr: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Expected value per impression ``pCTR * pCVR * value`` (value = price or margin), (n, C)."""
     _check_same_shape(pctr=pctr, pcvr=pcvr, value=value)
-    return np.asarray(pctr) * np.asarray(pcvr) * np.asarray(value)
+    product: np.ndarray = np.asarray(pctr) * np.asarray(pcvr) * np.asarray(value)
+    return product
 
 
 def slate_predictions(

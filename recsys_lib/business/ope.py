@@ -42,7 +42,7 @@ def item_position_match(target_slates: np.ndarray, logged_slates: np.ndarray) ->
     t, lg = np.asarray(target_slates), np.asarray(logged_slates)
     if t.shape != lg.shape:
         raise ValueError(f"target_slates {t.shape} and logged_slates {lg.shape} must match")
-    return (t == lg).astype(float)
+    return np.asarray((t == lg).astype(float))
 
 
 def _weights(target_prob: np.ndarray, logging_prob: np.ndarray, clip: float | None) -> np.ndarray:
@@ -54,7 +54,7 @@ def _weights(target_prob: np.ndarray, logging_prob: np.ndarray, clip: float | No
     if tp.shape != lp.shape:
         raise ValueError(f"target_prob {tp.shape} and logging_prob {lp.shape} must match")
     w = tp / lp
-    return np.minimum(w, clip) if clip is not None else w
+    return np.asarray(np.minimum(w, clip) if clip is not None else w)
 
 
 def _as_2d(x: np.ndarray) -> np.ndarray:
@@ -181,7 +181,7 @@ def position_bias_from_exploration(clicks: np.ndarray, explored: np.ndarray) -> 
             f"exploration traffic has no clicks at some slot ({int(e.sum())} explored visits); "
             "position bias cannot be measured: log more exploration traffic"
         )
-    return rate / rate[0]
+    return np.asarray(rate / rate[0])
 
 
 def pbm_estimate(

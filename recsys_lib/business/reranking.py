@@ -87,13 +87,13 @@ def mmr_rerank(
         offsets = candidates.astype(np.int64) * n_items  # flat indices: no 2-D fancy indexing
 
         def cosine_to_pick(j: np.ndarray) -> np.ndarray:
-            return np.take(gram, offsets + candidates[rows, j][:, None])
+            return np.asarray(np.take(gram, offsets + candidates[rows, j][:, None]))
 
     else:  # a large catalogue: the candidates' features, (n, C, d)
         f = unit[candidates]
 
         def cosine_to_pick(j: np.ndarray) -> np.ndarray:
-            return np.einsum("ncd,nd->nc", f, f[rows, j])
+            return np.asarray(np.einsum("ncd,nd->nc", f, f[rows, j]))
 
     max_sim = np.zeros((n, c))
     taken = np.zeros((n, c), dtype=bool)

@@ -224,13 +224,13 @@ def stage_seeds(seed: int, stages: list[str] | tuple[str, ...]) -> dict[str, int
 def position_bias(n_positions: int) -> np.ndarray:
     """Examination probability per 0-based position, shape (n_positions,): 1/log2(k+2)."""
     check_params("position_bias", {"n_positions": (POSITIVE_INT, n_positions)})
-    return 1.0 / np.log2(np.arange(n_positions) + 2.0)
+    return np.asarray(1.0 / np.log2(np.arange(n_positions) + 2.0))
 
 
 def affinity(shop: Shop, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """True affinity ``a_ui``; users (n,), items (n, m) -> (n, m)."""
     u = shop.user_taste[users]
-    return shop.config.affinity_scale * np.einsum("nd,nmd->nm", u, shop.item_emb[items])
+    return np.asarray(shop.config.affinity_scale * np.einsum("nd,nmd->nm", u, shop.item_emb[items]))
 
 
 def click_prob(
@@ -306,7 +306,7 @@ def production_scores(
     rng = np.random.default_rng(seed)
     a = affinity(shop, requests.users, requests.candidates)
     noise = rng.normal(scale=shop.config.production_noise, size=a.shape)
-    return shop.quality[requests.candidates] + 0.5 * a + noise
+    return np.asarray(shop.quality[requests.candidates] + 0.5 * a + noise)
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ class ImpressionLog:
     @property
     def explored(self) -> np.ndarray:
         """(n,) bool: visits that got the random exploration slate instead of production's."""
-        return (self.slates != self.production).any(axis=1)
+        return np.asarray((self.slates != self.production).any(axis=1))
 
     def to_frame(self, shop: Shop) -> pd.DataFrame:
         """One row per impression: request, user_id, item_id, position, propensity, click,
@@ -362,7 +362,7 @@ def logging_propensity(
     slates: np.ndarray, production: np.ndarray, epsilon: float, n_candidates: int
 ) -> np.ndarray:
     """P_log(item at position) for each entry of ``slates`` (n, K) -> (n, K)."""
-    return (1.0 - epsilon) * (slates == production) + epsilon / n_candidates
+    return np.asarray((1.0 - epsilon) * (slates == production) + epsilon / n_candidates)
 
 
 def simulate_outcomes(

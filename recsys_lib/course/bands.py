@@ -37,6 +37,7 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
 KINDS = ("deterministic", "stochastic", "hardware", "property")
 
@@ -71,7 +72,7 @@ def is_timing_metric(name: str) -> bool:
     return name.endswith(TIMING_SUFFIXES) or _TIMING_WORD.search(name) is not None
 
 
-def _is_number(x: object) -> bool:
+def _is_number(x: object) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
@@ -88,11 +89,11 @@ class CheckRow:
     detail: str = ""
 
 
-def _tolerance(spec: dict, centre: float) -> float:
+def _tolerance(spec: dict[str, Any], centre: float) -> float:
     return max(float(spec.get("rtol", 0.0)) * abs(centre), float(spec.get("atol", 0.0)))
 
 
-def check_one(name: str, spec: dict, got: object, run: dict) -> CheckRow:
+def check_one(name: str, spec: dict[str, Any], got: object, run: dict[str, Any]) -> CheckRow:
     """Check one recorded value ``got`` against ``spec``; ``run`` holds the same run's metrics."""
     kind = spec.get("kind", "deterministic")
     want = spec.get("value")
@@ -131,7 +132,7 @@ def check_one(name: str, spec: dict, got: object, run: dict) -> CheckRow:
     return CheckRow(name, want, got, change, verdict, kind, "; ".join(failures))
 
 
-def check_metrics(expected: dict, metrics: dict) -> list[CheckRow]:
+def check_metrics(expected: dict[str, Any], metrics: dict[str, Any]) -> list[CheckRow]:
     """Compare recorded metrics (notebook -> name -> value) with expected specs, one row each."""
     rows = []
     for notebook, specs in expected.items():
@@ -161,7 +162,7 @@ def format_check(rows: list[CheckRow]) -> str:
     return "\n".join([header, *body])
 
 
-def _kernel_deviation(spec: dict) -> float | None:
+def _kernel_deviation(spec: dict[str, Any]) -> float | None:
     """How far the kernel-variation runs moved the banded quantity, or None if not measured.
 
     For a ``value`` band: the widest distance of any configuration's value from the native
@@ -175,14 +176,14 @@ def _kernel_deviation(spec: dict) -> float | None:
     if not values:
         return None
     if "relative_to" in spec:
-        return max(abs(v) for v in values)
+        return float(max(abs(v) for v in values))
     centre = measured["configs"].get(NATIVE_KERNELS, spec.get("value"))
     if not _is_number(centre):
         return None
-    return max(abs(v - centre) for v in values)
+    return float(max(abs(v - centre) for v in values))
 
 
-def kernel_pressure(spec: dict) -> float:
+def kernel_pressure(spec: dict[str, Any]) -> float:
     """The share of a band's room that the kernel configurations used (0 when unmeasured).
 
     For a value or ``relative_to`` band: the widest kernel distance over the tolerance. For
@@ -208,7 +209,7 @@ def kernel_pressure(spec: dict) -> float:
     return math.inf if room == 0 else deviation / room
 
 
-def measured_values(spec: dict) -> list[float]:
+def measured_values(spec: dict[str, Any]) -> list[float]:
     """Every value a measurement saw: the seeds' extremes and each kernel configuration's."""
     values = []
     spread = spec.get("spread") or {}
@@ -219,7 +220,7 @@ def measured_values(spec: dict) -> list[float]:
     return values
 
 
-def validate_expected(expected: dict, *, require_kernels: bool = True) -> list[str]:
+def validate_expected(expected: dict[str, Any], *, require_kernels: bool = True) -> list[str]:
     """Problems with an expected file's specs (empty when every band is sound).
 
     Each spec needs a known ``kind``, a ``reason`` and at least one check; timings may not be
@@ -252,7 +253,7 @@ def validate_expected(expected: dict, *, require_kernels: bool = True) -> list[s
     return problems
 
 
-def _band_problems(spec: dict, require_kernels: bool) -> list[str]:
+def _band_problems(spec: dict[str, Any], require_kernels: bool) -> list[str]:
     """What a spec's band fails to survive among its own measurements."""
     problems = []
     kind = spec.get("kind")
@@ -291,18 +292,18 @@ def _band_problems(spec: dict, require_kernels: bool) -> list[str]:
     return problems
 
 
-def _relative_tol(spec: dict) -> float:
+def _relative_tol(spec: dict[str, Any]) -> float:
     """A ``relative_to`` band's tolerance, with an ``rtol`` read against the measured reference."""
     reference = (spec.get("kernels") or {}).get("reference", 0.0)
     return _tolerance(spec, float(reference) if _is_number(reference) else 0.0)
 
 
-def band_covers_spread(spec: dict) -> bool:
+def band_covers_spread(spec: dict[str, Any]) -> bool:
     """True when the band around ``value`` contains every seed's value in ``spread``."""
     spread, value = spec["spread"], spec["value"]
     tolerance = _tolerance(spec, value)
     needed = max(abs(spread["max"] - value), abs(value - spread["min"]))
-    return tolerance >= needed * (1 - 1e-9)
+    return bool(tolerance >= needed * (1 - 1e-9))
 
 
 def spec_from_seeds(
@@ -310,7 +311,7 @@ def spec_from_seeds(
     reference: float,
     seeds: int,
     kernel_values: dict[str, float] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A spec for one metric measured over ``seeds`` runs and kernel configurations.
 
     ``reference`` is the default seed's native value; ``kernel_values`` maps each kernel
@@ -367,7 +368,9 @@ def spec_from_seeds(
     return _with_kernels(spec, kernel_values, reference)
 
 
-def _with_kernels(spec: dict, kernel_values: dict[str, float], reference: float) -> dict:
+def _with_kernels(
+    spec: dict[str, Any], kernel_values: dict[str, float], reference: float
+) -> dict[str, Any]:
     if kernel_values:
         configs = {NATIVE_KERNELS: reference, **kernel_values}
         spec["kernels"] = {"configs": configs}
@@ -375,12 +378,12 @@ def _with_kernels(spec: dict, kernel_values: dict[str, float], reference: float)
 
 
 def merge_measured(
-    specs: dict,
-    runs: list[dict],
-    reference: dict,
+    specs: dict[str, Any],
+    runs: list[dict[str, Any]],
+    reference: dict[str, Any],
     seeds: int,
-    kernel_runs: dict[str, dict] | None = None,
-) -> dict:
+    kernel_runs: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Update one notebook's specs from runs over seeds and kernel configurations (pure).
 
     ``runs`` are the native runs over seeds (``reference`` among them); ``kernel_runs`` maps a
@@ -393,7 +396,7 @@ def merge_measured(
     metric is re-derived by :func:`spec_from_seeds`; a wider hand-set or stored band is kept.
     """
     kernel_runs = {k: v for k, v in (kernel_runs or {}).items() if k != NATIVE_KERNELS}
-    updated: dict = {}
+    updated: dict[str, Any] = {}
     names = list(specs) + [n for n in reference if n not in specs]
     for name in names:
         values = [r[name] for r in runs if _is_number(r.get(name))]
@@ -429,7 +432,9 @@ def merge_measured(
     return updated
 
 
-def _widen_for_kernels(spec: dict, reference: float, kernel_values: dict[str, float]) -> dict:
+def _widen_for_kernels(
+    spec: dict[str, Any], reference: float, kernel_values: dict[str, float]
+) -> dict[str, Any]:
     """A stored spec with a new kernel measurement attached, widened if the kernels need it.
 
     Its seed measurement, kind and reason stay unless the configurations moved the value: a
@@ -453,7 +458,9 @@ def _widen_for_kernels(spec: dict, reference: float, kernel_values: dict[str, fl
     return out
 
 
-def _relative_measurement(spec: dict, name: str, reference: dict, kernel_runs: dict) -> dict:
+def _relative_measurement(
+    spec: dict[str, Any], name: str, reference: dict[str, Any], kernel_runs: dict[str, Any]
+) -> dict[str, Any]:
     """A ``relative_to`` spec with the measured differences from its reference attached."""
     base = spec["relative_to"]
     runs = {NATIVE_KERNELS: reference, **kernel_runs}
@@ -469,14 +476,14 @@ def _relative_measurement(spec: dict, name: str, reference: dict, kernel_runs: d
 
 
 def measure_bands(
-    run_seed: Callable[[int], dict],
-    specs: dict,
+    run_seed: Callable[[int], dict[str, Any]],
+    specs: dict[str, Any],
     seeds: Iterable[int],
     reference_seed: int,
     *,
     kernels: Iterable[str] = (),
-    run_kernel: Callable[[str], dict] | None = None,
-) -> dict:
+    run_kernel: Callable[[str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Run ``run_seed(seed) -> metrics`` for every seed, ``run_kernel(name) -> metrics`` (the
     reference seed under a kernel configuration) for every name in ``kernels``; return updated
     specs.
@@ -495,7 +502,9 @@ def measure_bands(
     return merge_measured(specs, list(runs.values()), runs[reference_seed], len(seeds), kernel_runs)
 
 
-def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -> dict:
+def update_expected(
+    expected: dict[str, Any], metrics: dict[str, Any], default_rtol: float = 0.05
+) -> dict[str, Any]:
     """Rewrite stored values from the current metrics, keeping each spec's tolerance and kind.
 
     A re-centred ``stochastic`` band is widened, if needed, to keep covering its measured
@@ -503,7 +512,7 @@ def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -
     ``stochastic`` placeholder band of ``default_rtol`` whose reason says it is unmeasured (run
     the ``bands`` tool to measure it); timings never become bands.
     """
-    updated = {}
+    updated: dict[str, Any] = {}
     for notebook, specs in expected.items():
         current = metrics.get(notebook, {})
         updated[notebook] = {}
@@ -529,7 +538,7 @@ def update_expected(expected: dict, metrics: dict, default_rtol: float = 0.05) -
     return updated
 
 
-def describe_band(spec: dict) -> str:
+def describe_band(spec: dict[str, Any]) -> str:
     """A short human reading of a spec's check: ``± 0.006 (stochastic)``, ``≤ 0.05 (property)``."""
     kind = spec.get("kind", "deterministic")
     parts = []
@@ -549,7 +558,7 @@ def _fmt_num(x: float) -> str:
     return f"{x:.2g}" if x and abs(x) < 1e-3 else f"{x:.3g}"
 
 
-def read_expected(path: Path) -> dict:
+def read_expected(path: Path) -> dict[str, Any]:
     """An expected file, with a clear error when it is not valid JSON of the right shape."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

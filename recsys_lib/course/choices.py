@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 CHOICES_ENV = "RECSYS_CHOICES"
 
 # Chapter 3's validation grids (its parameters cell holds the same lists; a test checks it).
-GRIDS: dict[str, dict[str, dict[str, list]]] = {
+GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
     "full": {
         "als": {
             "factors": [32, 64, 128],
@@ -64,7 +64,7 @@ MODELS: dict[str, Callable[..., Model]] = {
 }
 
 
-def choices_path(path: str | os.PathLike | None = None) -> Path:
+def choices_path(path: str | os.PathLike[str] | None = None) -> Path:
     """``path`` if given, else ``$RECSYS_CHOICES``, else ``$RECSYS_HOME/build/choices.json``
     (the project home the notebook runner gives its kernels), else ``build/choices.json`` in
     the checkout found from the working directory (:func:`recsys_lib.runtime.project_home`)."""
@@ -78,7 +78,7 @@ def _key(smoke: bool, seed: int, dataset: str = MOVIELENS) -> str:
     return base if dataset == MOVIELENS else f"{base}/{dataset}"
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
@@ -97,9 +97,9 @@ def read_choice(
     *,
     smoke: bool,
     seed: int,
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     dataset: str = MOVIELENS,
-) -> dict | None:
+) -> dict[str, Any] | None:
     """The stored record of choice ``name`` ({"value", "chapter", ...}), or None if absent.
 
     ``dataset``: "movielens-100k" or an own dataset's :func:`~recsys_lib.data.owndata.dataset_key`.
@@ -114,8 +114,8 @@ def write_choice(
     chapter: str,
     smoke: bool,
     seed: int,
-    evidence: dict | None = None,
-    path: str | os.PathLike | None = None,
+    evidence: dict[str, Any] | None = None,
+    path: str | os.PathLike[str] | None = None,
     dataset: str = MOVIELENS,
 ) -> Path:
     """Store ``value`` (JSON-able) as choice ``name`` with where it came from; returns the file.
@@ -130,8 +130,14 @@ def write_choice(
 
 
 def search(
-    name: str, data: BenchmarkData, grid: dict[str, list], *, seed: int, k: int = 10, **fixed: Any
-) -> tuple[dict, pd.DataFrame]:
+    name: str,
+    data: BenchmarkData,
+    grid: dict[str, list[Any]],
+    *,
+    seed: int,
+    k: int = 10,
+    **fixed: Any,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Grid-search model ``name`` (a key of :data:`MODELS`) on (data.fit, data.valid).
 
     ``fixed`` keyword arguments go to every model (e.g. ``iterations``). Returns the best
@@ -150,16 +156,16 @@ def search(
 def choose(
     name: str,
     data: BenchmarkData,
-    grid: dict[str, list],
+    grid: dict[str, list[Any]],
     *,
     chapter: str,
     smoke: bool,
     seed: int,
     k: int = 10,
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     dataset: str = MOVIELENS,
     **fixed: Any,
-) -> tuple[dict, pd.DataFrame]:
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """:func:`search`, then :func:`write_choice` of the winner with its validation figure."""
     best, table = search(name, data, grid, seed=seed, k=k, **fixed)
     evidence = {
@@ -181,9 +187,9 @@ def validated(
     smoke: bool,
     seed: int,
     k: int = 10,
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     dataset: str = MOVIELENS,
-) -> dict:
+) -> dict[str, Any]:
     """Chapter 3's validated parameters for model ``name`` ("als" or "ease").
 
     Read from the choices file; when absent, chapter 3's search (grid from :data:`GRIDS`) is

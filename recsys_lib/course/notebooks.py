@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ FIRST_NOTEBOOK = "00_quickstart"  # day-one engineers read it first, so it runs 
 SKIPPED_NOTEBOOKS = {"TEMPLATE"}
 
 
-def _to_json(value):
+def _to_json(value: object) -> Any:
     """Numpy scalars/arrays and tuples to plain JSON types; NaN stays a float."""
     if isinstance(value, np.generic):
         return value.item()
@@ -86,7 +87,7 @@ def record(name: str, value: object) -> None:
         print(text)
 
 
-def read_records(notebook_path: str | Path) -> dict:
+def read_records(notebook_path: str | Path) -> dict[str, Any]:
     """All values recorded in an executed notebook, by name (a later record wins)."""
     with open(notebook_path, encoding="utf-8") as handle:
         notebook = json.load(handle)
@@ -127,7 +128,7 @@ class RunResult:
 
     notebook: str
     seconds: float
-    metrics: dict
+    metrics: dict[str, Any]
     error: str | None = None
     cell: str | None = None  # "cell 7 (In [5])" of the failing cell
     interrupted: bool = False
@@ -207,7 +208,7 @@ def _kernel_manager_with_env(extra: dict[str, str | None]) -> type:
 def _execute(
     notebook: Path,
     output: Path,
-    params: dict,
+    params: dict[str, Any],
     cell_timeout: float | None,
     kernel_env: dict[str, str | None] | None = None,
 ) -> tuple[str | None, bool]:
@@ -241,7 +242,7 @@ def execute_notebook(
     output: Path,
     *,
     smoke: bool,
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
     cell_timeout: float | None = None,
     kernels: str | None = None,
 ) -> RunResult:
@@ -266,7 +267,7 @@ def execute_notebook(
         error, interrupted = _execute(notebook, partial, params, cell_timeout, kernel_env)
     seconds = time.perf_counter() - start
     cell = failing_cell(partial) if error else None
-    metrics: dict = {}
+    metrics: dict[str, Any] = {}
     if partial.exists():
         try:
             metrics = read_records(partial)
@@ -283,7 +284,7 @@ def run_all(
     smoke: bool = False,
     only: str | None = None,
     build_dir: Path | None = None,
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
     cell_timeout: float | None = None,
     kernels: str | None = None,
 ) -> list[RunResult]:
@@ -353,11 +354,11 @@ def write_summary(
 
 def notebook_seed_runner(
     notebook: Path, *, work_dir: Path, cell_timeout: float | None = None, smoke: bool = True
-) -> Callable[..., dict]:
+) -> Callable[..., dict[str, Any]]:
     """A ``(seed, kernels="native") -> metrics`` function running ``notebook`` (smoke mode
     unless ``smoke=False``)."""
 
-    def run_seed(seed: int, kernels: str = NATIVE) -> dict:
+    def run_seed(seed: int, kernels: str = NATIVE) -> dict[str, Any]:
         output = Path(work_dir) / f"seed{seed}-{kernels}" / notebook.name
         result = execute_notebook(
             notebook,
@@ -385,8 +386,8 @@ def measure_notebook_bands(
     jobs: int = 1,
     kernels: list[str] | None = None,
     smoke: bool = True,
-    reference_metrics: dict | None = None,
-) -> dict:
+    reference_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run ``notebook``'s smoke over ``seeds`` seeds (native kernels) and its reference seed
     under each of ``kernels``; rewrite its expected file's bands from what moved.
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from recsys_lib.course import choices
+from recsys_lib.data.interactions import Interactions
 from recsys_lib.data.movielens import MovieLens
 from recsys_lib.data.splits import BenchmarkData, benchmark_data
 from recsys_lib.evaluation.metrics import paired_bootstrap
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 # A copy of chapter 3's full-run ALS choice (seed 42) for callers that do not read
 # build/choices.json yet (chapter 5); build_quickstart reads recsys_lib.course.choices instead, and
 # tests/test_choices.py fails when a full run of chapter 3 has chosen something else.
-DEFAULT_ALS_PARAMS = {"factors": 32, "regularization": 20.0, "alpha": 1.0}
+DEFAULT_ALS_PARAMS: dict[str, Any] = {"factors": 32, "regularization": 20.0, "alpha": 1.0}
 
 
 @dataclass
@@ -74,7 +75,7 @@ class QuickStart:
             }
         ).set_index("rank")
 
-    def lift(self, a: str = "hybrid", b: str = "ALS", k: int = 10, seed: int = 0) -> dict:
+    def lift(self, a: str = "hybrid", b: str = "ALS", k: int = 10, seed: int = 0) -> dict[str, Any]:
         """Test nDCG@k of model ``a`` minus model ``b``, with a paired bootstrap interval over
         the test users (:func:`recsys_lib.evaluation.metrics.paired_bootstrap`)."""
         per_user = {
@@ -113,7 +114,7 @@ def build_quickstart(
     movielens: MovieLens,
     *,
     seed: int = 42,
-    als_params: dict | None = None,
+    als_params: dict[str, Any] | None = None,
     weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
     device: str = "auto",
     encoder: TextEncoder | None = None,
@@ -140,7 +141,7 @@ def build_quickstart(
     encoder = encoder or TextEncoder("default", device=device)
     item_text = normalize_rows(encoder.encode(descriptions.tolist()))
 
-    def fitted(train):
+    def fitted(train: Interactions) -> tuple[FactorModel, ALS]:
         text = FactorModel(user_profiles(train, item_text), item_text).fit(train)
         return text, ALS(seed=seed, **params).fit(train)
 

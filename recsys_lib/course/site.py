@@ -32,8 +32,9 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recsys_lib.course.notebooks import list_notebooks, read_records
 from recsys_lib.runtime import atomic_write_text
@@ -73,7 +74,9 @@ log = logging.getLogger(__name__)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
 
-def notebook_title(notebook: dict | str | os.PathLike, fallback: str | None = None) -> str:
+def notebook_title(
+    notebook: dict[str, Any] | str | os.PathLike[str], fallback: str | None = None
+) -> str:
     """The text of the first Markdown heading of a notebook (a path or its JSON as a dict).
 
     Falls back to ``fallback`` (default: the file stem) when no heading exists.
@@ -134,7 +137,7 @@ def _exporter() -> HTMLExporter:
 
     class MathMLExporter(HTMLExporter):
         @pass_context
-        def markdown2html(self, context, source):
+        def markdown2html(self, context: Any, source: str) -> str:
             cell = context.get("cell", {})
             renderer = MathMLRenderer(
                 escape=False,
@@ -147,10 +150,11 @@ def _exporter() -> HTMLExporter:
             )
             return MarkdownWithMath(renderer=renderer).render(source)
 
-    return MathMLExporter(template_name="lab")
+    build: Callable[..., HTMLExporter] = MathMLExporter  # nbconvert's __init__ is unannotated
+    return build(template_name="lab")
 
 
-def publishable(notebook: dict) -> dict:
+def publishable(notebook: dict[str, Any]) -> dict[str, Any]:
     """The notebook without widget state and widget outputs (progress bars), for a static page.
 
     A widget output's text fallback is its first frame ("0%"), and rendering it would pull the
@@ -195,7 +199,7 @@ def render_notebook(
     return out
 
 
-def chapter_summary(notebook: dict | str | os.PathLike, min_chars: int = 80) -> str:
+def chapter_summary(notebook: dict[str, Any] | str | os.PathLike[str], min_chars: int = 80) -> str:
     """The opening sentences (at least ``min_chars``) of the first paragraph after the title.
 
     Markdown emphasis and code marks are dropped, so the index shows plain text.
@@ -221,7 +225,7 @@ def chapter_summary(notebook: dict | str | os.PathLike, min_chars: int = 80) -> 
     return ""
 
 
-def _metric_rows(values: dict) -> str:
+def _metric_rows(values: dict[str, Any]) -> str:
     cells = []
     for name, value in values.items():
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -244,7 +248,9 @@ math { font-size: 1.15em; }
 """
 
 
-def page_chrome(chapters: list[tuple[str, str]], current: int, metrics: dict) -> tuple[str, str]:
+def page_chrome(
+    chapters: list[tuple[str, str]], current: int, metrics: dict[str, Any]
+) -> tuple[str, str]:
     """(top, bottom) HTML of a chapter page: left navigation; pager and recorded metrics."""
     current_attr = ' class="current" aria-current="page"'
     links = "\n".join(
@@ -271,7 +277,7 @@ def index_html(
     chapters: list[tuple[str, str]],
     title: str = "Recommender systems with LLMs",
     summaries: list[str] | None = None,
-    headlines: list[dict] | None = None,
+    headlines: list[dict[str, Any]] | None = None,
 ) -> str:
     """The index page: each (link target, chapter title) with its summary and headline figures."""
     summaries = summaries or [""] * len(chapters)
@@ -310,7 +316,7 @@ def index_html(
 """
 
 
-def build_site(notebook_dir: str | os.PathLike, site_dir: str | os.PathLike) -> Path:
+def build_site(notebook_dir: str | os.PathLike[str], site_dir: str | os.PathLike[str]) -> Path:
     """Render every notebook of ``notebook_dir`` and write ``site_dir/index.html``; returns it."""
     notebook_dir, site_dir = Path(notebook_dir), Path(site_dir)
     notebooks = list_notebooks(notebook_dir)
@@ -339,7 +345,7 @@ def build_site(notebook_dir: str | os.PathLike, site_dir: str | os.PathLike) -> 
 
 
 def headline_metrics(
-    metrics: dict, headline: dict[str, tuple[str, ...]] | None = None
+    metrics: dict[str, Any], headline: dict[str, tuple[str, ...]] | None = None
 ) -> list[tuple[str, str, float]]:
     """(notebook, metric, value) for the README: the metrics ``headline`` names per notebook.
 
@@ -365,9 +371,9 @@ def _fmt(value: float) -> str:
 
 
 def results_table(
-    metrics: dict,
+    metrics: dict[str, Any],
     headline: dict[str, tuple[str, ...]] | None = None,
-    full_bands: dict | None = None,
+    full_bands: dict[str, Any] | None = None,
 ) -> str:
     """The headline metrics as a Markdown table (chapter | metric | value | full-run band).
 
@@ -388,13 +394,13 @@ def results_table(
     return "\n".join(lines)
 
 
-def read_full_bands(folder: str | os.PathLike | None = None) -> dict:
+def read_full_bands(folder: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Every full-run band in ``folder`` (default: tests/expected/full/ in the project home)."""
     from recsys_lib.course.bands import read_expected
     from recsys_lib.runtime import project_home
 
     folder = Path(folder) if folder else project_home() / "tests" / "expected" / "full"
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     for path in sorted(folder.glob("*.json")):
         merged.update(read_expected(path))
     return merged
@@ -415,7 +421,9 @@ def replace_block(text: str, block: str, start: str = START_MARKER, end: str = E
     return f"{head}{start}\n{block}\n{end}{tail}"
 
 
-def update_readme(metrics_path: str | os.PathLike, readme_path: str | os.PathLike) -> Path:
+def update_readme(
+    metrics_path: str | os.PathLike[str], readme_path: str | os.PathLike[str]
+) -> Path:
     """Rewrite the results block of the README from ``metrics_path``; returns the README path."""
     metrics_path, readme_path = Path(metrics_path), Path(readme_path)
     if not metrics_path.is_file():

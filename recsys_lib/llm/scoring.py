@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -96,9 +96,9 @@ def pointwise_scores(lm: LLM, prefix: list[int], suffixes: list[list[int]], *,
     if not shared_prefix:
         logits = np.vstack([last_token_logits(lm.model, [prefix + s], yes_no, 1, lm.device)
                             for s in suffixes])  # fmt: skip
-        return logits[:, 0] - logits[:, 1]
+        return np.asarray(logits[:, 0] - logits[:, 1])
     logits = _prefix_cached_logits(lm.model, prefix, suffixes, yes_no, batch_size, lm.device)
-    return logits[:, 0] - logits[:, 1]
+    return np.asarray(logits[:, 0] - logits[:, 1])
 
 
 def _prefix_cached_logits(model, prefix, suffixes, token_ids, batch_size, device) -> np.ndarray:
@@ -141,7 +141,7 @@ def listwise_scores(lm: LLM, prompt_ids: list[int], n_candidates: int) -> np.nda
         raise ValueError(
             "the tokenizer maps two labels to one token; the verbaliser needs one each."
         )
-    return last_token_logits(lm.model, [prompt_ids], labels, 1, lm.device)[0]
+    return np.asarray(last_token_logits(lm.model, [prompt_ids], labels, 1, lm.device)[0])
 
 
 def rerank(candidates: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -189,7 +189,7 @@ def short_title(title: str) -> str:
 
 def grounding_check(profile: str, history_titles: list[str], history_genres: list[list[str]],
                     catalogue_titles: list[str], all_genres: list[str],
-                    forbidden: Sequence[str] = ()) -> dict:  # fmt: skip
+                    forbidden: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
     """Which films and genres a profile names, and whether they are grounded.
 
     A genre is *ungrounded* when it is a catalogue genre that none of the history's films
@@ -260,7 +260,7 @@ def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16) -> np
 
 
 def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: TrainConfig,
-                 evaluate: Callable[[], dict] | None = None,
+                 evaluate: Callable[[], dict[str, Any]] | None = None,
                  monitor: str = "auc") -> TrainHistory:  # fmt: skip
     """Fine-tune ``lm.model`` (e.g. after :func:`recsys_lib.text.lora.add_lora_by_name`) so that
     sigmoid(logit(Yes) - logit(No)) predicts ``labels`` (n,) in {0, 1}: binary cross-entropy

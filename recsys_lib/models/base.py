@@ -44,7 +44,7 @@ def dot_scores(
     Done with torch when it is installed: its own thread pool stays multi-threaded even where
     OPENBLAS_NUM_THREADS=1 is set for implicit's sake.
     """
-    users = np.ascontiguousarray(user_factors[user_rows], dtype=np.float32)
+    users = np.ascontiguousarray(user_factors[np.asarray(user_rows)], dtype=np.float32)
     items = np.ascontiguousarray(item_factors, dtype=np.float32)
     try:
         import torch
@@ -97,6 +97,16 @@ class Model(ABC):
         if self.train_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(train) first.")
         return self.train_
+
+    def _require_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user_factors, item_factors) of a fitted factor model; a clear error otherwise."""
+        self._require_fitted()
+        if self.user_factors is None or self.item_factors is None:
+            raise NotFittedError(
+                f"{type(self).__name__} has no user and item factors after fit; only factor "
+                "models (ALS, BPR, FactorModel, ...) have them."
+            )
+        return self.user_factors, self.item_factors
 
     def _rows(self, user_rows: ArrayLike | None) -> np.ndarray:
         train = self._require_fitted()
@@ -231,7 +241,7 @@ class FactorScorer(Model):
     """Base of every model that scores by dot products of its user and item factors."""
 
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        return dot_scores(self.user_factors, self.item_factors, user_rows)
+        return dot_scores(*self._require_factors(), user_rows)
 
 
 class FactorModel(FactorScorer):
@@ -258,7 +268,8 @@ class FactorModel(FactorScorer):
 
     def _fit(self, train: Interactions) -> None:
         expected = (train.shape[0], train.shape[1])
-        got = (self.user_factors.shape[0], self.item_factors.shape[0])
+        users, items = self._require_factors()
+        got = (users.shape[0], items.shape[0])
         if got != expected:
             raise ValueError(
                 f"factors cover {got[0]} users x {got[1]} items but train is {expected[0]} x "
@@ -302,4 +313,4 @@ class RandomTieBreak(Model):
             if len(rows)
             else np.zeros_like(scores)
         )
-        return scores + 1e-9 * scale * jitter
+        return np.asarray(scores + 1e-9 * scale * jitter)

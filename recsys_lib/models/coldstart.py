@@ -44,8 +44,8 @@ class RidgeMapping:
     def predict(self, x: np.ndarray) -> np.ndarray:
         if not hasattr(self, "coef_"):
             raise RuntimeError("RidgeMapping is not fitted: call fit(x, y) first.")
-        return ((np.asarray(x, np.float64) - self.x_mean_) @ self.coef_ + self.y_mean_).astype(
-            np.float32
+        return np.asarray(
+            (np.asarray(x, np.float64) - self.x_mean_) @ self.coef_ + self.y_mean_, np.float32
         )
 
 

@@ -24,7 +24,7 @@ from recsys_lib.validation import Interval, Options, Satisfies, validate_params
 
 NORMALIZATION = Options({"zscore", "rank", "none"})
 COMPONENTS = Satisfies(
-    lambda c: isinstance(c, dict) and c and all(isinstance(m, Model) for m in c.values()),
+    lambda c: isinstance(c, dict) and bool(c) and all(isinstance(m, Model) for m in c.values()),
     "a non-empty dict of name -> fitted Model",
     example={},
 )
@@ -102,7 +102,7 @@ class HybridModel(Model):
                 )
 
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        total = np.zeros((len(user_rows), self.train_.shape[1]))
+        total = np.zeros((len(user_rows), self._require_fitted().shape[1]))
         for name, weight in self.weights.items():
             if weight:
                 total += weight * normalize_scores(

@@ -194,7 +194,7 @@ def als_fold_in(
         raise ValueError("history is empty; give at least one liked item column.")
     terms = als_history_terms(item_factors, history, np.full(history.shape, 1.0 + alpha),
                               regularization)  # fmt: skip
-    return terms.sum(1)
+    return np.asarray(terms.sum(1))
 
 
 def explain_als(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,7 +63,7 @@ def add_collision_level(assignments: np.ndarray) -> np.ndarray:
     order = np.argsort(group, kind="stable")
     rank = np.empty(len(group), dtype=np.int64)
     rank[order] = group_ranks(group[order])[0]
-    return np.c_[a, rank]
+    return np.column_stack((a, rank))
 
 
 def reconstruction_error(
@@ -103,7 +104,7 @@ class SemanticIDs:
     """Unique code tuples for the items of a catalogue (row i = item column i)."""
 
     codes: np.ndarray  # (n_items, levels + 1) int64, unique rows
-    codebooks: tuple  # levels x (codes, d) centroids
+    codebooks: tuple[Any, ...]  # levels x (codes, d) centroids
     collisions: int  # items that needed the collision level (tuple shared before it)
 
     @classmethod
@@ -124,4 +125,6 @@ class SemanticIDs:
 
     def reconstruct(self) -> np.ndarray:
         """(n_items, d): the sum of each item's centroids (the collision level adds nothing)."""
-        return sum(book[self.codes[:, level]] for level, book in enumerate(self.codebooks))
+        return np.asarray(
+            sum(book[self.codes[:, level]] for level, book in enumerate(self.codebooks))
+        )

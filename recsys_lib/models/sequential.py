@@ -223,7 +223,7 @@ def project_item_vectors(vectors: np.ndarray, dim: int, std: float = 0.02) -> np
     x = x - x.mean(0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     z = u[:, :dim] * s[:dim]
-    return (z * std / max(z.std(), 1e-12)).astype(np.float32)
+    return np.asarray((z * std / max(z.std(), 1e-12)).astype(np.float32))
 
 
 # --------------------------------------------------------------------------- transformers
@@ -433,4 +433,4 @@ class BERT4Rec(_TransformerRecommender):
 
     def _inference_tokens(self, sequences) -> np.ndarray:
         tokens = pad_sequences(sequences, self.config.max_length - 1)
-        return np.c_[tokens, np.full(len(tokens), self.train_.shape[1] + 1)]
+        return np.asarray(np.c_[tokens, np.full(len(tokens), self.train_.shape[1] + 1)])

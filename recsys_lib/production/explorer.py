@@ -67,7 +67,7 @@ def static_text(name: str) -> str:
 
 def explorer_router(
     current: Callable[[], Any],
-    guarded: list,
+    guarded: list[Any],
     encoder_factory: Callable[[str, str | None], Any] | None = None,
 ) -> APIRouter:
     """The page and its API over the artefact ``current()`` serves (a service ``Loaded``).
@@ -96,7 +96,8 @@ def explorer_router(
             if cache["showcase"] is None:
                 detail = str(cache["error"]).replace(str(loaded.folder), "<artefact>")
                 raise HTTPException(404, f"no explorer for this artefact: {detail}")
-            return cache["showcase"]
+            showcase: Showcase = cache["showcase"]
+            return showcase
 
     def parse_user(raw: str, show: Showcase) -> Any:
         if show.rec.user_ids.dtype.kind in "iu":
@@ -137,33 +138,33 @@ def explorer_router(
                         headers={"Cache-Control": "no-cache"})  # fmt: skip
 
     @router.get(f"{API}/provenance", dependencies=guarded, tags=["explorer"])
-    async def provenance() -> dict:
+    async def provenance() -> dict[str, Any]:
         show = await run_in_threadpool(showcase)
         warm_up(show)
         return show.provenance()
 
     @router.get(f"{API}/users", dependencies=guarded, tags=["explorer"])
-    async def users(q: str = Query("", max_length=100), limit: int = Query(20)) -> dict:
+    async def users(q: str = Query("", max_length=100), limit: int = Query(20)) -> dict[str, Any]:
         show = await run_in_threadpool(showcase)
         return {"users": show.search_users(q, limit)}
 
     @router.get(f"{API}/items", dependencies=guarded, tags=["explorer"])
-    async def items(q: str = Query("", max_length=100), limit: int = Query(20)) -> dict:
+    async def items(q: str = Query("", max_length=100), limit: int = Query(20)) -> dict[str, Any]:
         show = await run_in_threadpool(showcase)
         return {"items": show.search_items(q, limit)}
 
     @router.get(f"{API}/user", dependencies=guarded, tags=["explorer"])
-    async def user(user_id: str = Query(..., max_length=100), k: int = Query(10)) -> dict:
+    async def user(user_id: str = Query(..., max_length=100), k: int = Query(10)) -> dict[str, Any]:
         show = await run_in_threadpool(showcase)
         return await run_in_threadpool(show.user_view, parse_user(user_id, show), k)
 
     @router.post(f"{API}/cold-user", dependencies=guarded, tags=["explorer"])
-    async def cold_user(body: ColdUserRequest) -> dict:
+    async def cold_user(body: ColdUserRequest) -> dict[str, Any]:
         show = await run_in_threadpool(showcase)
         return await run_in_threadpool(show.cold_user, body.item_ids, body.k)
 
     @router.post(f"{API}/cold-film", dependencies=guarded, tags=["explorer"])
-    async def cold_film(body: ColdFilmRequest) -> dict:
+    async def cold_film(body: ColdFilmRequest) -> dict[str, Any]:
         show = await run_in_threadpool(showcase)
         try:  # the first call may load the encoder: seconds, off the event loop
             return await run_in_threadpool(show.cold_film, body.title, body.genres,

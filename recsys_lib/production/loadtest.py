@@ -57,7 +57,7 @@ class ServiceProcess:
 
     def __init__(
         self,
-        artefact: str | os.PathLike,
+        artefact: str | os.PathLike[str],
         *,
         port: int | None = None,
         api_key: str | None = None,
@@ -70,7 +70,7 @@ class ServiceProcess:
         self.api_key = api_key
         self.max_batch = max_batch
         self.startup_timeout_s = startup_timeout_s
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> ServiceProcess:
         cmd = [sys.executable, "-m", "recsys_lib.production.service", "--artefact", str(self.artefact),
@@ -81,15 +81,15 @@ class ServiceProcess:
             cmd += ["--api-key-env", "RECSYS_SERVICE_API_KEY"]
         if self.max_batch is not None:
             cmd += ["--max-batch", str(self.max_batch)]
-        self.process = subprocess.Popen(
+        self.process = process = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read() if self.process.stderr else ""
+            if process.poll() is not None:
+                err = process.stderr.read() if process.stderr else ""
                 raise RuntimeError(
-                    f"the service exited with code {self.process.returncode} before answering: "
+                    f"the service exited with code {process.returncode} before answering: "
                     f"{err.strip()[-2000:]}"
                 )
             try:
@@ -130,7 +130,7 @@ class ServiceProcess:
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -143,7 +143,14 @@ def _check_loopback(url: str) -> None:
         )
 
 
-async def _closed_loop(url, paths, concurrency, n_requests, time_limit_s, headers):
+async def _closed_loop(
+    url: str,
+    paths: list[str],
+    concurrency: int,
+    n_requests: int,
+    time_limit_s: float,
+    headers: dict[str, str] | None,
+) -> tuple[np.ndarray, np.ndarray, float]:
     import aiohttp
 
     latencies = np.full(n_requests, np.nan)
@@ -203,7 +210,7 @@ def load_test(
     if not 0 < time_limit_s <= MAX_TIME_LIMIT_S:
         raise ValueError(f"time_limit_s must be in (0, {MAX_TIME_LIMIT_S}], got {time_limit_s}.")
 
-    def run(n: int):
+    def run(n: int) -> tuple[np.ndarray, np.ndarray, float]:
         coro = _closed_loop(url, paths, concurrency, n, time_limit_s, headers)
         # a thread of its own: works inside Jupyter, whose kernel already runs an event loop
         with ThreadPoolExecutor(1) as pool:

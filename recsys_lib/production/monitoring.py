@@ -33,7 +33,7 @@ def _distribution(p: ArrayLike) -> np.ndarray:
         raise ValueError(
             "a distribution must be a 1-D array of finite non-negative values with sum > 0."
         )
-    return p / p.sum()
+    return np.asarray(p / p.sum())
 
 
 def _pair(p, q) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def item_distribution(item_ids: ArrayLike, catalogue_item_ids: ArrayLike) -> np.
             f"({len(catalogue_item_ids)} items); pass every item id that can occur."
         )
     counts = np.bincount(cols, minlength=len(catalogue_item_ids)).astype(np.float64)
-    return counts / counts.sum()
+    return np.asarray(counts / counts.sum())
 
 
 def total_variation(p: ArrayLike, q: ArrayLike) -> float:
@@ -111,7 +111,7 @@ def assign_windows(timestamps: ArrayLike, window_days: float) -> np.ndarray:
     """Window number of each event (unix seconds), counting ``window_days`` from the first."""
     check_params("assign_windows", {"window_days": (POSITIVE, window_days)})
     ts = check_array("timestamps", timestamps, ndim=1, allow_empty=False)
-    return ((ts - ts.min()) // (window_days * DAY_SECONDS)).astype(np.int64)
+    return np.asarray(((ts - ts.min()) // (window_days * DAY_SECONDS)).astype(np.int64))
 
 
 def drift_report(

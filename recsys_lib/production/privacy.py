@@ -32,9 +32,9 @@ from recsys_lib.validation import NON_NEGATIVE, check_params
 # ---------------------------------------------------------------- re-identification
 
 
-def _check_fields(users: pd.DataFrame, fields) -> list[str]:
-    fields = list(fields)
-    missing = [f for f in fields if f not in users.columns]
+def _check_fields(users: pd.DataFrame, fields: Iterable[str]) -> list[str]:
+    names = list(fields)
+    missing = [f for f in names if f not in users.columns]
     if missing:
         hint = (
             " (load_movielens_100k drops zip_code unless include_zip=True)"
@@ -42,7 +42,7 @@ def _check_fields(users: pd.DataFrame, fields) -> list[str]:
             else ""
         )
         raise KeyError(f"fields {missing} are not columns of users {list(users.columns)}{hint}.")
-    return fields
+    return names
 
 
 def class_sizes(users: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
@@ -54,7 +54,8 @@ def class_sizes(users: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
     if not fields:
         return np.full(len(users), len(users), dtype=np.int64)
     keys = users[fields].astype(str).agg("\x1f".join, axis=1)
-    return keys.map(keys.value_counts()).to_numpy(dtype=np.int64)
+    sizes: np.ndarray = keys.map(keys.value_counts()).to_numpy(dtype=np.int64)
+    return sizes
 
 
 def unique_share(users: pd.DataFrame, fields: Sequence[str]) -> float:

@@ -106,7 +106,7 @@ def activation_absmax(model: torch.nn.Module, run: Callable[[], Any]) -> dict[st
     """
     import torch
 
-    stats: dict = {}
+    stats: dict[str, Any] = {}
 
     def hook(name):
         def record(module, inputs, output):
@@ -335,7 +335,7 @@ def time_encode(
 
 
 def compare_encoders(
-    encoders: dict, texts: list[str], *, reference: str | None = None, repeats: int = 3,
+    encoders: dict[str, Any], texts: list[str], *, reference: str | None = None, repeats: int = 3,
     warmup: int = 16,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:  # fmt: skip
     """Throughput and agreement of several encoders on the same texts.

@@ -42,8 +42,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -129,7 +130,7 @@ class Loaded:
     loads: int
 
 
-def load_artefact(folder: str | os.PathLike, loads: int = 1) -> Loaded:
+def load_artefact(folder: str | os.PathLike[str], loads: int = 1) -> Loaded:
     """Load and verify (format, version, SHA-256) a saved recommender; raises ArtefactError."""
     folder = Path(folder).resolve()
     recommender = Recommender.load(folder)  # refuses a tampered or truncated copy
@@ -153,7 +154,7 @@ def _parse_id(raw: RawId, ids_kind: str, name: str) -> RawId:
     return str(raw)
 
 
-def _only_query(*names: str):
+def _only_query(*names: str) -> Any:
     """A dependency refusing query parameters other than ``names`` (a misspelt ``K=`` would
     otherwise be ignored and the default used)."""
     allowed = set(names)
@@ -184,12 +185,12 @@ def check_api_key(api_key: str | None) -> None:
         )
 
 
-def _items(values) -> list[RawId]:
+def _items(values: np.ndarray) -> list[RawId]:
     return [v for v in values.tolist() if v != -1 and v != ""]
 
 
 def create_app(
-    artefact: str | os.PathLike,
+    artefact: str | os.PathLike[str],
     *,
     api_key: str | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -230,7 +231,7 @@ def create_app(
             raise HTTPException(401, f"missing or wrong {API_KEY_HEADER} header; send the key.")
 
     guarded = [Depends(check_key)] if api_key is not None else []
-    errors = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+    errors: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -341,13 +342,13 @@ def create_app(
 
 
 def build_artefact(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     *,
     dataset: str = "movielens-100k",
     seed: int = 42,
     explorer: bool = True,
     encoder: object | None = None,
-    sequence: bool | dict = False,
+    sequence: bool | dict[str, Any] = False,
 ) -> Path:
     """Fit ALS (the quick start's parameters) on a dataset's benchmark train split; save it.
 

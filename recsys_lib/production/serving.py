@@ -35,7 +35,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -76,14 +76,14 @@ class ArtefactError(RuntimeError):
     """Saved artefacts are missing, corrupt, or of a format version this code cannot read."""
 
 
-def _as_plain_array(ids) -> np.ndarray:
+def _as_plain_array(ids: ArrayLike) -> np.ndarray:
     """Ids as a numeric or fixed-width unicode array (never object dtype: no pickle needed)."""
-    ids = np.asarray(ids)
-    if ids.dtype == object:
-        ids = ids.astype(str)
-    if ids.dtype.kind not in "iuU":
-        raise TypeError(f"ids must be integers or strings, got dtype {ids.dtype}.")
-    return ids
+    array = np.asarray(ids)
+    if array.dtype == object:
+        array = array.astype(str)
+    if array.dtype.kind not in "iuU":
+        raise TypeError(f"ids must be integers or strings, got dtype {array.dtype}.")
+    return array
 
 
 def _artefact_key(key: str | bytes | None) -> bytes | None:
@@ -95,7 +95,7 @@ def _artefact_key(key: str | bytes | None) -> bytes | None:
     return key if isinstance(key, bytes) else key.encode("utf-8")
 
 
-def _signature(manifest: dict, key: bytes) -> str:
+def _signature(manifest: dict[str, Any], key: bytes) -> str:
     """HMAC-SHA256 of the manifest (everything but its signature) in canonical JSON."""
     body = {name: value for name, value in manifest.items() if name != "signature"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -108,13 +108,13 @@ def _id_digest(ids: np.ndarray) -> str:
     return hashlib.sha256(str(ids.dtype).encode() + b"\0" + ids.tobytes()).hexdigest()
 
 
-def _check_arrays(manifest: dict, arrays: dict[str, np.ndarray], folder: Path) -> None:
+def _check_arrays(manifest: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path) -> None:
     """Refuse arrays that do not match the manifest's metadata or are not a valid recommender:
     the same array names, dtypes and shapes, counts, id-list digests, a well-formed seen CSR
     and finite factors. Catches an array edited (and the checksum recomputed) without the
     manifest's metadata following."""
 
-    def refuse(why: str) -> None:
+    def refuse(why: str) -> NoReturn:
         raise ArtefactError(
             f"{folder.name}: {why}; the arrays do not match their manifest (edited or damaged). "
             "Re-save the recommender with Recommender.save(dir)."
@@ -290,31 +290,31 @@ class Recommender:
         return self.catalogue.n_items
 
     # ----------------------------------------------------------------- lookups
-    def _user_rows(self, user_ids) -> np.ndarray:
+    def _user_rows(self, user_ids: ArrayLike | Sequence[object]) -> np.ndarray:
         """Rows of raw user ids, one catalogue lookup for the whole batch."""
         hint = "unknown users need a cold-start path (e.g. popularity or a text profile)"
         return self._positions(user_ids, "user", hint)
 
-    def _item_rows(self, item_ids) -> np.ndarray:
+    def _item_rows(self, item_ids: ArrayLike | Sequence[object]) -> np.ndarray:
         """Columns of raw item ids, one catalogue lookup for the whole batch."""
         return self._positions(item_ids, "item", "rebuild the recommender after adding it to train")
 
-    def _positions(self, ids, kind: str, hint: str) -> np.ndarray:
-        ids = np.atleast_1d(np.asarray(ids, dtype=object)).tolist()
+    def _positions(self, ids: ArrayLike | Sequence[object], kind: str, hint: str) -> np.ndarray:
+        values = np.atleast_1d(np.asarray(ids, dtype=object)).tolist()
         lookup = self.catalogue.user_index if kind == "user" else self.catalogue.item_index
-        rows = lookup(ids, strict=False)
+        rows = lookup(values, strict=False)
         if (rows < 0).any():
             size = self.n_users if kind == "user" else self.n_items
             raise UnknownIdError(
-                f"{kind} id {ids[int(np.argmax(rows < 0))]!r} not in the training catalogue "
+                f"{kind} id {values[int(np.argmax(rows < 0))]!r} not in the training catalogue "
                 f"({size} {kind}s); {hint}."
             )
         return rows
 
-    def _user_row(self, user_id) -> int:
+    def _user_row(self, user_id: object) -> int:
         return int(self._user_rows([_plain(user_id)])[0])
 
-    def _item_row(self, item_id) -> int:
+    def _item_row(self, item_id: object) -> int:
         return int(self._item_rows([_plain(item_id)])[0])
 
     def _check_k(self, k: int) -> int:
@@ -330,7 +330,7 @@ class Recommender:
         row = self._user_row(user_id)
         scores = (self.item_factors @ self.user_factors[row])[None, :]
         cols = top_k(exclude_entries(scores, self.seen[row]), k)[0][0]
-        return self.item_ids[cols[cols >= 0]]
+        return np.asarray(self.item_ids[cols[cols >= 0]])
 
     def recommend_many(
         self, user_ids: ArrayLike, k: int = 10, block_size: int = 1024
@@ -384,12 +384,14 @@ class Recommender:
         scores = unit @ unit[row]
         scores[row] = -np.inf
         cols = top_k(scores[None, :], k)[0][0]
-        return self.item_ids[cols[cols >= 0]]
+        return np.asarray(self.item_ids[cols[cols >= 0]])
 
     def history(self, user_id: Id) -> np.ndarray:
         """Raw ids of the items the user interacted with in train (the excluded ones)."""
         row = self._user_row(user_id)
-        return self.item_ids[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]]
+        return np.asarray(
+            self.item_ids[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]]
+        )
 
     def explain(self, user_id: Id, item_ids: ArrayLike, space: str = "auto") -> pd.DataFrame:
         """For each item, the user's train item that is most cosine-similar to it.
@@ -436,7 +438,7 @@ class Recommender:
 
     def save(
         self,
-        directory: str | os.PathLike,
+        directory: str | os.PathLike[str],
         *,
         overwrite: bool = False,
         signing_key: str | bytes | None = None,
@@ -458,7 +460,7 @@ class Recommender:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            arrays = self._arrays()
+            arrays: dict[str, Any] = self._arrays()
             with open(staging / ARRAYS_FILE, "wb") as handle:
                 np.savez(handle, **arrays)
             manifest = {
@@ -500,7 +502,7 @@ class Recommender:
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike, *, signing_key: str | bytes | None = None
+        cls, directory: str | os.PathLike[str], *, signing_key: str | bytes | None = None
     ) -> Recommender:
         """Read artefacts written by :meth:`save`: checks format, version, checksum, the
         manifest's metadata against the arrays, and the signature.
@@ -576,7 +578,7 @@ class Recommender:
         return recommender
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     """numpy scalars to Python values so dictionary lookups match."""
     return value.item() if isinstance(value, np.generic) else value
 

@@ -66,6 +66,7 @@ from recsys_lib.production.serving import (
 from recsys_lib.retrieval.topk import check_k, top_k
 
 if TYPE_CHECKING:
+    from recsys_lib.data.interactions import Catalogue, Interactions
     from recsys_lib.data.movielens import MovieLens
     from recsys_lib.data.splits import BenchmarkData
     from recsys_lib.models.mf import ALS
@@ -137,7 +138,7 @@ def _items_table(data: MovieLens, item_ids: np.ndarray) -> pd.DataFrame:
     return items
 
 
-def _history_arrays(train_df: pd.DataFrame, train) -> tuple[np.ndarray, ...]:
+def _history_arrays(train_df: pd.DataFrame, train: Interactions) -> tuple[np.ndarray, ...]:
     """Each user's train items sorted by time (oldest first; ties in row order, as
     :func:`recsys_lib.models.sequential.order_interactions`): indptr, item columns, times."""
     catalogue = train.catalogue
@@ -150,7 +151,15 @@ def _history_arrays(train_df: pd.DataFrame, train) -> tuple[np.ndarray, ...]:
     return np.cumsum(indptr), cols[order].astype(np.int64), times[order]
 
 
-def _hybrid_weight(als, data: BenchmarkData, item_text, als_params, *, seed, key) -> tuple:
+def _hybrid_weight(
+    als: ALS,
+    data: BenchmarkData,
+    item_text: np.ndarray,
+    als_params: dict[str, Any],
+    *,
+    seed: int,
+    key: str,
+) -> tuple[float, str]:
     """(weight, where it came from): a recorded choice, else the quick start's validation pick."""
     from recsys_lib.course.choices import read_choice
 
@@ -173,16 +182,16 @@ def _hybrid_weight(als, data: BenchmarkData, item_text, als_params, *, seed, key
 
 
 def build_showcase(
-    als_folder: str | os.PathLike,
+    als_folder: str | os.PathLike[str],
     data: MovieLens,
     split: BenchmarkData,
     als: ALS,
     *,
     seed: int = 42,
     dataset: str = "movielens-100k",
-    als_params: dict | None = None,
+    als_params: dict[str, Any] | None = None,
     encoder: Any = None,
-    sequence: bool | dict = False,
+    sequence: bool | dict[str, Any] = False,
 ) -> Path:
     """Fit what the explorer page shows beside a saved ALS artefact; write ``als_folder/explorer``.
 
@@ -322,9 +331,12 @@ def build_showcase(
     return _save(als_folder / EXPLORER_FOLDER, arrays, manifest)
 
 
-def _fit_sequence(train_df: pd.DataFrame, catalogue, overrides: dict, seed: int) -> tuple:
+def _fit_sequence(
+    train_df: pd.DataFrame, catalogue: Catalogue, overrides: dict[str, Any], seed: int
+) -> tuple[Any, ...]:
     """SASRec fitted on the train sequences; (its weights as numpy arrays, manifest entry)."""
-    from recsys_lib.models.sequential import SASRec, Sequences
+    from recsys_lib.data.sequences import Sequences
+    from recsys_lib.models.sequential import SASRec
     from recsys_lib.text.finetune import TrainConfig
 
     unknown = set(overrides) - set(SEQUENCE_SETTINGS)
@@ -338,13 +350,14 @@ def _fit_sequence(train_df: pd.DataFrame, catalogue, overrides: dict, seed: int)
     model = SASRec(dim=st["dim"], layers=st["layers"], heads=st["heads"], dropout=st["dropout"],
                    config=config).fit(Sequences.from_frame(train_df, catalogue))  # fmt: skip
     state = {k: v.detach().cpu().numpy() for k, v in model.net_.state_dict().items()}
+    assert model.fit_seconds_ is not None  # set by fit
     entry = {"label": "SASRec", "params": st, "fit_seconds": round(model.fit_seconds_, 1),
              "params_source": "chapter 6's settings, trained for a fixed number of epochs on "
              "each user's train interactions in time order (no early stopping)"}  # fmt: skip
     return state, entry
 
 
-def _save(target: Path, arrays: dict[str, np.ndarray], manifest: dict) -> Path:
+def _save(target: Path, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> Path:
     """arrays.npz + manifest.json (with the arrays' SHA-256), written to a sibling then renamed."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -389,7 +402,7 @@ class Showcase:
         self,
         recommender: Recommender,
         arrays: dict[str, np.ndarray],
-        manifest: dict,
+        manifest: dict[str, Any],
         encoder_factory: Callable[[str, str | None], Any] | None = None,
     ) -> None:
         self.rec = recommender
@@ -438,7 +451,7 @@ class Showcase:
     @classmethod
     def load(
         cls,
-        folder: str | os.PathLike,
+        folder: str | os.PathLike[str],
         recommender: Recommender,
         als_sha256: str | None = None,
         encoder_factory: Callable[[str, str | None], Any] | None = None,
@@ -474,7 +487,7 @@ class Showcase:
         return cls(recommender, arrays, manifest, encoder_factory)
 
     # ----------------------------------------------------------------- helpers
-    def _item(self, col: int) -> dict:
+    def _item(self, col: int) -> dict[str, Any]:
         return {"item_id": self.item_ids[col].item(), "title": str(self.titles[col]),
                 "genres": self.genres[col]}  # fmt: skip
 
@@ -485,7 +498,7 @@ class Showcase:
     def _user_row(self, user_id: Any) -> int:
         return self.rec._user_row(user_id)
 
-    def _liked_cols(self, item_ids: Sequence) -> np.ndarray:
+    def _liked_cols(self, item_ids: Sequence[Any]) -> np.ndarray:
         if isinstance(item_ids, (str, bytes)) or not isinstance(item_ids, Sequence):
             raise TypeError(f"item_ids must be a list of item ids, got {type(item_ids).__name__}.")
         if not 1 <= len(item_ids) <= MAX_LIKED:
@@ -518,17 +531,17 @@ class Showcase:
             return (self.rec.item_factors @ user_vec.astype(np.float32)).astype(np.float64)
         if model == "ease":
             assert self.ease is not None  # "ease" is only offered when its weights were saved
-            return self.ease[cols].astype(np.float64).sum(0)
+            return np.asarray(self.ease[cols].astype(np.float64).sum(0))
         if model == "text":
             if cols.size == 0:
                 return np.zeros(len(self.item_ids))
-            return self._text64 @ self._text64[cols].mean(0)
+            return np.asarray(self._text64 @ self._text64[cols].mean(0))
         if model == "sequence":
-            return self._sequence_logits([cols])[0]
+            return np.asarray(self._sequence_logits([cols])[0])
         if model == "hybrid":
             als = normalize_scores(self._raw_scores("als", cols, user_vec)[None])[0]
             text = normalize_scores(self._raw_scores("text", cols, user_vec)[None])[0]
-            return (1.0 - self.weight) * als + self.weight * text
+            return np.asarray((1.0 - self.weight) * als + self.weight * text)
         raise ValueError(f"model must be one of {self.models}, got {model!r}.")
 
     def _terms(self, model: str, cols: np.ndarray, items: np.ndarray, conf: float) -> np.ndarray:
@@ -536,7 +549,7 @@ class Showcase:
         the score (ALS: the score of the user vector recomputed from the item factors)."""
         if model == "ease":
             assert self.ease is not None  # "ease" is only offered when its weights were saved
-            return self.ease[np.ix_(cols, items)].T.astype(np.float64)
+            return np.asarray(self.ease[np.ix_(cols, items)].T.astype(np.float64))
         if model == "sequence":  # leave-one-out over the items the transformer reads
             length = int(self.manifest["models"]["sequence"]["params"]["max_length"])
             window = np.arange(max(0, len(cols) - length), len(cols))
@@ -547,10 +560,10 @@ class Showcase:
             return out
         text, y = self._text64, self._y64
         if model == "text":
-            return text[items] @ text[cols].T / max(len(cols), 1)
+            return np.asarray(text[items] @ text[cols].T / max(len(cols), 1))
         parts = als_history_terms(y, cols, np.full(len(cols), conf), self.als_reg)  # (f, h)
         if model == "als":
-            return y[items] @ parts
+            return np.asarray(y[items] @ parts)
         if model == "hybrid":
             # z(s_i) = (s_i - mean_j s_j) / std_j s_j and s_i = sum_h c_hi, so the term of h is
             # (c_hi - mean_j c_hj) / std; the means over all items are one product each
@@ -559,7 +572,7 @@ class Showcase:
             history = text[cols]
             text_spread = max(float((text @ history.mean(0)).std()), 1e-12)
             cosines = (text[items] - text.mean(0)) @ history.T / len(cols) / text_spread
-            return (1.0 - self.weight) * als + self.weight * cosines
+            return np.asarray((1.0 - self.weight) * als + self.weight * cosines)
         raise ValueError(f"model {model!r} has no history decomposition.")
 
     def _sequence_logits(self, sequences: list[np.ndarray]) -> np.ndarray:
@@ -587,9 +600,9 @@ class Showcase:
             return net.item_logits(last).double().numpy()
 
     def _ranked(
-        self, model: str, cols: np.ndarray, user_vec, k: int, n_reasons: int,
+        self, model: str, cols: np.ndarray, user_vec: np.ndarray | None, k: int, n_reasons: int,
         test_cols: np.ndarray | None, conf: float,
-    ) -> dict:  # fmt: skip
+    ) -> dict[str, Any]:  # fmt: skip
         """One model's top-k for one user (history ``cols`` excluded), with reasons and hits."""
         scores = self._raw_scores(model, cols, user_vec)
         scores[cols] = -np.inf
@@ -645,7 +658,7 @@ class Showcase:
         return float(ndcg_at_k(ranked, relevant, 10))
 
     # ----------------------------------------------------------------- requests
-    def search_users(self, query: str = "", limit: int = 20) -> list[dict]:
+    def search_users(self, query: str = "", limit: int = 20) -> list[dict[str, Any]]:
         """Users whose id contains ``query`` (exact match first, then prefix, then the rest,
         each by id), with their train and test counts."""
         query = _check_query(query)
@@ -663,7 +676,7 @@ class Showcase:
         return [{"user_id": self.rec.user_ids[r].item(), "n_train": int(n_train[r]),
                  "n_test": int(n_test[r])} for r in order[:limit]]  # fmt: skip
 
-    def search_items(self, query: str = "", limit: int = 20) -> list[dict]:
+    def search_items(self, query: str = "", limit: int = 20) -> list[dict[str, Any]]:
         """Items whose title contains ``query`` (case-insensitive; titles starting with it
         first, then by popularity), for picking liked films."""
         query = _check_query(query).lower()
@@ -675,7 +688,9 @@ class Showcase:
         return [{**self._item(int(c)), "n_train": int(self.popularity[c])}
                 for c in found[order][:limit]]  # fmt: skip
 
-    def user_view(self, user_id: Any, k: int = 10, n_reasons: int = 3, n_history: int = 50) -> dict:
+    def user_view(
+        self, user_id: Any, k: int = 10, n_reasons: int = 3, n_history: int = 50
+    ) -> dict[str, Any]:
         """One user: recent train history (newest first), held-out test items, and each model's
         top-k with reasons, hits (test items in the list) and nDCG@10 against the test items."""
         k = check_k(k, 50, " (list length on the page)")
@@ -698,7 +713,7 @@ class Showcase:
             "lists": lists,
         }
 
-    def cold_user(self, item_ids: Sequence, k: int = 10, n_reasons: int = 3) -> dict:
+    def cold_user(self, item_ids: Sequence[Any], k: int = 10, n_reasons: int = 3) -> dict[str, Any]:
         """A user no model was trained on, known only by the items they liked: the text list
         (mean of the liked items' embeddings) and the hybrid (ALS folded in, blended with text),
         each with reasons. The same path serves ``POST /explorer/api/cold-user``."""
@@ -741,7 +756,9 @@ class Showcase:
             ranks[block] = 1 + (known > scores[block, None].astype(np.float32)).sum(1)
         return ranks
 
-    def describe_new_item(self, title: str, genres: Sequence[str], description: str) -> tuple:
+    def describe_new_item(
+        self, title: str, genres: Sequence[str], description: str
+    ) -> tuple[Any, ...]:
         """The text a new item is encoded from, with the catalogue's template; and a note."""
         from recsys_lib.text.descriptions import item_descriptions
 
@@ -757,7 +774,7 @@ class Showcase:
 
     def cold_film(
         self, title: str, genres: Sequence[str] = (), description: str = "", n_users: int = 10
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A new item: its text embedding mapped to ALS factors by chapter 4's ridge map, then
         scored against every user. Returns the encoded text, the most similar catalogue items
         by text, how many users' top 10 it would enter, and the ``n_users`` users in whose
@@ -790,7 +807,7 @@ class Showcase:
             "users": users,
         }
 
-    def provenance(self) -> dict:
+    def provenance(self) -> dict[str, Any]:
         """Where the artefact came from: dataset, split, fit time, library version, every
         model's parameters and their source, and what is absent."""
         return {

@@ -112,14 +112,16 @@ def fit_spark_als(
 def _collect_factors(factor_frame: DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(ids (n,), factors (n, f) float32) from an ALS factor frame (id, features)."""
     with quiet_pandas_conversions():
-        pdf = factor_frame.select("id", "features").toPandas()
+        pdf: Any = factor_frame.select("id", "features").toPandas()
     ids = pdf["id"].to_numpy()
     if len(pdf) == 0:
         return ids, np.zeros((0, 0), np.float32)
     return ids, np.stack(pdf["features"].to_numpy()).astype(np.float32)
 
 
-def _ordered(ids: np.ndarray, vectors: np.ndarray, positions: np.ndarray, n: int, rank: int):
+def _ordered(
+    ids: np.ndarray, vectors: np.ndarray, positions: np.ndarray, n: int, rank: int
+) -> np.ndarray:
     out = np.zeros((n, rank), dtype=np.float32)
     known = positions >= 0
     out[positions[known]] = vectors[known]

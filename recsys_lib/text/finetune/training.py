@@ -193,7 +193,7 @@ class TrainHistory:
     loss: list[float] = field(default_factory=list)  # mean training loss of each update
     lr: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # loop seconds at each update (no eval)
-    evals: list[dict] = field(default_factory=list)  # {"step": s, metric: value, ...}
+    evals: list[dict[str, Any]] = field(default_factory=list)  # {"step": s, metric: value, ...}
     best_step: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
@@ -210,7 +210,7 @@ class TrainHistory:
     def eval_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.evals)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "examples_per_second": self.examples_per_second}
 
 
@@ -223,7 +223,7 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
         encoder_ids = {id(p) for p in [*embeddings.parameters(), *layers.parameters()]}
     except TypeError:  # not BERT-shaped (sequential models, recsys_lib.llm decoders): one group
         encoder_ids = {id(p) for p in model.parameters()}
-    groups: dict[tuple[bool, bool], list] = {}
+    groups: dict[tuple[bool, bool], list[Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -260,11 +260,11 @@ def linear_warmup_factor(step: int, total_steps: int, warmup_steps: int) -> floa
 
 def train_loop(
     model,
-    batches: Callable[[np.random.Generator], Iterator],
+    batches: Callable[[np.random.Generator], Iterator[Any]],
     n_batches_per_epoch: int,
     loss_fn: Callable[[object], tuple[object, int]],
     config: TrainConfig,
-    evaluate: Callable[[], dict] | None,
+    evaluate: Callable[[], dict[str, Any]] | None,
     monitor: str,
     higher_is_better: bool,
 ) -> TrainHistory:

@@ -95,7 +95,9 @@ class TwoTower:
         self.n_layers = len(layers)
         self.n_frozen = 0 if n_trainable is None else self.n_layers - n_trainable
         self.cache_trunk = bool(cache_trunk) and self.n_frozen > 0
-        self._cache: dict[str, tuple] = {}  # name -> (trunk hidden states, attention mask)
+        self._cache: dict[
+            str, tuple[Any, ...]
+        ] = {}  # name -> (trunk hidden states, attention mask)
         self._texts: dict[str, list[str]] = {}  # name -> the cached texts
         self._lookup: dict[str, dict[str, int]] = {}  # name -> {text: row}
 
@@ -255,7 +257,7 @@ def train_two_tower(
     temperature: float = 0.05,
     symmetric: bool = False,
     logq_correction: bool = True,
-    evaluate: Callable[[TwoTower], dict] | None = None,
+    evaluate: Callable[[TwoTower], dict[str, Any]] | None = None,
     monitor: str = "ndcg@10",
 ) -> TrainHistory:
     """Fine-tune ``tower`` on positive (user_id, item_id) pairs with in-batch negatives.
