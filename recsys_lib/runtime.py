@@ -16,6 +16,7 @@ import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -59,6 +60,19 @@ def resolve_device(device: str | None = "auto") -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}.")
     return device
+
+
+_Module = TypeVar("_Module")
+
+
+def to_device(module: _Module, device: str) -> _Module:
+    """``module.to(device)`` for a torch module (moved in place, returned), typed as ``module``.
+
+    Hugging Face models wrap ``to`` with ``functools.wraps``, which type checkers read as a
+    function taking the model twice; going through here keeps the model's own type.
+    """
+    moved: _Module = cast(Any, module).to(device)
+    return moved
 
 
 #: Every environment variable the library reads, with what it sets.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from recsys_lib.validation import (
@@ -61,7 +62,9 @@ def _check_alpha_power(alpha: float, power: float | None = None) -> None:
         raise ValueError(f"power={power} must be in (0, 1)")
 
 
-def _finite_arms(name: str, a, b, min_units: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def _finite_arms(
+    name: str, a: ArrayLike, b: ArrayLike, min_units: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Both arms as float arrays; refuses NaN/inf and arms with fewer than ``min_units``."""
     a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if min(a.size, b.size) < min_units:

@@ -26,7 +26,7 @@ class MultiTaskModel:
     losses: list[float]
 
 
-def _build_module(n_users: int, n_items: int, n_cats: int, n_brands: int, dim: int, k: int):
+def _build_module(n_users: int, n_items: int, n_cats: int, n_brands: int, dim: int, k: int) -> Any:
     import torch
     from torch import nn
 
@@ -47,7 +47,15 @@ def _build_module(n_users: int, n_items: int, n_cats: int, n_brands: int, dim: i
             nn.init.zeros_(self.user_price.weight)
             nn.init.zeros_(self.item_bias.weight)
 
-        def forward(self, u, i, c, b, x, pos):  # all (B,) except x (B, 2)
+        def forward(  # all (B,) except x (B, 2)
+            self,
+            u: torch.Tensor,
+            i: torch.Tensor,
+            c: torch.Tensor,
+            b: torch.Tensor,
+            x: torch.Tensor,
+            pos: torch.Tensor | None,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             v = self.item(i) + self.cat(c) + self.brand(b)
             off = self.lin(x)
             up = self.user_price(u)
@@ -65,7 +73,9 @@ def _build_module(n_users: int, n_items: int, n_cats: int, n_brands: int, dim: i
     return _Net()
 
 
-def _item_side(catalog: pd.DataFrame, ref_price: float):
+def _item_side(
+    catalog: pd.DataFrame, ref_price: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cat_codes = pd.factorize(catalog["category"], sort=True)[0]
     brand_codes = pd.factorize(catalog["brand"], sort=True)[0]
     x = np.stack(

@@ -62,7 +62,13 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 1 else x
 
 
-def _checked_inputs(rewards, target_prob, logging_prob, alpha: float, clip: float | None):
+def _checked_inputs(
+    rewards: np.ndarray,
+    target_prob: np.ndarray,
+    logging_prob: np.ndarray,
+    alpha: float,
+    clip: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rewards and importance weights as matching (n, K) arrays, after argument checks."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha} must be in (0, 1)")

@@ -104,7 +104,10 @@ def read_choice(
 
     ``dataset``: "movielens-100k" or an own dataset's :func:`~recsys_lib.data.owndata.dataset_key`.
     """
-    return _load(choices_path(path)).get(_key(smoke, seed, dataset), {}).get(name)
+    record: dict[str, Any] | None = (
+        _load(choices_path(path)).get(_key(smoke, seed, dataset), {}).get(name)
+    )
+    return record
 
 
 def write_choice(

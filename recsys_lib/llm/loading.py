@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys_lib.runtime import resolve_device, setting_path
+from recsys_lib.runtime import resolve_device, setting_path, to_device
 from recsys_lib.text.embeddings import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -153,7 +153,9 @@ def load_llm(model: str = "default", device: str = "auto", dtype: torch.dtype | 
         cache_dir = default_llm_cache_dir()
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    sha, kwargs, gguf = None, {}, None
+    sha: str | None = None
+    kwargs: dict[str, Any] = {}
+    gguf: Path | None = None
     if model == "default":
         gguf = default_gguf_path()
         sha = verify_gguf(gguf)
@@ -162,28 +164,32 @@ def load_llm(model: str = "default", device: str = "auto", dtype: torch.dtype | 
         if not gguf.is_file():
             raise ModelNotFoundError(f"GGUF file {gguf} does not exist.")
         sha = sha256_file(gguf)
-    if gguf is None:
+    if gguf is None or sha is None:
         folder = resolve_model_path(model)
     else:
-        folder = _converted_folder(sha, dtype, cache_dir)
-        if folder is None:
+        converted = _converted_folder(sha, dtype, cache_dir)
+        if converted is None:
             folder, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
+        else:
+            folder = converted
     log.info("loading %s (%s) on %s as %s", model, folder, device, dtype)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
     lm = AutoModelForCausalLM.from_pretrained(
         folder, dtype=dtype, trust_remote_code=False, **kwargs
     )
-    if kwargs and cache_dir is not None:
+    if kwargs and cache_dir is not None and sha is not None:
         _write_converted(lm, tokenizer, sha, dtype, cache_dir)
-    lm.to(device).eval()
+    to_device(lm, device).eval()
     return LLM(lm, tokenizer, device, str(model), sha)
 
 
-def _cache_folder(sha: str, dtype, cache_dir) -> Path:
+def _cache_folder(sha: str, dtype: torch.dtype, cache_dir: str | os.PathLike[str]) -> Path:
     return Path(cache_dir) / f"{sha[:16]}-{str(dtype).replace('torch.', '')}"
 
 
-def _converted_folder(sha: str, dtype, cache_dir) -> str | None:
+def _converted_folder(
+    sha: str, dtype: torch.dtype, cache_dir: str | os.PathLike[str] | None
+) -> str | None:
     """The dequantised copy of a verified GGUF file, if one was written and is intact."""
     if cache_dir is None:
         return None
@@ -200,7 +206,9 @@ def _converted_folder(sha: str, dtype, cache_dir) -> str | None:
     return None
 
 
-def _write_converted(model, tokenizer, sha: str, dtype, cache_dir) -> None:
+def _write_converted(
+    model: Any, tokenizer: Any, sha: str, dtype: torch.dtype, cache_dir: str | os.PathLike[str]
+) -> None:
     """Save the dequantised weights (safetensors), config and tokenizer next to a manifest
     holding both sha256s, through a temporary folder renamed into place."""
     from safetensors.torch import save_model

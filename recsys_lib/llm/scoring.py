@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import torch
 
     from recsys_lib.text.finetune import TrainConfig, TrainHistory
@@ -20,7 +22,7 @@ from recsys_lib.llm.prompts import chat_ids, listwise_prompt, pointwise_parts
 
 
 # ------------------------------------------------------------------------------ scoring
-def _right_padded(chunk: list[list[int]], device: str):
+def _right_padded(chunk: list[list[int]], device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids (batch, longest) long, lengths (batch,)): sequences padded with 0 on the right."""
     import torch
 
@@ -48,7 +50,7 @@ def last_token_logits(model: torch.nn.Module, sequences: list[list[int]], token_
     return out
 
 
-def _plain_output_head(model):
+def _plain_output_head(model: Any) -> torch.nn.Linear | None:
     """The output projection when logits are exactly ``hidden @ W.T (+ b)`` (no soft-capping or
     scaling in the model's config), else None."""
     import torch
@@ -60,7 +62,9 @@ def _plain_output_head(model):
     return head if isinstance(head, torch.nn.Linear) and not scaled else None
 
 
-def token_logits_at(model, positions, token_ids: list[int], **inputs):
+def token_logits_at(
+    model: Any, positions: torch.Tensor, token_ids: list[int], **inputs: Any
+) -> torch.Tensor:
     """Logits of ``token_ids`` at one position per row: tensor (batch, len(token_ids)).
 
     ``positions``: (batch,) long tensor; ``inputs``: the model's forward arguments. Only the
@@ -78,12 +82,13 @@ def token_logits_at(model, positions, token_ids: list[int], **inputs):
     cols = torch.as_tensor(token_ids, device=positions.device)
     head = _plain_output_head(model)
     if head is None:
-        return model(**inputs).logits[rows, positions][:, cols]
+        full: torch.Tensor = model(**inputs).logits[rows, positions][:, cols]
+        return full
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
     for key in ("cache", "past_key_values"):  # the keyword changed across transformers versions
         if key in inputs and key != _cache_keyword(body):
             inputs[_cache_keyword(body)] = inputs.pop(key)
-    last = body(**inputs).last_hidden_state[rows, positions]
+    last: torch.Tensor = body(**inputs).last_hidden_state[rows, positions]
     logits = last @ head.weight[cols].T
     return logits if head.bias is None else logits + head.bias[cols]
 
@@ -101,7 +106,14 @@ def pointwise_scores(lm: LLM, prefix: list[int], suffixes: list[list[int]], *,
     return np.asarray(logits[:, 0] - logits[:, 1])
 
 
-def _prefix_cached_logits(model, prefix, suffixes, token_ids, batch_size, device) -> np.ndarray:
+def _prefix_cached_logits(
+    model: Any,
+    prefix: list[int],
+    suffixes: list[list[int]],
+    token_ids: list[int],
+    batch_size: int,
+    device: str,
+) -> np.ndarray:
     """Run ``prefix`` once, then every suffix from a copy of its key/value cache."""
     import torch
 
@@ -126,7 +138,7 @@ def _prefix_cached_logits(model, prefix, suffixes, token_ids, batch_size, device
     return out
 
 
-def _cache_keyword(model) -> str:
+def _cache_keyword(model: Any) -> str:
     """``cache`` in newer transformers, ``past_key_values`` before."""
     import inspect
 
@@ -274,12 +286,12 @@ def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: 
     yes, no = lm.answer_token("Yes"), lm.answer_token("No")
     n, device = len(prompts), lm.device
 
-    def batches(rng):
+    def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
         order = rng.permutation(n)
         for s in range(0, n, config.batch_size):
             yield order[s : s + config.batch_size]
 
-    def loss_fn(rows):
+    def loss_fn(rows: np.ndarray) -> tuple[torch.Tensor, int]:
         chunk = [prompts[r] for r in rows]
         ids, lengths = _right_padded(chunk, device)
         last = token_logits_at(lm.model, lengths - 1, [yes, no], input_ids=ids)

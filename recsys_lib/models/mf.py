@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,7 +46,7 @@ def _implicit_gpu(use_gpu: bool | str) -> bool:
     return bool(use_gpu)
 
 
-def _single_threaded_blas():
+def _single_threaded_blas() -> Any:
     """implicit parallelises over users itself; a multi-threaded BLAS underneath only
     oversubscribes the cores (implicit warns about it), so pin BLAS to one thread."""
     from threadpoolctl import threadpool_limits
@@ -53,7 +54,7 @@ def _single_threaded_blas():
     return threadpool_limits(1, "blas")
 
 
-def _to_numpy(factors) -> np.ndarray:
+def _to_numpy(factors: Any) -> np.ndarray:
     return np.asarray(factors.to_numpy() if hasattr(factors, "to_numpy") else factors, np.float32)
 
 
@@ -221,9 +222,10 @@ def explain_als(
         raise IndexError(f"user row {user_row} out of range for {confidence.shape[0]} users.")
     start, stop = confidence.indptr[user_row], confidence.indptr[user_row + 1]
     history, conf = confidence.indices[start:stop], confidence.data[start:stop]
-    weighted = als_history_terms(model.item_factors, history, conf, model.regularization)
+    _, item_factors = model._require_factors()
+    weighted = als_history_terms(item_factors, history, conf, model.regularization)
     items = np.atleast_1d(np.asarray(item_cols, dtype=np.int64))
-    contributions = model.item_factors.astype(np.float64)[items] @ weighted
+    contributions = item_factors.astype(np.float64)[items] @ weighted
     return history, contributions, contributions.sum(1)
 
 
@@ -421,5 +423,5 @@ class EASE(Model):
         b[np.diag_indices(n_items)] = 0.0
         self.weights_ = b.astype(self.dtype)
 
-    def _score(self, user_rows):
-        return np.asarray(self.train_.binary().matrix[user_rows] @ self.weights_)
+    def _score(self, user_rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._require_fitted().binary().matrix[user_rows] @ self.weights_)

@@ -36,7 +36,7 @@ def _distribution(p: ArrayLike) -> np.ndarray:
     return np.asarray(p / p.sum())
 
 
-def _pair(p, q) -> tuple[np.ndarray, np.ndarray]:
+def _pair(p: ArrayLike, q: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     p, q = _distribution(p), _distribution(q)
     if p.shape != q.shape:
         raise ValueError(f"distributions differ in length: {p.shape[0]} vs {q.shape[0]} items.")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.evaluation.metrics import log_loss, roc_auc
-from recsys_lib.runtime import resolve_device
+from recsys_lib.runtime import resolve_device, to_device
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +84,7 @@ def predict_click_proba(
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
-    model.to(device).eval()
+    to_device(model, device).eval()
     users, items = pair_texts(pairs, user_text, item_text)
     lengths = np.array([len(u) + len(i) for u, i in zip(users, items, strict=True)])
     order = np.argsort(-lengths, kind="stable")
@@ -144,7 +144,7 @@ class PairTrunkCache:
                              "n < the number of layers before caching the trunk.")  # fmt: skip
         enc = tokenize_pairs(tokenizer, list(user_texts), list(item_texts), max_length)
         self.right_padded = getattr(tokenizer, "padding_side", "right") == "right"
-        model.to(self.device)
+        to_device(model, self.device)
         parts = []
         for start in tqdm(range(0, len(user_texts), batch_size), desc="caching trunk",
                           disable=not progress):  # fmt: skip
@@ -252,7 +252,7 @@ def train_cross_encoder(
     import torch
 
     device = resolve_device(config.device)
-    model.to(device)
+    to_device(model, device)
     users, items = pair_texts(train_pairs, user_text, item_text)
     labels = torch.tensor(train_pairs["label"].to_numpy().copy(), dtype=torch.long)
     n = len(users)

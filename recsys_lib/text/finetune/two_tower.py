@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_lib.linalg import normalize_rows, positions
-from recsys_lib.runtime import resolve_device
+from recsys_lib.runtime import resolve_device, to_device
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +84,7 @@ class TwoTower:
         self.max_length = int(max_length)
         self.pooling = pooling
         self.device = resolve_device(device)
-        self.encoder.to(self.device)
+        to_device(self.encoder, self.device)
         freeze_lower_layers(encoder, n_trainable)
         pooler = getattr(encoder, "pooler", None)
         if pooler is not None:  # the [CLS] pooler is not used by mean pooling: keep it out
