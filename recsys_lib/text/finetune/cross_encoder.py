@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,8 @@ from recsys_lib.evaluation.metrics import log_loss, roc_auc
 from recsys_lib.runtime import resolve_device, to_device
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
     import torch
     from numpy.typing import ArrayLike
     from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
@@ -54,7 +56,7 @@ def tokenize_pairs(
 ) -> BatchEncoding:
     """One batch of (user, item) pairs, padded to the longest pair in the batch (dynamic
     padding), truncating the longer text first so the item text survives."""
-    return tokenizer(
+    enc: BatchEncoding = tokenizer(
         user_texts,
         item_texts,
         truncation="longest_first",
@@ -62,6 +64,7 @@ def tokenize_pairs(
         padding="longest",
         return_tensors="pt",
     )
+    return enc
 
 
 def predict_click_proba(
@@ -159,16 +162,18 @@ class PairTrunkCache:
     def logits(self, model: PreTrainedModel, rows: ArrayLike) -> torch.Tensor:
         """Logits (len(rows), num_labels) of the cached pairs ``rows``; gradients flow into the
         top layers, pooler and head (use under ``torch.inference_mode`` to predict)."""
-        rows = _as_index(rows).to(self.device)
-        mask = self.mask[rows]
-        hidden = self.hidden[rows]
+        index = _as_index(rows).to(self.device)
+        mask = self.mask[index]
+        hidden = self.hidden[index]
         if self.right_padded:  # dynamic padding: trim to the longest pair of this batch
             width = int(mask.sum(1).max())
             hidden, mask = hidden[:, :width], mask[:, :width]
         hidden = _upper_layers(model, hidden, mask, self.n_frozen)
         pooler = getattr(model.base_model, "pooler", None)
         pooled = pooler(hidden) if pooler is not None else hidden[:, 0]
-        return model.classifier(model.dropout(pooled))
+        head: Any = model  # a sequence-classification model: dropout, then the classifier
+        logits: torch.Tensor = head.classifier(head.dropout(pooled))
+        return logits
 
     def predict_proba(self, model: PreTrainedModel, batch_size: int = 256) -> np.ndarray:
         """P(click) of every cached pair, in cache order: float64 (n,)."""
@@ -184,7 +189,9 @@ class PairTrunkCache:
         return out
 
 
-def _frozen_trunk(model, enc, n_frozen: int):
+def _frozen_trunk(
+    model: PreTrainedModel, enc: Mapping[str, torch.Tensor], n_frozen: int
+) -> torch.Tensor:
     """Embeddings + the lowest ``n_frozen`` layers of a BERT-style model, in eval mode and
     without gradients: hidden states (B, L, H) for a tokenised batch ``enc``."""
     import torch
@@ -192,7 +199,9 @@ def _frozen_trunk(model, enc, n_frozen: int):
     embeddings, layers = encoder_layers(model)
     with torch.no_grad():
         embeddings.eval()
-        hidden = embeddings(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
+        hidden: torch.Tensor = embeddings(
+            input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids")
+        )
         mask4 = _bidirectional_mask(model.config, hidden, enc["attention_mask"])
         for layer in layers[:n_frozen]:
             layer.eval()
@@ -200,7 +209,9 @@ def _frozen_trunk(model, enc, n_frozen: int):
     return hidden
 
 
-def _upper_layers(model, hidden, attention_mask, n_frozen: int):
+def _upper_layers(
+    model: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor, n_frozen: int
+) -> torch.Tensor:
     """The layers above the frozen ``n_frozen`` (with gradients): hidden states (B, L, H)."""
     _, layers = encoder_layers(model)
     mask4 = _bidirectional_mask(model.config, hidden, attention_mask)
@@ -209,12 +220,15 @@ def _upper_layers(model, hidden, attention_mask, n_frozen: int):
     return hidden
 
 
-def _bidirectional_mask(config, hidden, attention_mask):
+def _bidirectional_mask(
+    config: Any, hidden: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor | None:
     from transformers.masking_utils import create_bidirectional_mask
 
-    return create_bidirectional_mask(
+    mask: torch.Tensor | None = create_bidirectional_mask(
         config=config, inputs_embeds=hidden, attention_mask=attention_mask
     )
+    return mask
 
 
 def click_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -265,12 +279,12 @@ def train_cross_encoder(
                             device=device, progress=config.progress)
              if use_cache else None)  # fmt: skip
 
-    def batches(rng):
+    def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
         order = rng.permutation(n)
         for start in range(0, n, config.batch_size):
             yield order[start : start + config.batch_size]
 
-    def loss_fn(rows):
+    def loss_fn(rows: np.ndarray) -> tuple[torch.Tensor, int]:
         target = labels[rows].to(device)
         if trunk is not None:
             logits = trunk.logits(model, rows)
@@ -289,7 +303,7 @@ def train_cross_encoder(
             val_trunk = PairTrunkCache(model, tokenizer, *pair_texts(val_pairs, vtext, item_text),
                                        max_length=config.max_length, device=device)  # fmt: skip
 
-        def evaluate():
+        def evaluate() -> dict[str, float]:
             if val_trunk is not None:
                 probs = val_trunk.predict_proba(model)
             else:

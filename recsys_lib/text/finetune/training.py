@@ -27,6 +27,7 @@ from recsys_lib.validation import (
 
 if TYPE_CHECKING:
     import torch
+    from numpy.typing import ArrayLike
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -54,7 +55,10 @@ def load_encoder(model: str = "default") -> PreTrainedModel:
     """``AutoModel`` (no head) for the two-tower model, in train mode."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(default_model_path(model), trust_remote_code=False)
+    encoder: PreTrainedModel = AutoModel.from_pretrained(
+        default_model_path(model), trust_remote_code=False
+    )
+    return encoder
 
 
 def load_cross_encoder(model: str = "default", seed: int = 0) -> PreTrainedModel:
@@ -70,13 +74,14 @@ def load_cross_encoder(model: str = "default", seed: int = 0) -> PreTrainedModel
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # "some weights are newly initialised" is expected here
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        loaded: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
             default_model_path(model),
             num_labels=2,
             id2label=ID2LABEL,
             label2id=LABEL2ID,
             trust_remote_code=False,
         )
+        return loaded
     finally:
         logging.set_verbosity(verbosity)
 
@@ -214,7 +219,9 @@ class TrainHistory:
         return {**asdict(self), "examples_per_second": self.examples_per_second}
 
 
-def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
+def _optimizer_and_schedule(
+    model: torch.nn.Module, config: TrainConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (decay on weight matrices only) and a linear warm-up / linear decay schedule."""
     import torch
 
@@ -231,7 +238,7 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
         groups.setdefault((decays, id(p) not in encoder_ids), []).append(p)
     if not groups:
         raise ValueError("the model has no trainable parameters; check freeze_lower_layers().")
-    groups = [
+    param_groups = [
         {
             "params": params,
             "weight_decay": config.weight_decay if decays else 0.0,
@@ -239,7 +246,7 @@ def _optimizer_and_schedule(model, config: TrainConfig, total_steps: int):
         }
         for (decays, head), params in sorted(groups.items())
     ]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    optimizer = torch.optim.AdamW(param_groups, lr=config.lr)
     warmup = int(round(config.warmup_ratio * total_steps))
 
     def factor(step: int) -> float:
@@ -259,10 +266,10 @@ def linear_warmup_factor(step: int, total_steps: int, warmup_steps: int) -> floa
 
 
 def train_loop(
-    model,
+    model: torch.nn.Module,
     batches: Callable[[np.random.Generator], Iterator[Any]],
     n_batches_per_epoch: int,
-    loss_fn: Callable[[object], tuple[object, int]],
+    loss_fn: Callable[[Any], tuple[torch.Tensor, int]],
     config: TrainConfig,
     evaluate: Callable[[], dict[str, Any]] | None,
     monitor: str,
@@ -298,6 +305,7 @@ def train_loop(
     def run_eval() -> bool:
         """Validate; keep the best weights; return True when patience ran out."""
         nonlocal best_state, bad_evals
+        assert evaluate is not None  # called only when there is an evaluate function
         start = time.perf_counter()
         metrics = evaluate()
         history.eval_seconds += time.perf_counter() - start
@@ -374,12 +382,13 @@ def train_loop(
     return history
 
 
-def _as_index(rows):
+def _as_index(rows: ArrayLike) -> torch.Tensor:
     import torch
 
     return torch.as_tensor(np.asarray(rows), dtype=torch.long)
 
 
-def _call_layer(layer, hidden, mask4):
+def _call_layer(layer: Any, hidden: torch.Tensor, mask4: torch.Tensor | None) -> torch.Tensor:
     out = layer(hidden, mask4)
-    return out[0] if isinstance(out, tuple) else out
+    result: torch.Tensor = out[0] if isinstance(out, tuple) else out
+    return result

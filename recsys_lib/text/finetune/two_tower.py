@@ -5,7 +5,7 @@ training, ranking metrics and text factors for the model contract.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
     from numpy.typing import ArrayLike
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
     from recsys_lib.data.interactions import Catalogue, Interactions
 from recsys_lib.text.finetune.cross_encoder import _frozen_trunk, _upper_layers
@@ -102,20 +102,22 @@ class TwoTower:
         self._lookup: dict[str, dict[str, int]] = {}  # name -> {text: row}
 
     # -- internals --------------------------------------------------------------------
-    def _tokenize(self, texts: list[str]):
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length,
+    def _tokenize(self, texts: list[str]) -> BatchEncoding:
+        enc: BatchEncoding = self.tokenizer(texts, truncation=True, max_length=self.max_length,
                               padding="longest", return_tensors="pt").to(self.device)  # fmt: skip
+        return enc
 
-    def _trunk(self, enc):
+    def _trunk(self, enc: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings + frozen layers: (hidden (B, L, H), attention_mask (B, L))."""
         return _frozen_trunk(self.encoder, enc, self.n_frozen), enc["attention_mask"]
 
-    def _top(self, hidden, attention_mask):
+    def _top(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Trainable layers + pooling + normalisation: (B, H)."""
         from recsys_lib.text.embeddings import pool
 
         hidden = _upper_layers(self.encoder, hidden, attention_mask, self.n_frozen)
-        return normalize_rows(pool(hidden, attention_mask, self.pooling))
+        unit: torch.Tensor = normalize_rows(pool(hidden, attention_mask, self.pooling))
+        return unit
 
     def cache(self, name: str, texts: list[str], batch_size: int = 128) -> None:
         """Run the frozen trunk once over ``texts`` and keep (hidden, mask) under ``name``.
@@ -155,17 +157,22 @@ class TwoTower:
         if name is not None and not self.cache_trunk:
             texts = [self._texts[name][r] for r in np.asarray(rows)]
         elif name is not None:
+            if rows is None:
+                raise ValueError(f"embed_batch(name={name!r}) needs rows: positions in the cache.")
             hidden, mask = self._cache[name]
-            rows = _as_index(rows)
-            mask = mask[rows]
+            index = _as_index(rows)
+            mask = mask[index]
             width = int(mask.sum(1).max())  # dynamic padding: trim to the longest text
-            return self._top(hidden[rows, :width], mask[:, :width])
+            return self._top(hidden[index, :width], mask[:, :width])
+        if texts is None:
+            raise ValueError("embed_batch needs texts, or the name of a cache and rows in it.")
         enc = self._tokenize(list(texts))
         if self.n_frozen == 0:
             from recsys_lib.text.embeddings import pool
 
             hidden = self.encoder(**enc).last_hidden_state
-            return normalize_rows(pool(hidden, enc["attention_mask"], self.pooling))
+            unit: torch.Tensor = normalize_rows(pool(hidden, enc["attention_mask"], self.pooling))
+            return unit
         hidden, mask = self._trunk(enc)
         return self._top(hidden, mask)
 
@@ -284,10 +291,10 @@ def train_two_tower(
     n_users = len(np.unique(u_code))
     n_batches = sum(1 for s in range(0, n_users, config.batch_size) if n_users - s >= 2)
 
-    def batches(rng):
+    def batches(rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield from user_unique_batches(u_code, i_code, config.batch_size, rng)
 
-    def loss_fn(batch):
+    def loss_fn(batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, int]:
         users, items = batch
         u = tower.embed_batch(name="users", rows=users)
         v = tower.embed_batch(name="items", rows=items)
