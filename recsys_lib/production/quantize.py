@@ -51,7 +51,7 @@ DEFAULT_INPLACE_LAYERS = ("*[0-9].output.dense",)
 DEFAULT_INT8_SKIP = ("encoder.layer.0.output.dense*",)
 
 
-def _first_device(model) -> str:
+def _first_device(model: torch.nn.Module) -> str:
     for p in model.parameters():
         return p.device.type
     return "cpu"
@@ -93,9 +93,10 @@ def quantize_linear_int8(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")
-        return quantize_dynamic(
+        quantized: torch.nn.Module = quantize_dynamic(
             model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=False
         )
+        return quantized
 
 
 def activation_absmax(model: torch.nn.Module, run: Callable[[], Any]) -> dict[str, torch.Tensor]:
@@ -108,8 +109,10 @@ def activation_absmax(model: torch.nn.Module, run: Callable[[], Any]) -> dict[st
 
     stats: dict[str, Any] = {}
 
-    def hook(name):
-        def record(module, inputs, output):
+    def hook(name: str) -> Callable[..., None]:
+        def record(
+            module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: object
+        ) -> None:
             x = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(0).float()
             stats[name] = torch.maximum(stats[name], x) if name in stats else x
 
@@ -130,20 +133,27 @@ def activation_absmax(model: torch.nn.Module, run: Callable[[], Any]) -> dict[st
     return stats
 
 
-def _scaled_input_class():
+def _scaled_input_class() -> Callable[..., torch.nn.Module]:
     import torch
 
     class ScaledInput(torch.nn.Module):
         """``linear(x * inv_scale)``: the input side of a smoothed Linear."""
 
-        def __init__(self, inv_scale, linear, inplace: bool = False) -> None:
+        inv_scale: torch.Tensor  # a registered buffer
+
+        def __init__(
+            self, inv_scale: torch.Tensor, linear: torch.nn.Module, inplace: bool = False
+        ) -> None:
             super().__init__()
             self.register_buffer("inv_scale", inv_scale)
             self.linear = linear
             self.inplace = inplace
 
-        def forward(self, x):
-            return self.linear(x.mul_(self.inv_scale) if self.inplace else x * self.inv_scale)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y: torch.Tensor = self.linear(
+                x.mul_(self.inv_scale) if self.inplace else x * self.inv_scale
+            )
+            return y
 
     return ScaledInput
 
@@ -203,8 +213,9 @@ def drop_layers(model: torch.nn.Module, keep: int) -> torch.nn.Module:
     The simplest structured pruning: compute falls roughly in proportion to the layers
     kept; the embeddings no longer match the full model's, so quality has to be measured.
     """
+    bert: Any = model  # a BERT-style encoder: .encoder.layer and .config
     try:
-        n_layers = len(model.encoder.layer)
+        n_layers = len(bert.encoder.layer)
     except AttributeError as err:
         raise TypeError(
             f"{type(model).__name__} has no .encoder.layer list; drop_layers supports "
@@ -217,8 +228,9 @@ def drop_layers(model: torch.nn.Module, keep: int) -> torch.nn.Module:
     import torch
 
     pruned = copy.deepcopy(model)
-    pruned.encoder.layer = torch.nn.ModuleList(list(pruned.encoder.layer)[:keep])
-    pruned.config.num_hidden_layers = keep
+    pruned_bert: Any = pruned
+    pruned_bert.encoder.layer = torch.nn.ModuleList(list(pruned_bert.encoder.layer)[:keep])
+    pruned_bert.config.num_hidden_layers = keep
     return pruned
 
 
@@ -331,6 +343,7 @@ def time_encode(
         start = time.perf_counter()
         out = runner.encode(list(texts), show_progress=False)
         seconds.append(time.perf_counter() - start)
+    assert out is not None  # repeats >= 1
     return out, seconds
 
 
