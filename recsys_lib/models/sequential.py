@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -67,7 +68,7 @@ def _require_sequences(train: Interactions) -> Sequences:
     return train
 
 
-def pad_sequences(sequences: Iterable[ArrayLike], max_length: int, offset: int = 1) -> np.ndarray:
+def pad_sequences(sequences: Sequence[ArrayLike], max_length: int, offset: int = 1) -> np.ndarray:
     """Left-padded token matrix (n, max_length) int64 of the latest ``max_length`` items.
 
     Token = item column + ``offset`` (so 0 stays free for padding).
@@ -118,10 +119,10 @@ def condition_on(model: Model, history: Interactions) -> Model:
     """A shallow copy of a fitted model that reads ``history`` (and excludes its items) when
     it scores, without retraining: how a sequential model predicts the test item from the
     history that includes the validation item. Same catalogue required."""
-    model._require_fitted()
-    if history.shape != model.train_.shape:
+    trained = model._require_fitted()
+    if history.shape != trained.shape:
         raise ValueError(f"history is {history.shape} but the model was fitted on "
-                         f"{model.train_.shape}; use the same catalogue.")  # fmt: skip
+                         f"{trained.shape}; use the same catalogue.")  # fmt: skip
     conditioned = copy.copy(model)
     conditioned.train_ = history
     return conditioned
@@ -147,7 +148,7 @@ class Transition(Model):
         self.tie_break_ = (1e-3 * popularity / max(popularity.max(), 1)).astype(np.float32)
 
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
-        seqs = _require_sequences(self.train_)
+        seqs = _require_sequences(self._require_fitted())
         out = np.tile(self.tie_break_, (len(user_rows), 1))
         for i, u in enumerate(user_rows):
             if len(seqs.items[u]):
@@ -250,7 +251,7 @@ class _Net:
 
     @staticmethod
     def build(kind: str, n_items: int, max_length: int, dim: int, layers: int, heads: int,
-              dropout: float, item_init: np.ndarray | None):  # fmt: skip
+              dropout: float, item_init: np.ndarray | None) -> Any:  # fmt: skip
         import torch
         from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
@@ -263,26 +264,29 @@ class _Net:
                                      embd_pdrop=dropout, attn_pdrop=dropout,
                                      activation_function="gelu_pytorch_tanh",
                                      bos_token_id=None, eos_token_id=None)  # fmt: skip
-                    self.body = GPT2Model(cfg)
-                    self.table = self.body.wte
+                    self.body: Any = GPT2Model(cfg)
+                    self.table: torch.nn.Embedding = self.body.wte
                 else:
-                    cfg = BertConfig(vocab_size=n_items + 2, hidden_size=dim,
+                    bert_cfg = BertConfig(vocab_size=n_items + 2, hidden_size=dim,
                                      num_hidden_layers=layers, num_attention_heads=heads,
                                      intermediate_size=4 * dim, hidden_dropout_prob=dropout,
                                      attention_probs_dropout_prob=dropout,
                                      max_position_embeddings=max_length, type_vocab_size=1)  # fmt: skip
-                    self.body = BertModel(cfg, add_pooling_layer=False)
+                    self.body = BertModel(bert_cfg, add_pooling_layer=False)
                     self.table = self.body.embeddings.word_embeddings
                 self.bias = torch.nn.Parameter(torch.zeros(n_items))
                 if item_init is not None:
                     with torch.no_grad():
                         self.table.weight[1 : n_items + 1] = torch.as_tensor(item_init)
 
-            def hidden(self, tokens):
+            def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
                 """(n, L) tokens -> (n, L, dim) states; padding masked out of attention."""
-                return self.body(input_ids=tokens, attention_mask=(tokens > 0).long())[0]
+                states: torch.Tensor = self.body(
+                    input_ids=tokens, attention_mask=(tokens > 0).long()
+                )[0]
+                return states
 
-            def item_logits(self, states):
+            def item_logits(self, states: torch.Tensor) -> torch.Tensor:
                 """(..., dim) states -> (..., n_items) scores against the item table."""
                 return states @ self.table.weight[1 : n_items + 1].T + self.bias
 
@@ -333,19 +337,21 @@ class _TransformerRecommender(Model):
         n_rows = len(examples)
         n_batches = max(1, -(-n_rows // cfg.batch_size))
 
-        def batches(rng):
+        def batches(rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             order = rng.permutation(n_rows)
             for start in range(0, n_rows, cfg.batch_size):
                 yield self._batch(examples[order[start : start + cfg.batch_size]], rng)
 
-        def loss_fn(batch):
+        def loss_fn(batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, int]:
             inputs, targets = (torch.as_tensor(a, device=self.device_) for a in batch)
             keep = (targets > 0) & (inputs > 0)  # a target read from padding is no transition
             logits = self.net_.item_logits(self.net_.hidden(inputs)[keep]).float()
             return torch.nn.functional.cross_entropy(logits, targets[keep] - 1), len(inputs)
 
-        def validate():
-            return {f"ndcg@{self.k}": evaluate(self, self.valid, self.k)[f"ndcg@{self.k}"]}
+        def validate() -> dict[str, float]:
+            valid = self.valid
+            assert valid is not None  # train_loop gets validate only when there is valid data
+            return {f"ndcg@{self.k}": evaluate(self, valid, self.k)[f"ndcg@{self.k}"]}
 
         self.history_ = train_loop(self.net_, batches, n_batches, loss_fn, cfg,
                                     validate if self.valid is not None else None,
@@ -356,9 +362,10 @@ class _TransformerRecommender(Model):
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
         import torch
 
-        seqs = _require_sequences(self.train_)
+        train = self._require_fitted()
+        seqs = _require_sequences(train)
         self.net_.eval()
-        out = np.empty((len(user_rows), self.train_.shape[1]), dtype=np.float32)
+        out = np.empty((len(user_rows), train.shape[1]), dtype=np.float32)
         for start in range(0, len(user_rows), self.score_batch):
             rows = user_rows[start : start + self.score_batch]
             tokens = torch.as_tensor(self._inference_tokens([seqs.items[u] for u in rows]),
@@ -376,16 +383,28 @@ class _TransformerRecommender(Model):
         """
         import torch
 
-        self._require_fitted()
+        n_items = self._require_fitted().shape[1]
         self.net_.eval()
         base = torch.as_tensor(tokens, device=self.device_)
         changed = base.clone()
-        changed[:, position] = changed[:, position] % self.train_.shape[1] + 1  # another item
+        changed[:, position] = changed[:, position] % n_items + 1  # another item
         with torch.inference_mode():
             delta = (self.net_.hidden(base) - self.net_.hidden(changed)).abs()
         return float(delta[:, :position].max()) if position else 0.0, float(
             delta[:, position:].max()
         )
+
+    # what SASRec and BERT4Rec each define: their training windows, batches and inputs
+    @abstractmethod
+    def _examples(self, seqs: Sequences) -> np.ndarray: ...
+
+    @abstractmethod
+    def _batch(
+        self, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @abstractmethod
+    def _inference_tokens(self, sequences: Sequence[ArrayLike]) -> np.ndarray: ...
 
 
 class SASRec(_TransformerRecommender):
@@ -402,10 +421,10 @@ class SASRec(_TransformerRecommender):
         length = self.config.max_length + 1
         return sliding_windows(seqs.items, length, stride=length - 1, min_items=2)[0]
 
-    def _batch(self, rows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    def _batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return rows[:, :-1], rows[:, 1:]
 
-    def _inference_tokens(self, sequences) -> np.ndarray:
+    def _inference_tokens(self, sequences: Sequence[ArrayLike]) -> np.ndarray:
         return pad_sequences(sequences, self.config.max_length)
 
 
@@ -428,9 +447,10 @@ class BERT4Rec(_TransformerRecommender):
         length = self.config.max_length
         return sliding_windows(seqs.items, length, stride=length)[0]
 
-    def _batch(self, rows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-        return mask_items(rows, self.mask_prob, self.train_.shape[1] + 1, rng)
+    def _batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return mask_items(rows, self.mask_prob, self._require_fitted().shape[1] + 1, rng)
 
-    def _inference_tokens(self, sequences) -> np.ndarray:
+    def _inference_tokens(self, sequences: Sequence[ArrayLike]) -> np.ndarray:
         tokens = pad_sequences(sequences, self.config.max_length - 1)
-        return np.asarray(np.c_[tokens, np.full(len(tokens), self.train_.shape[1] + 1)])
+        mask_token = self._require_fitted().shape[1] + 1
+        return np.asarray(np.c_[tokens, np.full(len(tokens), mask_token)])
