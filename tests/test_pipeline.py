@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from recsys_lib.course import choices
 from recsys_lib.course.pipeline import build_quickstart
@@ -37,3 +38,15 @@ def test_quickstart_fits_every_model_and_explains_from_history(movielens, tmp_pa
     assert why["title"].tolist() == recs["title"].tolist()
     assert set(why["top ALS contributor"]) <= set(titles.loc[list(history)])
     assert (why["agree"] == (why["nearest in text"] == why["top ALS contributor"])).all()
+
+
+def test_quickstart_als_is_the_fitted_als_model_or_a_clear_error():
+    from recsys_lib.course.pipeline import QuickStart
+    from recsys_lib.models.base import Popularity
+    from recsys_lib.models.mf import ALS
+
+    als = ALS(factors=4)
+    fields = dict.fromkeys(QuickStart.__dataclass_fields__)
+    assert QuickStart(**{**fields, "models": {"ALS": als}}).als is als
+    with pytest.raises(TypeError, match="models\\['ALS'\\] is a Popularity, not an ALS model"):
+        _ = QuickStart(**{**fields, "models": {"ALS": Popularity()}}).als

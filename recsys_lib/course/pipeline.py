@@ -56,6 +56,14 @@ class QuickStart:
     weight_curve: pd.DataFrame
     explainer: Recommender  # ALS factors + text embeddings, for "because you liked ..."
 
+    @property
+    def als(self) -> ALS:
+        """The fitted ALS model, ``models["ALS"]``, typed as one (its settings are readable)."""
+        model = self.models["ALS"]
+        if not isinstance(model, ALS):
+            raise TypeError(f"models['ALS'] is a {type(model).__name__}, not an ALS model.")
+        return model
+
     def metrics(self, k: int = 10) -> pd.DataFrame:
         """Test metrics of every model, one row each."""
         rows = {name: evaluate(model, self.data.test, k) for name, model in self.models.items()}
