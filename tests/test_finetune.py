@@ -615,3 +615,13 @@ def test_train_loop_raises_when_an_epoch_yields_too_few_batches():
 
     with pytest.raises(RuntimeError, match="fewer than grad_accum=2"):
         ft.train_loop(model, one_batch, 2, loss_fn, cfg, None, "loss", False)
+
+
+def test_embed_batch_says_what_it_needs(tokenizer):
+    tower = ft.TwoTower(tiny_encoder(), tokenizer, n_trainable=1, max_length=16, device="cpu")
+    tower.cache("users", ["a user who likes films", "another user"])
+    with pytest.raises(ValueError, match="embed_batch\\(name='users'\\) needs rows"):
+        tower.embed_batch(name="users")
+    with pytest.raises(ValueError, match="needs texts, or the name of a cache and rows"):
+        tower.embed_batch()
+    assert tower.embed_batch(name="users", rows=[1]).shape == (1, 32)

@@ -91,3 +91,13 @@ def test_atomic_write_keeps_permissions_and_the_old_file_on_failure(tmp_path, mo
         runtime.atomic_write_bytes(target, b"new")
     assert target.read_text(encoding="utf-8") == "é"
     assert list(target.parent.iterdir()) == [target]
+
+
+def test_to_device_moves_the_module_in_place_and_returns_it():
+    import torch
+
+    from recsys_lib.runtime import to_device
+
+    layer = torch.nn.Linear(2, 3).double()
+    assert to_device(layer, "cpu") is layer
+    assert layer.weight.device.type == "cpu" and layer.weight.dtype == torch.float64
