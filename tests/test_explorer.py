@@ -150,7 +150,8 @@ def test_reasons_are_the_models_own_score_terms(show):
 def test_sequence_model_is_sasrec_with_the_saved_weights(show, built):
     """The list is what the library's SASRec ranks with these weights and the user's train
     items in time order; each reason is the score drop when that item leaves the sequence."""
-    from recsys_lib.models.sequential import SASRec, Sequences
+    from recsys_lib.data.sequences import Sequences
+    from recsys_lib.models.sequential import SASRec
 
     _, _, split = built
     seqs = Sequences.from_frame(split.train_df, split.train.catalogue)

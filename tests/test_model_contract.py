@@ -474,7 +474,7 @@ def test_fit_refuses_an_empty_matrix(name):
     import scipy.sparse as sp
 
     from recsys_lib.data.interactions import Interactions
-    from recsys_lib.models.sequential import Sequences
+    from recsys_lib.data.sequences import Sequences
 
     cls = {c.__name__: c for c in _factories()}[name]
     catalogue = Catalogue(np.arange(3), np.arange(4))
