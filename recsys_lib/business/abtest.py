@@ -112,6 +112,41 @@ def sample_size_means(
     return int(math.ceil(2 * (za + zb) ** 2 * sd**2 / mde**2))
 
 
+def sample_size_noninferiority(
+    sd: float,
+    mean: float,
+    max_relative_drop: float,
+    expected_change: float = 0.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> int:
+    """Units per arm for the one-sided non-inferiority test of :func:`noninferiority_test`
+    to show, with probability ``power``, that the treatment loses less than
+    ``max_relative_drop`` of the control's ``mean``, when its true relative change is
+    ``expected_change`` (0 = no change; a planned small loss such as -0.01 needs more)::
+
+        n = (z_{1-alpha} + z_power)^2 sd^2 (1 + c^2) / (mean (1 + expected_change - c))^2
+
+    with ``c = 1 - max_relative_drop`` and the same ``sd`` per unit in both arms. A change at
+    or beyond the margin cannot be shown non-inferior at any size: that is an error.
+    """
+    _check_alpha_power(alpha, power)
+    check_params("sample_size_noninferiority", {"sd": (SD[0], sd), "mean": (EFFECT, mean),
+                 "max_relative_drop": (Interval(float, 0, 1, closed="left"), max_relative_drop),
+                 "expected_change": (Interval(float, -1, None), expected_change)},
+                 hints={"sd": SD[1]})  # fmt: skip
+    c = 1 - max_relative_drop
+    gap = 1 + expected_change - c
+    if gap <= 0:
+        raise ValueError(
+            f"expected_change={expected_change:+.2%} is at or beyond the allowed drop "
+            f"-{max_relative_drop:.2%}: no sample size can show non-inferiority; choose a policy "
+            "whose expected loss is inside the margin, or widen the margin"
+        )
+    za, zb = stats.norm.ppf(1 - alpha), stats.norm.ppf(power)
+    return int(math.ceil((za + zb) ** 2 * sd**2 * (1 + c**2) / (mean * gap) ** 2))
+
+
 SAMPLE_SIZE_GRID = (1.0, 1.5, 2.0, 3.0, 5.0, 7.5)  # planned sizes: these times a power of 10
 
 
