@@ -222,3 +222,24 @@ def test_sample_size_noninferiority_formula_and_simulated_power():
         sample_size_noninferiority(sd, mean, drop, expected_change=-0.03)
     with pytest.raises(ValueError, match="max_relative_drop"):
         sample_size_noninferiority(sd, mean, 1.5)
+
+
+def test_ship_decision_needs_revenue_and_every_guardrail():
+    from recsys_lib.business.abtest import ship_decision
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    rev_a, rev_b = rng.exponential(1.0, n), rng.exponential(1.2, n)  # +20% revenue
+    clicks_a = rng.poisson(1.0, n).astype(float)
+    same, lower = rng.poisson(1.0, n).astype(float), rng.poisson(0.95, n).astype(float)
+    drops = {"clicks": 0.03}
+    ok = ship_decision((rev_a, rev_b), {"clicks": (clicks_a, same)}, drops, ["clicks"])
+    assert ok["ship"] and ok["reasons"] == [] and ok["guardrails"]["holds"].all()
+    # a 5% click loss against a 3% budget: the lenient rule may pass it, the powered one not
+    bad = ship_decision((rev_a, rev_b), {"clicks": (clicks_a, lower)}, drops, ["clicks"])
+    assert not bad["ship"] and "clicks changed -" in bad["reasons"][0]
+    assert "not shown to be within" in bad["reasons"][0]
+    flat = ship_decision((rev_a, rev_a[::-1]), {"clicks": (clicks_a, same)}, drops)
+    assert not flat["ship"] and "not significantly positive" in flat["reasons"][0]
+    with pytest.raises(ValueError, match="must_show_noninferior"):
+        ship_decision((rev_a, rev_b), {"clicks": (clicks_a, same)}, drops, ["margin"])

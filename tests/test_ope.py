@@ -251,3 +251,15 @@ def test_paired_relative_interval_covers_at_its_level():
         truth = (0.6 * (0.7 + 1)) / 0.7 - 1
         covered += paired_difference(treat, base, relative=True).covers(truth)
     assert 0.92 <= covered / 400 <= 0.98
+
+
+def test_mean_estimate_by_hand():
+    from recsys_lib.business.ope import mean_estimate
+
+    v = np.array([1.0, 2.0, 3.0, 6.0])
+    e = mean_estimate(v, alpha=0.1)
+    se = v.std(ddof=1) / 2
+    assert e.value == 3.0 and e.se == pytest.approx(se)
+    assert e.ci_high - e.ci_low == pytest.approx(2 * stats.norm.ppf(0.95) * se)
+    with pytest.raises(ValueError, match="alpha"):
+        mean_estimate(v, alpha=1.0)

@@ -8,8 +8,9 @@ relative lift is ``(b - a) / a``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -322,6 +323,43 @@ def guardrail_check(
              "noninferior": p < alpha, "passed": 1 - p >= alpha}
         )  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def ship_decision(
+    revenue: tuple[np.ndarray, np.ndarray],
+    guardrails: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    max_relative_drop: Mapping[str, float],
+    must_show_noninferior: Iterable[str] = (),
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """The A/B decision: ship when the revenue lift is significant and positive (Welch) and
+    every guardrail holds.
+
+    revenue: (control, treatment) per-unit values; guardrails / max_relative_drop as in
+    :func:`guardrail_check`. A guardrail named in ``must_show_noninferior`` holds only when
+    the data *show* its drop is within the allowed one (``noninferior``: the powered
+    non-inferiority test); the others hold unless the data show a larger drop (``passed``).
+    Returns ``ship`` (bool), ``revenue`` (the Welch :class:`TestResult`), ``guardrails`` (the
+    :func:`guardrail_check` table with a ``holds`` column) and ``reasons``: one sentence per
+    failed condition (empty when shipping).
+    """
+    strict = set(must_show_noninferior)
+    unknown = strict - set(max_relative_drop)
+    if unknown:
+        raise ValueError(f"must_show_noninferior names {sorted(unknown)}, which have no allowed "
+                         f"drop in max_relative_drop ({sorted(max_relative_drop)})")  # fmt: skip
+    welch = welch_test(*revenue, alpha=alpha)
+    guard = guardrail_check(guardrails, max_relative_drop, alpha=alpha)
+    guard["holds"] = np.where(guard["metric"].isin(strict), guard["noninferior"], guard["passed"])
+    reasons = []
+    if not (welch.significant(alpha) and welch.lift > 0):
+        reasons.append(f"the revenue lift {welch.lift:+.2%} is not significantly positive "
+                       f"(p = {welch.p_value:.3g})")  # fmt: skip
+    for row in guard[~guard["holds"]].itertuples():
+        test = "not shown to be within" if row.metric in strict else "significantly beyond"
+        reasons.append(f"{row.metric} changed {row.lift:+.2%}: {test} the allowed drop of "
+                       f"{row.max_drop:.1%} (p_noninferior = {row.p_noninferior:.3g})")  # fmt: skip
+    return {"ship": not reasons, "revenue": welch, "guardrails": guard, "reasons": reasons}
 
 
 def simulate_peeking(

@@ -92,6 +92,15 @@ def _mean_estimate(per_request: np.ndarray, alpha: float) -> Estimate:
     return _normal_estimate(float(per_request.mean()), se, n, alpha)
 
 
+def mean_estimate(per_request: np.ndarray, alpha: float = 0.05) -> Estimate:
+    """Mean of i.i.d. per-request values (n,), e.g. :func:`pbm_values`, with its normal
+    (1 - alpha) interval from the standard error over requests."""
+    values = check_array("per_request", per_request, ndim=1)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1)")
+    return _mean_estimate(values, alpha)
+
+
 def ips_estimate(
     rewards: np.ndarray,
     target_prob: np.ndarray,
