@@ -31,7 +31,7 @@ import pandas as pd
 
 from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData
-from recsys_lib.evaluation.tuning import best_params, grid_search
+from recsys_lib.evaluation.tuning import best_params, check_interior, grid_search
 from recsys_lib.models.base import Model
 from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD
 from recsys_lib.runtime import atomic_write_text, project_home, setting_path
@@ -55,6 +55,13 @@ GRIDS: dict[str, dict[str, dict[str, list]]] = {
         "ease": {"regularization": [100.0, 400.0]},
     },
 }
+
+# Why a full grid stops where it does, for each value chosen on its edge (name -> parameter ->
+# reason; see :func:`recsys_lib.evaluation.tuning.check_interior`). Empty: every full-run
+# optimum of chapter 3's grids is interior. Smoke grids are too small to bracket anything, so a
+# smoke run records :data:`SMOKE_EDGE_REASON` for its edges instead.
+EDGE_REASONS: dict[str, dict[str, str]] = {}
+SMOKE_EDGE_REASON = "smoke run: a grid of one or two values exercises the code, it brackets nothing"
 
 MODELS: dict[str, Callable[..., Model]] = {
     "als": ALS,
@@ -158,15 +165,26 @@ def choose(
     k: int = 10,
     path: str | os.PathLike | None = None,
     dataset: str = MOVIELENS,
+    edge_reasons: dict[str, str] | None = None,
     **fixed: Any,
 ) -> tuple[dict, pd.DataFrame]:
-    """:func:`search`, then :func:`write_choice` of the winner with its validation figure."""
+    """:func:`search`, then :func:`write_choice` of the winner with its validation figure.
+
+    A winner on the edge of its grid needs a reason in ``edge_reasons`` (parameter -> why the
+    grid stops there), else ValueError (:func:`~recsys_lib.evaluation.tuning.check_interior`);
+    the edges and their reasons are stored with the choice. A smoke run's edges get
+    :data:`SMOKE_EDGE_REASON` unless ``edge_reasons`` says otherwise.
+    """
     best, table = search(name, data, grid, seed=seed, k=k, **fixed)
+    if smoke:
+        edge_reasons = {p: SMOKE_EDGE_REASON for p in grid} | (edge_reasons or {})
+    edges = check_interior(best, grid, edge_reasons)
     evidence = {
         "metric": f"ndcg@{k}",
         "validation": float(table[f"ndcg@{k}"].iloc[0]),
         "grid": grid,
         "fixed": fixed,
+        "edges": edges,
         "protocol": "grid search on (fit, valid) carved from train; benchmark split seed",
     }
     write_choice(name, best, chapter=chapter, smoke=smoke, seed=seed, evidence=evidence, path=path,
@@ -212,5 +230,6 @@ def validated(
         k=k,
         path=path,
         dataset=dataset,
+        edge_reasons=EDGE_REASONS.get(name),
     )
     return best
