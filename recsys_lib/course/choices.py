@@ -44,9 +44,9 @@ CHOICES_ENV = "RECSYS_CHOICES"
 GRIDS: dict[str, dict[str, dict[str, list]]] = {
     "full": {
         "als": {
-            "factors": [32, 64, 128],
+            "factors": [16, 32, 64],
             "regularization": [1.0, 10.0, 20.0, 30.0, 50.0, 100.0],
-            "alpha": [1.0, 2.0, 3.0],
+            "alpha": [0.5, 1.0, 2.0],
         },
         "ease": {"regularization": [100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0]},
     },
@@ -56,11 +56,22 @@ GRIDS: dict[str, dict[str, dict[str, list]]] = {
     },
 }
 
+# The hybrid's text weight w in (1 - w) z(ALS) + w z(text), text = the content profile: chosen on
+# validation by chapter 4 (its BLEND_WEIGHTS parameter holds the same list; a test checks it)
+# and read by the quick start and the explorer (recsys_lib.course.pipeline.validated_text_weight).
+HYBRID_CHOICE = "hybrid_weight"
+HYBRID_WEIGHTS: dict[str, list[float]] = {
+    "full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0],
+    "smoke": [0.0, 0.1, 1.0],
+}
+
 # Why a full grid stops where it does, for each value chosen on its edge (name -> parameter ->
 # reason; see :func:`recsys_lib.evaluation.tuning.check_interior`). Empty: every full-run
 # optimum of chapter 3's grids is interior. Smoke grids are too small to bracket anything, so a
 # smoke run records :data:`SMOKE_EDGE_REASON` for its edges instead.
-EDGE_REASONS: dict[str, dict[str, str]] = {}
+EDGE_REASONS: dict[str, dict[str, str]] = {
+    HYBRID_CHOICE: {"weight": "0 and 1 are the bounds of a blend weight: ALS alone, text alone"},
+}
 SMOKE_EDGE_REASON = "smoke run: a grid of one or two values exercises the code, it brackets nothing"
 
 MODELS: dict[str, Callable[..., Model]] = {
