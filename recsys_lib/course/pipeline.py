@@ -48,8 +48,9 @@ DEFAULT_ALS_PARAMS = {"factors": 32, "regularization": 20.0, "alpha": 1.0}
 def content_profile_model(train: Interactions, item_text: np.ndarray) -> FactorModel:
     """The hybrid's text side: each user is the mean of the unit text vectors of the films
     they interacted with in ``train`` (:func:`~recsys_lib.retrieval.similarity.user_profiles`),
-    scored against every film's text vector by dot product."""
-    return FactorModel(user_profiles(train, item_text), item_text).fit(train)
+    scored against every film's unit text vector by dot product."""
+    unit = normalize_rows(item_text)
+    return FactorModel(user_profiles(train, unit), unit).fit(train)
 
 
 def choose_text_weight(
@@ -60,6 +61,7 @@ def choose_text_weight(
     seed: int,
     smoke: bool,
     weights: Sequence[float] | None = None,
+    normalization: str = "zscore",
     chapter: str = "04_similarity_and_hybrid",
     path: str | os.PathLike | None = None,
     dataset: str = MOVIELENS,
@@ -68,6 +70,8 @@ def choose_text_weight(
     validation (ALS and profiles fitted on ``data.fit``, scored on ``data.valid``), over
     ``weights`` (default :data:`~recsys_lib.course.choices.HYBRID_WEIGHTS` for the mode), and
     store it as choice :data:`~recsys_lib.course.choices.HYBRID_CHOICE` with its curve.
+    ``normalization``: per-user score normalisation of the blend (stored with the choice; the
+    quick start reads only a "zscore" choice, its own).
 
     Returns (weight, curve: one row per weight with its validation metrics).
     """
@@ -86,6 +90,7 @@ def choose_text_weight(
         "validation": float(curve["ndcg@10"].max()),
         "grid": {"weight": grid},
         "als": dict(als_params),
+        "normalization": normalization,
         "edges": edges,
         "curve": curve[["weight", "ndcg@10"]].to_dict("list"),
         "protocol": "text weight of (1 - w) z(ALS) + w z(content profile) on (fit, valid)",
@@ -111,7 +116,13 @@ def validated_text_weight(
     hybrid (quick start, chapter 4, the explorer) blends with one weight."""
     stored = choices.read_choice(choices.HYBRID_CHOICE, smoke=smoke, seed=seed, path=path,
                                  dataset=dataset)  # fmt: skip
-    if stored is not None and stored.get("als") == dict(als_params) and "curve" in stored:
+    usable = (
+        stored is not None
+        and stored.get("als") == dict(als_params)
+        and stored.get("normalization", "zscore") == "zscore"
+        and "curve" in stored
+    )
+    if stored is not None and usable:
         return float(stored["value"]), pd.DataFrame(stored["curve"])
     return choose_text_weight(data, item_text, als_params, seed=seed, smoke=smoke, path=path,
                               dataset=dataset)  # fmt: skip
