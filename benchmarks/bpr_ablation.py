@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from _common import print_table
+from scipy import sparse
 
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.data.owndata import load_dataset
