@@ -42,6 +42,10 @@ CORNAC = {"factors": 200, "learning_rate": 0.01, "regularization": 0.001, "itera
 ROWS: list[tuple[str, str, dict]] = [
     ("implicit, chapter 3's search winner", "implicit",
      {"factors": 128, "learning_rate": 0.003, "regularization": 0.001, "iterations": 200}),
+    ("implicit, chapter 3's search winner, learning rate 0.001", "implicit",
+     {"factors": 128, "learning_rate": 0.001, "regularization": 0.001, "iterations": 200}),
+    ("implicit, chapter 3's search winner, 400 epochs", "implicit",
+     {"factors": 128, "learning_rate": 0.003, "regularization": 0.001, "iterations": 400}),
     ("implicit, cornac's settings", "implicit", CORNAC),
     ("implicit, cornac's settings, 1 thread", "implicit", {**CORNAC, "num_threads": 1}),
     ("implicit, cornac's settings, 400 epochs", "implicit", {**CORNAC, "iterations": 400}),

@@ -196,3 +196,9 @@ def test_the_pipeline_copy_of_the_als_choice_matches_chapter_3_when_it_has_run()
     if stored is None:
         pytest.skip("no full run of chapter 3 has written build/choices.json here")
     assert stored["value"] == DEFAULT_ALS_PARAMS, "update pipeline.DEFAULT_ALS_PARAMS"
+
+
+def test_grid_edges_reads_numpy_numbers():
+    grid = {"factors": [np.int64(16), np.int64(32)], "alpha": [np.float32(0.5), np.float32(1.0)]}
+    assert tuning.grid_edges({"factors": 16, "alpha": np.float32(1.0)}, grid) == {
+        "factors": "lowest", "alpha": "highest"}  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import numbers
 import logging
 import os
 import time
@@ -121,7 +122,7 @@ def grid_edges(best: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, st
     next value beyond it might be better still."""
     edges = {}
     for name, values in grid.items():
-        numeric = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        numeric = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, bool)]
         if len(set(numeric)) < 2 or len(numeric) != len(values) or name not in best:
             continue
         if best[name] == min(numeric):
