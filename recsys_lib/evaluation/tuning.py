@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import numbers
 import logging
+import numbers
 import os
 import time
 import zlib
