@@ -153,7 +153,10 @@ class QuickStart:
         catalogue = self.data.train.catalogue
         row = int(catalogue.user_index([user_id])[0])
         columns = self.data.train.matrix[row].indices
-        profile = cast(FactorModel, self.models["text"]).user_factors[row]
+        factors = cast(FactorModel, self.models["text"]).user_factors
+        if factors is None:
+            raise ValueError("the text model is not fitted; build it with build_quickstart.")
+        profile = factors[row]
         unit = normalize_rows(self.item_text[columns])
         titles = self.movielens.items.set_index("item_id")["title"]
         ids = catalogue.item_ids[columns]
