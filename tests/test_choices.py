@@ -140,7 +140,9 @@ def test_chapter_3_full_grids_bracket_their_stored_choices():
         for name, record in entries.items():
             if "grid" not in record:
                 continue
-            edges = tuning.grid_edges(record["value"], record["grid"])
+            value = record["value"]  # a one-parameter choice (the hybrid weight) is stored bare
+            value = value if isinstance(value, dict) else {next(iter(record["grid"])): value}
+            edges = tuning.grid_edges(value, record["grid"])
             reasons = {p: e.get("reason", "") for p, e in record.get("edges", {}).items()}
             unexplained = {p: s for p, s in edges.items() if not reasons.get(p, "").strip()}
             assert not unexplained, f"{key} {name}: {unexplained} on the grid's edge, no reason"
@@ -202,3 +204,8 @@ def test_grid_edges_reads_numpy_numbers():
     grid = {"factors": [np.int64(16), np.int64(32)], "alpha": [np.float32(0.5), np.float32(1.0)]}
     assert tuning.grid_edges({"factors": 16, "alpha": np.float32(1.0)}, grid) == {
         "factors": "lowest", "alpha": "highest"}  # fmt: skip
+
+
+def test_grid_edges_wants_the_parameters_by_name():
+    with pytest.raises(TypeError, match="dict of parameter"):
+        tuning.grid_edges(0.1, {"weight": [0.0, 0.1, 0.2]})

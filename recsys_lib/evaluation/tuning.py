@@ -120,6 +120,8 @@ def grid_edges(best: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, st
     "highest". Only numeric parameters searched over two or more values count (a single value
     is fixed, not chosen; strings have no order). An optimum on an edge is not bracketed: the
     next value beyond it might be better still."""
+    if not isinstance(best, dict):
+        raise TypeError(f"best must be a dict of parameter -> chosen value, got {best!r}.")
     edges = {}
     for name, values in grid.items():
         numeric = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, bool)]
