@@ -197,3 +197,49 @@ def test_impossible_statistics_inputs_are_refused(call, pattern):
 def test_minimum_detectable_effect_hand_computed():
     z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
     assert minimum_detectable_effect(2.0, 50) == pytest.approx(z * 2.0 * math.sqrt(2 / 50))
+
+
+def test_sample_size_noninferiority_formula_and_simulated_power():
+    from recsys_lib.business.abtest import sample_size_noninferiority
+
+    sd, mean, drop = 0.8, 0.7, 0.03
+    c = 1 - drop
+    za, zb = stats.norm.ppf(0.95), stats.norm.ppf(0.8)
+    want = (za + zb) ** 2 * sd**2 * (1 + c**2) / (mean * (1 - c)) ** 2
+    assert sample_size_noninferiority(sd, mean, drop) == int(np.ceil(want))
+    # a planned loss of 1% leaves a gap of 2%: (3/2)^2 times as many units
+    n_loss = sample_size_noninferiority(sd, mean, drop, expected_change=-0.01)
+    assert n_loss == pytest.approx(want * 2.25, rel=1e-3)
+    # simulated: at the planned size the one-sided test shows non-inferiority ~80% of the time
+    rng = np.random.default_rng(0)
+    n = sample_size_noninferiority(1.0, 5.0, 0.05, expected_change=-0.01)
+    shown = [
+        noninferiority_test(rng.normal(5.0, 1.0, n), rng.normal(4.95, 1.0, n), 0.05)[1] < 0.05
+        for _ in range(400)
+    ]
+    assert 0.74 <= np.mean(shown) <= 0.86
+    with pytest.raises(ValueError, match="beyond the allowed drop"):
+        sample_size_noninferiority(sd, mean, drop, expected_change=-0.03)
+    with pytest.raises(ValueError, match="max_relative_drop"):
+        sample_size_noninferiority(sd, mean, 1.5)
+
+
+def test_ship_decision_needs_revenue_and_every_guardrail():
+    from recsys_lib.business.abtest import ship_decision
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    rev_a, rev_b = rng.exponential(1.0, n), rng.exponential(1.2, n)  # +20% revenue
+    clicks_a = rng.poisson(1.0, n).astype(float)
+    same, lower = rng.poisson(1.0, n).astype(float), rng.poisson(0.95, n).astype(float)
+    drops = {"clicks": 0.03}
+    ok = ship_decision((rev_a, rev_b), {"clicks": (clicks_a, same)}, drops, ["clicks"])
+    assert ok["ship"] and ok["reasons"] == [] and ok["guardrails"]["holds"].all()
+    # a 5% click loss against a 3% budget: the lenient rule may pass it, the powered one not
+    bad = ship_decision((rev_a, rev_b), {"clicks": (clicks_a, lower)}, drops, ["clicks"])
+    assert not bad["ship"] and "clicks changed -" in bad["reasons"][0]
+    assert "not shown to be within" in bad["reasons"][0]
+    flat = ship_decision((rev_a, rev_a[::-1]), {"clicks": (clicks_a, same)}, drops)
+    assert not flat["ship"] and "not significantly positive" in flat["reasons"][0]
+    with pytest.raises(ValueError, match="must_show_noninferior"):
+        ship_decision((rev_a, rev_b), {"clicks": (clicks_a, same)}, drops, ["margin"])

@@ -3,11 +3,13 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys_lib.business import (
     candidate_positions,
     catalog_coverage,
+    choose_operating_point,
     ctr,
     cvr,
     expected_value,
@@ -324,3 +326,53 @@ def test_slate_predictions_from_candidates_equal_a_new_forward_pass(shop_and_log
             == slates).all()  # fmt: skip
     with pytest.raises(ValueError, match="not among"):
         candidate_positions(req.candidates[:1], np.array([[-1]]))
+
+
+def test_choose_operating_point_on_a_ctr_loss_bound():
+    sweep = pd.DataFrame(
+        {
+            "value_weight": [0.0, 0.1, 0.2, 0.3],
+            "ctr": [0.100, 0.099, 0.098, 0.090],
+            "revenue_per_impression": [1.0, 1.1, 1.2, 1.5],
+            "ctr_loss_high": [0.0, 0.02, 0.035, 0.12],  # upper bounds of the relative loss
+            "pareto": [True] * 4,
+        }
+    )
+    base = sweep.iloc[0]
+    # point estimates: 0.2 loses 2% (within 3%); its bound (3.5%) does not fit the budget
+    assert choose_operating_point(sweep, base, 0.03).value_weight == 0.2
+    bounded = choose_operating_point(sweep, base, 0.03, ctr_loss_bound_col="ctr_loss_high")
+    assert bounded.value_weight == 0.1
+    with pytest.raises(ValueError, match="no Pareto point"):
+        choose_operating_point(sweep.iloc[1:], base, 0.01, ctr_loss_bound_col="ctr_loss_high")
+
+
+def test_value_weight_tradeoff_with_a_ctr_bound_is_more_cautious(shop_and_log):
+    from recsys_lib.business import offline_values, ope, slate_predictions
+
+    shop, log = shop_and_log
+    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
+                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    held, test = simulate_logs(shop, 20_000, seed=8), sample_requests(shop, 300, seed=6)
+    weights = [0.0, 0.1, 0.3, 1.0]
+    feats = one_hot(shop.category)
+    bounded = value_weight_tradeoff(shop, model, held, test, 10, weights, 0.1, feats,
+                                    ctr_bound_alpha=0.05)  # fmt: skip
+    users, cands = held.requests.users, held.requests.candidates
+    pc, pv = predict_ctr_cvr(model, users, cands, shop.catalog)
+    b = ope.position_bias_from_exploration(held.clicks, held.explored)
+    q_log = slate_predictions(model, users, held.slates, shop.catalog)
+    vals = {}
+    for w in weights:
+        sl = tradeoff_slates(pc, pv, shop.price[cands], cands, 10, w)
+        vals[w] = offline_values(held, sl, shop.price, b, q_log,
+                                 slate_predictions(model, users, sl, shop.catalog))  # fmt: skip
+    bound = {
+        w: -ope.paired_difference(vals[w]["ctr"], vals[0.0]["ctr"], 0.1, relative=True).ci_low
+        for w in weights
+    }
+    ok = [w for w in weights if w == 0.0 or bound[w] <= 0.1]
+    best = max(ok, key=lambda w: vals[w]["revenue_per_impression"].mean())
+    assert bounded["value_weight"] == best
+    plain = value_weight_tradeoff(shop, model, held, test, 10, weights, 0.1, feats)
+    assert bounded["value_weight"] <= plain["value_weight"]

@@ -10,6 +10,7 @@ import pytest
 from recsys_lib.course import choices
 from recsys_lib.course.notebooks import list_notebooks
 from recsys_lib.data.splits import benchmark_data
+from recsys_lib.evaluation import tuning
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -70,13 +71,18 @@ def test_corrupt_file_gives_a_clear_error(tmp_path):
 def test_choose_writes_the_validation_winner_and_validated_reads_it(small_data, tmp_path):
     path = tmp_path / "choices.json"
     grid = {"regularization": [1.0, 50.0]}
+    with pytest.raises(ValueError, match="regularization=.* is the (lowest|highest) of"):
+        choices.choose("ease", small_data, grid, chapter="03", smoke=False, seed=1, path=path)
+    assert not path.exists()  # nothing written for an unexplained edge
+    why = {"regularization": "a two-point illustration"}
     best, table = choices.choose("ease", small_data, grid, chapter="03", smoke=False, seed=1,
-                                 path=path)  # fmt: skip
+                                 path=path, edge_reasons=why)  # fmt: skip
     assert best == {"regularization": float(table["regularization"].iloc[0])}
     assert table["ndcg@10"].iloc[0] >= table["ndcg@10"].iloc[1]  # best first
     stored = choices.read_choice("ease", smoke=False, seed=1, path=path)
     assert stored["validation"] == pytest.approx(table["ndcg@10"].iloc[0])
     assert stored["grid"] == grid
+    assert stored["edges"]["regularization"]["reason"] == why["regularization"]
     assert choices.validated("ease", small_data, smoke=False, seed=1, path=path) == best
     never = lambda: pytest.fail("the data is built only when the choice is absent")  # noqa: E731
     assert choices.validated("ease", never, smoke=False, seed=1, path=path) == best
@@ -90,6 +96,56 @@ def test_validated_runs_chapter_3_search_when_absent(small_data, tmp_path, monke
     assert choices.read_choice("als", smoke=True, seed=1, path=path)["value"] == got
     with pytest.raises(KeyError, match="run chapter 3 first"):
         choices.validated("bpr", small_data, smoke=True, seed=1, path=path)
+
+
+def test_grid_edges_and_check_interior():
+    grid = {"factors": [16, 32, 64], "alpha": [0.5, 1.0, 2.0], "solver": ["cg", "cholesky"],
+            "iterations": [15]}  # fmt: skip
+    interior = {"factors": 32, "alpha": 1.0, "solver": "cg", "iterations": 15}
+    assert tuning.grid_edges(interior, grid) == {}
+    assert tuning.check_interior(interior, grid) == {}
+    low_high = {**interior, "factors": 16, "alpha": 2.0}
+    assert tuning.grid_edges(low_high, grid) == {"factors": "lowest", "alpha": "highest"}
+    with pytest.raises(ValueError, match=r"factors=16 is the lowest of \[16, 32, 64\]") as error:
+        tuning.check_interior(low_high, grid, {"alpha": "the bound of the parameter"})
+    assert "alpha" not in str(error.value)  # the explained edge is not reported
+    with pytest.raises(ValueError, match="alpha"):  # a blank reason is no reason
+        tuning.check_interior(low_high, grid, {"factors": "cost", "alpha": " "})
+    recorded = tuning.check_interior(low_high, grid, {"factors": "cost", "alpha": "bound"})
+    assert recorded == {"factors": {"side": "lowest", "reason": "cost"},
+                        "alpha": {"side": "highest", "reason": "bound"}}  # fmt: skip
+    with pytest.raises(ValueError, match="not in the grid"):
+        tuning.check_interior(interior, grid, {"rank": "typo"})
+    # the order of the grid's list does not matter; an unsorted grid has the same edges
+    assert tuning.grid_edges({"alpha": 0.5}, {"alpha": [1.0, 0.5, 2.0]}) == {"alpha": "lowest"}
+
+
+def test_smoke_choices_record_their_edges_with_the_smoke_reason(small_data, tmp_path):
+    path = tmp_path / "choices.json"
+    choices.choose("ease", small_data, {"regularization": [1.0, 50.0]}, chapter="03",
+                   smoke=True, seed=1, path=path)  # fmt: skip
+    edges = choices.read_choice("ease", smoke=True, seed=1, path=path)["edges"]
+    assert edges["regularization"]["reason"] == choices.SMOKE_EDGE_REASON
+
+
+def test_chapter_3_full_grids_bracket_their_stored_choices():
+    """A full run's stored choice on a grid edge must carry a reason (checked when written)."""
+    content = (
+        json.loads(choices.choices_path().read_text()) if choices.choices_path().exists() else {}
+    )
+    runs = {key: entries for key, entries in content.items() if key.startswith("full/")}
+    if not runs:
+        pytest.skip("no full run has written build/choices.json here")
+    for key, entries in runs.items():
+        for name, record in entries.items():
+            if "grid" not in record or "edges" not in record:
+                continue  # not a grid choice, or written before choices recorded their edges
+            value = record["value"]  # a one-parameter choice (the hybrid weight) is stored bare
+            value = value if isinstance(value, dict) else {next(iter(record["grid"])): value}
+            edges = tuning.grid_edges(value, record["grid"])
+            reasons = {p: e.get("reason", "") for p, e in record.get("edges", {}).items()}
+            unexplained = {p: s for p, s in edges.items() if not reasons.get(p, "").strip()}
+            assert not unexplained, f"{key} {name}: {unexplained} on the grid's edge, no reason"
 
 
 def _parameters(notebook: Path) -> dict:
@@ -142,3 +198,14 @@ def test_the_pipeline_copy_of_the_als_choice_matches_chapter_3_when_it_has_run()
     if stored is None:
         pytest.skip("no full run of chapter 3 has written build/choices.json here")
     assert stored["value"] == DEFAULT_ALS_PARAMS, "update pipeline.DEFAULT_ALS_PARAMS"
+
+
+def test_grid_edges_reads_numpy_numbers():
+    grid = {"factors": [np.int64(16), np.int64(32)], "alpha": [np.float32(0.5), np.float32(1.0)]}
+    assert tuning.grid_edges({"factors": 16, "alpha": np.float32(1.0)}, grid) == {
+        "factors": "lowest", "alpha": "highest"}  # fmt: skip
+
+
+def test_grid_edges_wants_the_parameters_by_name():
+    with pytest.raises(TypeError, match="dict of parameter"):
+        tuning.grid_edges(0.1, {"weight": [0.0, 0.1, 0.2]})

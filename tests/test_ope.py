@@ -208,3 +208,58 @@ def test_effective_sample_size_refuses_negative_or_nan_weights():
     for bad in ([1.0, -1.0], [1.0, np.nan]):
         with pytest.raises(ValueError, match="weights must hold only values"):
             effective_sample_size(np.array(bad))
+
+
+def test_pbm_values_average_to_the_estimate_and_pair_by_request():
+    from recsys_lib.business.ope import paired_difference, pbm_estimate, pbm_values
+
+    rng = np.random.default_rng(0)
+    n, k = 400, 3
+    logged = np.stack([rng.permutation(6)[:k] for _ in range(n)])
+    target = np.stack([rng.permutation(6)[:k] for _ in range(n)])
+    mu = np.full((n, k), 1 / 6)
+    y = (rng.random((n, k)) < 0.3).astype(float)
+    b = np.array([1.0, 0.6, 0.4])
+    v = pbm_values(y, logged, target, mu, b)
+    assert v.shape == (n,)
+    assert pbm_estimate(y, logged, target, mu, b).value == pytest.approx(v.mean())
+    # paired: the shared per-request noise cancels; the difference's interval is by hand
+    shared = rng.normal(0, 5, n)
+    a, c = shared + rng.normal(1.0, 0.1, n), shared + rng.normal(0.0, 0.1, n)
+    d = paired_difference(a, c)
+    se = (a - c).std(ddof=1) / np.sqrt(n)
+    assert d.value == pytest.approx((a - c).mean()) and d.se == pytest.approx(se)
+    assert d.ci_high - d.ci_low < 0.05  # unpaired, the shared noise would make it ~1 wide
+    rel = paired_difference(a + 10, c + 10, relative=True)
+    ratio = (a + 10).mean() / (c + 10).mean()
+    se_rel = ((a + 10) - ratio * (c + 10)).std(ddof=1) / np.sqrt(n) / (c + 10).mean()
+    assert rel.value == pytest.approx(ratio - 1) and rel.se == pytest.approx(se_rel)
+    with pytest.raises(ValueError, match="same requests"):
+        paired_difference(a, c[:-1])
+    with pytest.raises(ValueError, match="mean is 0"):
+        paired_difference(a, np.r_[1.0, -1.0, np.zeros(n - 2)], relative=True)
+
+
+def test_paired_relative_interval_covers_at_its_level():
+    from recsys_lib.business.ope import paired_difference
+
+    rng = np.random.default_rng(3)
+    covered = 0
+    for _ in range(400):
+        base = rng.poisson(0.7, 2000).astype(float)  # clicks per visit
+        treat = base * 0 + rng.binomial(base.astype(int) + 1, 0.6)  # correlated with base
+        truth = (0.6 * (0.7 + 1)) / 0.7 - 1
+        covered += paired_difference(treat, base, relative=True).covers(truth)
+    assert 0.92 <= covered / 400 <= 0.98
+
+
+def test_mean_estimate_by_hand():
+    from recsys_lib.business.ope import mean_estimate
+
+    v = np.array([1.0, 2.0, 3.0, 6.0])
+    e = mean_estimate(v, alpha=0.1)
+    se = v.std(ddof=1) / 2
+    assert e.value == 3.0 and e.se == pytest.approx(se)
+    assert e.ci_high - e.ci_low == pytest.approx(2 * stats.norm.ppf(0.95) * se)
+    with pytest.raises(ValueError, match="alpha"):
+        mean_estimate(v, alpha=1.0)

@@ -166,6 +166,7 @@ def test_load_test_counts_answers_and_errors(server):
                    n_requests=60, warmup=5)  # fmt: skip
     assert (ok["requests"], ok["errors"]) == (60, 0)
     assert 0 < ok["p50_ms"] <= ok["p95_ms"] <= ok["p99_ms"]
+    assert 0 < ok["mean_ms"] <= ok["p99_ms"] * 2  # the mean latency, for Little's law
     assert ok["requests_per_second"] > 0
     bad = load_test(proc.url, ["/recommend?user_id=99999", "/health"], concurrency=2,
                     n_requests=10, warmup=0)  # fmt: skip
@@ -174,6 +175,7 @@ def test_load_test_counts_answers_and_errors(server):
     assert list(table.index) == [1, 3] and (table["errors"] == 0).all()
     assert (table["server_cpu_ms"] >= 0).all() and proc.cpu_seconds() > 0
     assert (table["requests"] == 10).all() and (table["repeats"] == 2).all()
+    assert (table["mean_ms"] > 0).all()
 
 
 def test_load_test_is_bounded_and_loopback_only(server):

@@ -123,3 +123,27 @@ def test_cold_item_split_removes_items_from_train(movielens):
     assert not train["item_id"].isin(cold).any()
     assert cold_test["item_id"].isin(cold).all()
     assert len(train) + len(cold_test) == 100_000
+
+
+def test_temporal_benchmark_keeps_test_users_seen_before_the_cut():
+    from recsys_lib.data.splits import temporal_benchmark
+
+    # user 1 rates early and late; user 2 only after the cut; film 40 first appears after it
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2],
+            "item_id": [10, 20, 30, 40, 10, 20],
+            "rating": [4.0] * 6,
+            "timestamp": [1, 2, 3, 10, 11, 12],
+        }
+    )
+    train, test, counts = temporal_benchmark(frame, ratio=0.5)
+    assert train.nnz == 3 and test.nnz == 1  # user 1's film 40; user 2's ratings dropped
+    assert counts == {
+        "test users kept": 1,
+        "test users dropped (first seen after the cut)": 1,
+        "test ratings kept": 1,
+        "of which on films with no train rating": 1,
+    }
+    assert train.shape == test.shape  # one catalogue: rows and columns line up
+    assert test.matrix[train.catalogue.user_index([1])[0]].nnz == 1

@@ -11,6 +11,7 @@ from recsys_lib.text.descriptions import (
     PRIVACY_EXCLUDED_FIELDS,
     age_bucket,
     description_fields,
+    genre_claim_check,
     genre_preferences,
     item_descriptions,
     join_genres,
@@ -253,3 +254,55 @@ def test_names_title_matches_whole_titles_only():
     assert not names_title("User 1 likes Crime; loved Primal Fear (1996).", "Fear (1996)")
     assert names_title("User 1 likes Crime; loved Fear (1996).", "Fear (1996)")
     assert not names_title("User 8 likes Drama.", "Fargo (1996)")
+
+
+def test_minimum_support_removes_genres_rated_too_rarely(items, ratings):
+    # user 1 rated one film of each of Animation/Children's/Comedy, Horror/Sci-Fi, Action/Crime
+    lift = genre_preferences(ratings, items, weighting="lift")
+    supported = genre_preferences(ratings, items, weighting="lift", min_films=2)
+    assert lift.loc[1, "Animation"] > 0 and supported.loc[1, "Animation"] == 0.0
+    # user 2 rated 2 films; Horror/Sci-Fi (Alien) and Action/Crime (Heat) have one film each
+    assert (supported.to_numpy() == 0).all()
+    # the scores that stay keep their value (support masks, it does not rescale)
+    two = pd.DataFrame({"user_id": [1, 1, 1], "item_id": [20, 30, 40], "rating": [4.0, 4.0, 4.0]})
+    items_two = items.assign(genres=[["Animation"], ["Horror"], ["Horror"], ["Drama"]])
+    assert genre_preferences(two, items_two, min_films=2).loc[1, "Horror"] == pytest.approx(
+        genre_preferences(two, items_two).loc[1, "Horror"]
+    )
+    described = user_descriptions(ratings, items, n_titles=0, genre_min_films=2)
+    assert described[1] == "User 1 has no ratings yet." or "likes" not in described[1]
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="min_films"):
+            genre_preferences(ratings, items, min_films=bad)
+
+
+def test_genre_claim_check_counts_claims_the_held_out_ratings_confirm(items):
+    # user 1 rated one Horror film in fit but favours Comedy in both parts
+    fit = pd.DataFrame({"user_id": [1, 1, 1, 2, 2], "item_id": [10, 10, 20, 30, 20],
+                        "rating": [5.0, 5.0, 3.0, 4.0, 4.0]}).drop_duplicates(["user_id", "item_id"])  # fmt: skip
+    valid = pd.DataFrame({"user_id": [1, 2], "item_id": [10, 30], "rating": [5.0, 5.0]})
+    table = genre_claim_check(fit, valid, items, [1, 2], n_genres=3).set_index("min_films")
+    assert table.loc[1, "claims"] >= table.loc[2, "claims"]
+    assert table.loc[2, "claims"] == 0  # nobody rated two films of one genre in fit
+    assert 0 <= table.loc[1, "confirmed"] <= table.loc[1, "claims"]
+    assert table.loc[1, "confirmed share"] == table.loc[1, "confirmed"] / table.loc[1, "claims"]
+
+
+def test_the_library_genre_support_is_chapter_1s_validation_choice(movielens):
+    """GENRE_MIN_FILMS is where the confirmed genre claims peak on MovieLens's validation
+    split, and the peak is interior to the grid chapter 1 searches."""
+    from recsys_lib.data.splits import recommenders_stratified_split
+    from recsys_lib.evaluation.tuning import grid_edges
+    from recsys_lib.text.descriptions import GENRE_MIN_FILMS
+
+    train, _ = recommenders_stratified_split(movielens.ratings, ratio=0.75, seed=42)
+    fit, valid = recommenders_stratified_split(train, ratio=0.75, seed=7)
+    grid = [1, 2, 3, 4, 5, 6, 8]
+    table = genre_claim_check(fit, valid, movielens.items, grid)
+    chosen = int(table.loc[table["confirmed"].idxmax(), "min_films"])
+    assert chosen == GENRE_MIN_FILMS
+    assert grid_edges({"min_films": chosen}, {"min_films": grid}) == {}
+    rare = [c for c in table.columns if c.startswith("claims of ")][0]
+    assert (
+        table.set_index("min_films").loc[chosen, rare] < table.set_index("min_films").loc[1, rare]
+    )

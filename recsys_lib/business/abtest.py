@@ -8,8 +8,9 @@ relative lift is ``(b - a) / a``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,6 +114,41 @@ def sample_size_means(
     za = stats.norm.ppf(1 - alpha / 2 if two_sided else 1 - alpha)
     zb = stats.norm.ppf(power)
     return int(math.ceil(2 * (za + zb) ** 2 * sd**2 / mde**2))
+
+
+def sample_size_noninferiority(
+    sd: float,
+    mean: float,
+    max_relative_drop: float,
+    expected_change: float = 0.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> int:
+    """Units per arm for the one-sided non-inferiority test of :func:`noninferiority_test`
+    to show, with probability ``power``, that the treatment loses less than
+    ``max_relative_drop`` of the control's ``mean``, when its true relative change is
+    ``expected_change`` (0 = no change; a planned small loss such as -0.01 needs more)::
+
+        n = (z_{1-alpha} + z_power)^2 sd^2 (1 + c^2) / (mean (1 + expected_change - c))^2
+
+    with ``c = 1 - max_relative_drop`` and the same ``sd`` per unit in both arms. A change at
+    or beyond the margin cannot be shown non-inferior at any size: that is an error.
+    """
+    _check_alpha_power(alpha, power)
+    check_params("sample_size_noninferiority", {"sd": (SD[0], sd), "mean": (EFFECT, mean),
+                 "max_relative_drop": (Interval(float, 0, 1, closed="left"), max_relative_drop),
+                 "expected_change": (Interval(float, -1, None), expected_change)},
+                 hints={"sd": SD[1]})  # fmt: skip
+    c = 1 - max_relative_drop
+    gap = 1 + expected_change - c
+    if gap <= 0:
+        raise ValueError(
+            f"expected_change={expected_change:+.2%} is at or beyond the allowed drop "
+            f"-{max_relative_drop:.2%}: no sample size can show non-inferiority; choose a policy "
+            "whose expected loss is inside the margin, or widen the margin"
+        )
+    za, zb = stats.norm.ppf(1 - alpha), stats.norm.ppf(power)
+    return int(math.ceil((za + zb) ** 2 * sd**2 * (1 + c**2) / (mean * gap) ** 2))
 
 
 SAMPLE_SIZE_GRID = (1.0, 1.5, 2.0, 3.0, 5.0, 7.5)  # planned sizes: these times a power of 10
@@ -290,6 +326,43 @@ def guardrail_check(
              "noninferior": p < alpha, "passed": 1 - p >= alpha}
         )  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def ship_decision(
+    revenue: tuple[np.ndarray, np.ndarray],
+    guardrails: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    max_relative_drop: Mapping[str, float],
+    must_show_noninferior: Iterable[str] = (),
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """The A/B decision: ship when the revenue lift is significant and positive (Welch) and
+    every guardrail holds.
+
+    revenue: (control, treatment) per-unit values; guardrails / max_relative_drop as in
+    :func:`guardrail_check`. A guardrail named in ``must_show_noninferior`` holds only when
+    the data *show* its drop is within the allowed one (``noninferior``: the powered
+    non-inferiority test); the others hold unless the data show a larger drop (``passed``).
+    Returns ``ship`` (bool), ``revenue`` (the Welch :class:`TestResult`), ``guardrails`` (the
+    :func:`guardrail_check` table with a ``holds`` column) and ``reasons``: one sentence per
+    failed condition (empty when shipping).
+    """
+    strict = set(must_show_noninferior)
+    unknown = strict - set(max_relative_drop)
+    if unknown:
+        raise ValueError(f"must_show_noninferior names {sorted(unknown)}, which have no allowed "
+                         f"drop in max_relative_drop ({sorted(max_relative_drop)})")  # fmt: skip
+    welch = welch_test(*revenue, alpha=alpha)
+    guard = guardrail_check(guardrails, max_relative_drop, alpha=alpha)
+    guard["holds"] = np.where(guard["metric"].isin(strict), guard["noninferior"], guard["passed"])
+    reasons = []
+    if not (welch.significant(alpha) and welch.lift > 0):
+        reasons.append(f"the revenue lift {welch.lift:+.2%} is not significantly positive "
+                       f"(p = {welch.p_value:.3g})")  # fmt: skip
+    for row in guard[~guard["holds"]].itertuples():
+        test = "not shown to be within" if row.metric in strict else "significantly beyond"
+        reasons.append(f"{row.metric} changed {row.lift:+.2%}: {test} the allowed drop of "
+                       f"{row.max_drop:.1%} (p_noninferior = {row.p_noninferior:.3g})")  # fmt: skip
+    return {"ship": not reasons, "revenue": welch, "guardrails": guard, "reasons": reasons}
 
 
 def simulate_peeking(

@@ -267,6 +267,44 @@ def slate_predictions_from(
     return {"ctr": ctr, "revenue_per_impression": ctr * cvr * np.asarray(price)[slates]}
 
 
+def offline_values(
+    log: Any,
+    target_slates: np.ndarray,
+    price: np.ndarray,
+    position_bias: np.ndarray,
+    predicted_logged: Mapping[str, np.ndarray],
+    predicted_target: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Per-visit position-based doubly robust values (n,) of a slate policy's CTR and revenue
+    per impression on logged data (:func:`recsys_lib.business.ope.pbm_values`); their means are
+    the PBM-DR estimates of :func:`offline_estimates` (same arguments). Two policies' values, or
+    a policy's and :func:`logged_values`, pair visit by visit
+    (:func:`recsys_lib.business.ope.paired_difference`)."""
+    from recsys_lib.business import ope
+
+    b = np.asarray(position_bias, dtype=float)
+    rewards = {"ctr": log.clicks, "revenue_per_impression": log.purchases * price[log.slates]}
+    return {
+        m: ope.pbm_values(
+            y,
+            log.slates,
+            target_slates,
+            log.propensity,
+            b,
+            predicted_logged[m],
+            predicted_target[m],
+        )  # fmt: skip
+        for m, y in rewards.items()
+    }
+
+
+def logged_values(log: Any, price: np.ndarray) -> dict[str, np.ndarray]:
+    """What the logging policy itself achieved on each logged visit (n,): clicks and revenue
+    per impression, observed, with no model and no weights (its on-policy value)."""
+    revenue = log.purchases * np.asarray(price)[log.slates]
+    return {"ctr": log.clicks.mean(axis=1), "revenue_per_impression": revenue.mean(axis=1)}
+
+
 def offline_estimates(
     log: Any,
     target_slates: np.ndarray,

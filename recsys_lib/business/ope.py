@@ -98,6 +98,15 @@ def _mean_estimate(per_request: np.ndarray, alpha: float) -> Estimate:
     return _normal_estimate(float(per_request.mean()), se, n, alpha)
 
 
+def mean_estimate(per_request: np.ndarray, alpha: float = 0.05) -> Estimate:
+    """Mean of i.i.d. per-request values (n,), e.g. :func:`pbm_values`, with its normal
+    (1 - alpha) interval from the standard error over requests."""
+    values = check_array("per_request", per_request, ndim=1)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1)")
+    return _mean_estimate(values, alpha)
+
+
 def ips_estimate(
     rewards: np.ndarray,
     target_prob: np.ndarray,
@@ -190,7 +199,7 @@ def position_bias_from_exploration(clicks: np.ndarray, explored: np.ndarray) -> 
     return np.asarray(rate / rate[0])
 
 
-def pbm_estimate(
+def pbm_values(
     rewards: np.ndarray,
     logged_slates: np.ndarray,
     target_slates: np.ndarray,
@@ -198,9 +207,12 @@ def pbm_estimate(
     position_bias: np.ndarray,
     predicted_logged: np.ndarray | None = None,
     predicted_target: np.ndarray | None = None,
-    alpha: float = 0.05,
-) -> Estimate:
-    """Off-policy value of a slate policy under the position-based model (PBM): the reward of
+) -> np.ndarray:
+    """Per-request terms (n,) of the position-based estimate :func:`pbm_estimate`: their mean
+    is the estimate, and two policies' terms on the same logged requests can be subtracted
+    request by request (a paired comparison, see :func:`paired_difference`).
+
+    Off-policy value of a slate policy under the position-based model (PBM): the reward of
     item i at slot k is ``b_k * v(x, i)``, an examination probability times an item value.
 
     Then one logged (item, slot j) tells about that item at *any* slot: the item-level
@@ -230,8 +242,6 @@ def pbm_estimate(
         raise ValueError(f"position_bias must be (K,)=({r.shape[1]},) and positive, got {b}")
     if (mu <= 0).any():
         raise ValueError(f"logging_prob has {(mu <= 0).sum()} non-positive entries")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha} must be in (0, 1)")
     zero = np.zeros_like(r)
     q_log = zero if predicted_logged is None else check_array("predicted_logged", predicted_logged)
     q_tgt = zero if predicted_target is None else check_array("predicted_target", predicted_target)
@@ -241,7 +251,56 @@ def pbm_estimate(
     item_value = (r - b * q_log) / (k * b * mu)  # (n, K): residual value of the logged item
     same = tg[:, :, None] == lg[:, None, :]  # (n, K target slots, K logged slots)
     correction = np.einsum("nkj,nj->nk", same, item_value)
-    return _mean_estimate((b * (q_tgt + correction)).mean(axis=1), alpha)
+    return np.asarray((b * (q_tgt + correction)).mean(axis=1))
+
+
+def pbm_estimate(
+    rewards: np.ndarray,
+    logged_slates: np.ndarray,
+    target_slates: np.ndarray,
+    logging_prob: np.ndarray,
+    position_bias: np.ndarray,
+    predicted_logged: np.ndarray | None = None,
+    predicted_target: np.ndarray | None = None,
+    alpha: float = 0.05,
+) -> Estimate:
+    """The position-based doubly robust estimate with its normal (1 - alpha) interval over
+    requests; arguments and model as in :func:`pbm_values`."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1)")
+    values = pbm_values(rewards, logged_slates, target_slates, logging_prob, position_bias,
+                        predicted_logged, predicted_target)  # fmt: skip
+    return _mean_estimate(values, alpha)
+
+
+def paired_difference(
+    target: np.ndarray, reference: np.ndarray, alpha: float = 0.05, relative: bool = False
+) -> Estimate:
+    """Difference of two policies' values measured on the *same* requests, with its interval.
+
+    target, reference: (n,) per-request values (e.g. :func:`pbm_values` of two policies on one
+    log, or a policy's estimate and the logging policy's observed per-request reward). The
+    standard error is that of the per-request differences, so noise the two share (the same
+    visitors, the same lucky purchases) cancels instead of adding up. ``relative``: the
+    relative change ``mean(target) / mean(reference) - 1`` with a delta-method interval
+    (standard error of ``target - R * reference`` over ``mean(reference)``), else the
+    difference of means.
+    """
+    t = check_array("target", target, ndim=1)
+    r = check_array("reference", reference, ndim=1)
+    if t.shape != r.shape:
+        raise ValueError(f"target {t.shape} and reference {r.shape} must be the same requests (n,)")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1)")
+    _require_requests(len(t))
+    if not relative:
+        return _mean_estimate(t - r, alpha)
+    base = float(r.mean())
+    if base == 0:
+        raise ValueError("the reference's mean is 0, so a relative change is undefined")
+    ratio = float(t.mean()) / base
+    se = float((t - ratio * r).std(ddof=1) / np.sqrt(len(t)) / abs(base))
+    return _normal_estimate(ratio - 1, se, len(t), alpha)
 
 
 def effective_sample_size(weights: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from recsys_lib.business.kpis import (
 )
 from recsys_lib.business.multitask import (
     MultiTaskModel,
-    offline_estimates,
+    offline_values,
     predict_ctr_cvr,
     slate_predictions,
     slate_predictions_from,
@@ -222,13 +222,22 @@ def choose_operating_point(
     max_ctr_drop: float,
     objective: str = "revenue_per_impression",
     ctr_col: str = "ctr",
+    ctr_loss_bound_col: str | None = None,
 ) -> pd.Series:
     """Pick the Pareto row with the highest ``objective`` whose CTR is at most
     ``max_ctr_drop`` (relative) below ``baseline[ctr_col]``.
 
-    sweep: output of :func:`pareto_sweep`. Raises if no Pareto row satisfies the constraint.
+    sweep: output of :func:`pareto_sweep`. With ``ctr_loss_bound_col`` (a column holding an
+    upper confidence bound of each row's relative CTR loss against the baseline, e.g. from a
+    paired comparison on the same logs), a row qualifies only when that *bound* is at most
+    ``max_ctr_drop``: the rule then leaves room for the estimate's own error instead of an
+    ad hoc margin. Raises if no Pareto row satisfies the constraint.
     """
-    ok = sweep[sweep["pareto"] & (sweep[ctr_col] >= (1 - max_ctr_drop) * baseline[ctr_col])]
+    if ctr_loss_bound_col is not None:
+        within = sweep[ctr_loss_bound_col] <= max_ctr_drop
+    else:
+        within = sweep[ctr_col] >= (1 - max_ctr_drop) * baseline[ctr_col]
+    ok = sweep[sweep["pareto"] & within]
     if ok.empty:
         raise ValueError(
             f"no Pareto point keeps {ctr_col} within {max_ctr_drop:.1%} of the baseline "
@@ -246,6 +255,7 @@ def value_weight_tradeoff(
     weights: Iterable[float],
     max_ctr_drop: float,
     item_features: np.ndarray,
+    ctr_bound_alpha: float | None = None,
 ) -> dict[str, float]:
     """Choose the value weight on ``tune`` data, then measure that choice on ``test`` visits.
 
@@ -258,14 +268,19 @@ def value_weight_tradeoff(
     :class:`recsys_lib.business.shop.Requests` (then the simulator's truth judges them, an oracle).
     ``test``: Requests judged by the simulator's truth (:func:`evaluate_slates`). Returns the
     weight and, for "tune" and "test", the revenue lift and CTR change relative to weight 0.
+    With ``ctr_bound_alpha`` and logged ``tune`` data, a weight qualifies only when the
+    one-sided (1 - ctr_bound_alpha) upper bound of its CTR loss against weight 0, paired visit
+    by visit on the tuning logs, is at most ``max_ctr_drop`` (as in
+    :func:`choose_operating_point` with ``ctr_loss_bound_col``).
     """
-    from recsys_lib.business.ope import position_bias_from_exploration
+    from recsys_lib.business.ope import paired_difference, position_bias_from_exploration
     from recsys_lib.business.shop import ImpressionLog
 
     weights = [float(w) for w in weights]
     if 0.0 not in weights:
         raise ValueError("weights must include 0 (the CTR-optimal baseline)")
     truth: dict[str, Any] = {}
+    per_visit: dict[float, np.ndarray] = {}  # tuning CTR per visit and weight, for the bound
     for tag, data in (("tune", tune), ("test", test)):
         logged = isinstance(data, ImpressionLog)
         visits = data.requests if logged else data
@@ -279,12 +294,19 @@ def value_weight_tradeoff(
             slates = tradeoff_slates(pctr, pcvr, price, visits.candidates, k, w)
             if logged:
                 q_tgt = slate_predictions_from(pctr, pcvr, visits.candidates, slates, shop.price)
-                est = offline_estimates(data, slates, shop.price, bias, q_log, q_tgt)
-                truth[tag][w] = {m: e["PBM-DR"].value for m, e in est.items()}
+                values = offline_values(data, slates, shop.price, bias, q_log, q_tgt)
+                per_visit[w] = values["ctr"]
+                truth[tag][w] = {m: float(v.mean()) for m, v in values.items()}
             else:
                 truth[tag][w] = evaluate_slates(shop, visits.users, slates, item_features)
     tuning = truth["tune"]
-    allowed = [w for w in weights if tuning[w]["ctr"] >= (1 - max_ctr_drop) * tuning[0.0]["ctr"]]
+    if ctr_bound_alpha is not None and per_visit:
+        bound = {w: -paired_difference(per_visit[w], per_visit[0.0], 2 * ctr_bound_alpha,
+                                       relative=True).ci_low for w in weights}  # fmt: skip
+        allowed = [w for w in weights if w == 0.0 or bound[w] <= max_ctr_drop]
+    else:
+        allowed = [w for w in weights
+                   if tuning[w]["ctr"] >= (1 - max_ctr_drop) * tuning[0.0]["ctr"]]  # fmt: skip
     chosen = max(allowed, key=lambda w: tuning[w]["revenue_per_impression"])
     out = {"value_weight": chosen}
     for tag, curve in truth.items():

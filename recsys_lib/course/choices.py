@@ -31,7 +31,7 @@ import pandas as pd
 
 from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData
-from recsys_lib.evaluation.tuning import best_params, grid_search
+from recsys_lib.evaluation.tuning import best_params, check_interior, grid_search
 from recsys_lib.models.base import Model
 from recsys_lib.models.mf import ALS, BPR, EASE, PureSVD
 from recsys_lib.runtime import atomic_write_text, project_home, setting_path
@@ -44,9 +44,9 @@ CHOICES_ENV = "RECSYS_CHOICES"
 GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
     "full": {
         "als": {
-            "factors": [32, 64, 128],
+            "factors": [16, 32, 64],
             "regularization": [1.0, 10.0, 20.0, 30.0, 50.0, 100.0],
-            "alpha": [1.0, 2.0, 3.0],
+            "alpha": [0.5, 1.0, 2.0],
         },
         "ease": {"regularization": [100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0]},
     },
@@ -55,6 +55,24 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
         "ease": {"regularization": [100.0, 400.0]},
     },
 }
+
+# The hybrid's text weight w in (1 - w) z(ALS) + w z(text), text = the content profile: chosen on
+# validation by chapter 4 (its BLEND_WEIGHTS parameter holds the same list; a test checks it)
+# and read by the quick start and the explorer (recsys_lib.course.pipeline.validated_text_weight).
+HYBRID_CHOICE = "hybrid_weight"
+HYBRID_WEIGHTS: dict[str, list[float]] = {
+    "full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0],
+    "smoke": [0.0, 0.1, 1.0],
+}
+
+# Why a full grid stops where it does, for each value chosen on its edge (name -> parameter ->
+# reason; see :func:`recsys_lib.evaluation.tuning.check_interior`). Empty: every full-run
+# optimum of chapter 3's grids is interior. Smoke grids are too small to bracket anything, so a
+# smoke run records :data:`SMOKE_EDGE_REASON` for its edges instead.
+EDGE_REASONS: dict[str, dict[str, str]] = {
+    HYBRID_CHOICE: {"weight": "0 and 1 are the bounds of a blend weight: ALS alone, text alone"},
+}
+SMOKE_EDGE_REASON = "smoke run: a grid of one or two values exercises the code, it brackets nothing"
 
 MODELS: dict[str, Callable[..., Model]] = {
     "als": ALS,
@@ -167,15 +185,26 @@ def choose(
     k: int = 10,
     path: str | os.PathLike[str] | None = None,
     dataset: str = MOVIELENS,
+    edge_reasons: dict[str, str] | None = None,
     **fixed: Any,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """:func:`search`, then :func:`write_choice` of the winner with its validation figure."""
+    """:func:`search`, then :func:`write_choice` of the winner with its validation figure.
+
+    A winner on the edge of its grid needs a reason in ``edge_reasons`` (parameter -> why the
+    grid stops there), else ValueError (:func:`~recsys_lib.evaluation.tuning.check_interior`);
+    the edges and their reasons are stored with the choice. A smoke run's edges get
+    :data:`SMOKE_EDGE_REASON` unless ``edge_reasons`` says otherwise.
+    """
     best, table = search(name, data, grid, seed=seed, k=k, **fixed)
+    if smoke:
+        edge_reasons = {p: SMOKE_EDGE_REASON for p in grid} | (edge_reasons or {})
+    edges = check_interior(best, grid, edge_reasons)
     evidence = {
         "metric": f"ndcg@{k}",
         "validation": float(table[f"ndcg@{k}"].iloc[0]),
         "grid": grid,
         "fixed": fixed,
+        "edges": edges,
         "protocol": "grid search on (fit, valid) carved from train; benchmark split seed",
     }
     write_choice(name, best, chapter=chapter, smoke=smoke, seed=seed, evidence=evidence, path=path,
@@ -221,5 +250,6 @@ def validated(
         k=k,
         path=path,
         dataset=dataset,
+        edge_reasons=EDGE_REASONS.get(name),
     )
     return best

@@ -13,6 +13,7 @@ carved from train, so the test figures are honest.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -23,9 +24,11 @@ import pandas as pd
 from recsys_lib.course import choices
 from recsys_lib.data.interactions import Interactions
 from recsys_lib.data.movielens import MovieLens
+from recsys_lib.data.owndata import MOVIELENS
 from recsys_lib.data.splits import BenchmarkData, benchmark_data
 from recsys_lib.evaluation.metrics import paired_bootstrap
 from recsys_lib.evaluation.protocol import evaluate, evaluate_per_user
+from recsys_lib.evaluation.tuning import check_interior
 from recsys_lib.linalg import normalize_rows
 from recsys_lib.models.base import FactorModel, Model, Popularity
 from recsys_lib.models.hybrid import blend, blend_weight_curve
@@ -42,6 +45,89 @@ if TYPE_CHECKING:
 DEFAULT_ALS_PARAMS: dict[str, Any] = {"factors": 32, "regularization": 20.0, "alpha": 1.0}
 
 
+def content_profile_model(train: Interactions, item_text: np.ndarray) -> FactorModel:
+    """The hybrid's text side: each user is the mean of the unit text vectors of the films
+    they interacted with in ``train`` (:func:`~recsys_lib.retrieval.similarity.user_profiles`),
+    scored against every film's unit text vector by dot product."""
+    unit = normalize_rows(item_text)
+    return FactorModel(user_profiles(train, unit), unit).fit(train)
+
+
+def choose_text_weight(
+    data: BenchmarkData,
+    item_text: np.ndarray,
+    als_params: dict[str, Any],
+    *,
+    seed: int,
+    smoke: bool,
+    weights: Sequence[float] | None = None,
+    normalization: str = "zscore",
+    chapter: str = "04_similarity_and_hybrid",
+    path: str | os.PathLike[str] | None = None,
+    dataset: str = MOVIELENS,
+) -> tuple[float, pd.DataFrame]:
+    """Choose the hybrid's text weight w in (1 - w) z(ALS) + w z(content profile) on
+    validation (ALS and profiles fitted on ``data.fit``, scored on ``data.valid``), over
+    ``weights`` (default :data:`~recsys_lib.course.choices.HYBRID_WEIGHTS` for the mode), and
+    store it as choice :data:`~recsys_lib.course.choices.HYBRID_CHOICE` with its curve.
+    ``normalization``: per-user score normalisation of the blend (stored with the choice; the
+    quick start reads only a "zscore" choice, its own).
+
+    Returns (weight, curve: one row per weight with its validation metrics).
+    """
+    grid = [float(w) for w in (weights or choices.HYBRID_WEIGHTS["smoke" if smoke else "full"])]
+    als_fit = ALS(seed=seed, **als_params).fit(data.fit)
+    curve = blend_weight_curve(
+        als_fit, content_profile_model(data.fit, item_text), data.valid, grid
+    )
+    weight = float(curve.loc[curve["ndcg@10"].idxmax(), "weight"])
+    reasons = choices.EDGE_REASONS[choices.HYBRID_CHOICE] | (
+        {"weight": choices.SMOKE_EDGE_REASON} if smoke else {}
+    )
+    edges = check_interior({"weight": weight}, {"weight": grid}, reasons)
+    evidence = {
+        "metric": "ndcg@10",
+        "validation": float(curve["ndcg@10"].max()),
+        "grid": {"weight": grid},
+        "als": dict(als_params),
+        "normalization": normalization,
+        "edges": edges,
+        "curve": curve[["weight", "ndcg@10"]].to_dict("list"),
+        "protocol": "text weight of (1 - w) z(ALS) + w z(content profile) on (fit, valid)",
+    }
+    choices.write_choice(choices.HYBRID_CHOICE, weight, chapter=chapter, smoke=smoke, seed=seed,
+                         evidence=evidence, path=path, dataset=dataset)  # fmt: skip
+    return weight, curve
+
+
+def validated_text_weight(
+    data: BenchmarkData,
+    item_text: np.ndarray,
+    als_params: dict[str, Any],
+    *,
+    seed: int,
+    smoke: bool,
+    path: str | os.PathLike[str] | None = None,
+    dataset: str = MOVIELENS,
+) -> tuple[float, pd.DataFrame]:
+    """Chapter 4's hybrid text weight and its validation curve, read from the choices file
+    when chapter 4 (or an earlier call) stored one for these ALS settings, else chosen now by
+    :func:`choose_text_weight` with chapter 4's grid and stored, so that every reader of the
+    hybrid (quick start, chapter 4, the explorer) blends with one weight."""
+    stored = choices.read_choice(choices.HYBRID_CHOICE, smoke=smoke, seed=seed, path=path,
+                                 dataset=dataset)  # fmt: skip
+    usable = (
+        stored is not None
+        and stored.get("als") == dict(als_params)
+        and stored.get("normalization", "zscore") == "zscore"
+        and "curve" in stored
+    )
+    if stored is not None and usable:
+        return float(stored["value"]), pd.DataFrame(stored["curve"])
+    return choose_text_weight(data, item_text, als_params, seed=seed, smoke=smoke, path=path,
+                              dataset=dataset)  # fmt: skip
+
+
 @dataclass
 class QuickStart:
     """What :func:`build_quickstart` fitted, ready to query."""
@@ -50,7 +136,6 @@ class QuickStart:
     data: BenchmarkData
     item_text: np.ndarray  # (n_items, d) unit text embeddings, catalogue column order
     item_descriptions: pd.Series  # by item_id
-    user_descriptions: pd.Series  # by user_id, from train only
     models: dict[str, Model]  # fitted on the full train part
     text_weight: float
     weight_curve: pd.DataFrame
@@ -68,6 +153,29 @@ class QuickStart:
         """Test metrics of every model, one row each."""
         rows = {name: evaluate(model, self.data.test, k) for name, model in self.models.items()}
         return pd.DataFrame(rows).T[["map", f"ndcg@{k}", f"precision@{k}", f"recall@{k}"]]
+
+    def text_profile(self, user_id: int) -> pd.DataFrame:
+        """What the hybrid's text side uses for one raw user id: the films of their train
+        history whose unit text vectors are averaged into the user's vector, one row each, with
+        each film's description (the text the encoder read) and its cosine to that mean vector."""
+        catalogue = self.data.train.catalogue
+        row = int(catalogue.user_index([user_id])[0])
+        columns = self.data.train.matrix[row].indices
+        factors = cast(FactorModel, self.models["text"]).user_factors
+        if factors is None:
+            raise ValueError("the text model is not fitted; build it with build_quickstart.")
+        profile = factors[row]
+        unit = normalize_rows(self.item_text[columns])
+        titles = self.movielens.items.set_index("item_id")["title"]
+        ids = catalogue.item_ids[columns]
+        return pd.DataFrame(
+            {
+                "title": titles.loc[ids].to_numpy(),
+                "description (what the encoder read)": self.item_descriptions.to_numpy()[columns],
+                "cosine to the user's vector": unit @ profile / max(np.linalg.norm(profile), 1e-12),
+            },
+            index=pd.Index(ids, name="item_id"),
+        ).sort_values("cosine to the user's vector", ascending=False)
 
     def recommend_with_reasons(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """The hybrid's top-k for one raw user id, with a one-line reason per film."""
@@ -123,7 +231,7 @@ def build_quickstart(
     *,
     seed: int = 42,
     als_params: dict[str, Any] | None = None,
-    weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
+    weights: Sequence[float] | None = None,
     device: str = "auto",
     encoder: TextEncoder | None = None,
     smoke: bool = False,
@@ -133,11 +241,12 @@ def build_quickstart(
     Text side: each film's description is embedded (cached on disk) and each user is the mean
     of the embeddings of the films they watched in train. Collaborative side: ALS, with
     chapter 3's validated settings (``choices.validated("als", ...)``, for the smoke or the full
-    run) unless ``als_params`` overrides them. The hybrid weight is the best of ``weights`` on
-    validation (fit/valid inside train).
+    run) unless ``als_params`` overrides them. The hybrid's text weight is chapter 4's choice on
+    validation (fit/valid inside train; :func:`validated_text_weight`), or, when ``weights`` is
+    given, the best of those on validation (not stored).
     """
     from recsys_lib.data.owndata import dataset_key, item_template
-    from recsys_lib.text.descriptions import item_descriptions, user_descriptions
+    from recsys_lib.text.descriptions import item_descriptions
     from recsys_lib.text.embeddings import TextEncoder
 
     data = benchmark_data(movielens.ratings, seed=seed)
@@ -149,14 +258,18 @@ def build_quickstart(
     encoder = encoder or TextEncoder("default", device=device)
     item_text = normalize_rows(encoder.encode(descriptions.tolist()))
 
-    def fitted(train: Interactions) -> tuple[FactorModel, ALS]:
-        text = FactorModel(user_profiles(train, item_text), item_text).fit(train)
-        return text, ALS(seed=seed, **params).fit(train)
-
-    text_fit, als_fit = fitted(data.fit)
-    curve = blend_weight_curve(als_fit, text_fit, data.valid, weights)
-    weight = float(curve.loc[curve["ndcg@10"].idxmax(), "weight"])
-    text, als = fitted(data.train)
+    if weights is None:
+        weight, curve = validated_text_weight(data, item_text, params, seed=seed, smoke=smoke,
+                                              dataset=dataset_key(movielens))  # fmt: skip
+    else:
+        als_fit = ALS(seed=seed, **params).fit(data.fit)
+        text_fit = content_profile_model(data.fit, item_text)
+        curve = blend_weight_curve(als_fit, text_fit, data.valid, weights)
+        weight = float(curve.loc[curve["ndcg@10"].idxmax(), "weight"])
+    text, als = (
+        content_profile_model(data.train, item_text),
+        ALS(seed=seed, **params).fit(data.train),
+    )
     models = {
         "popularity": Popularity().fit(data.train),
         "text": text,
@@ -168,7 +281,6 @@ def build_quickstart(
         data=data,
         item_text=item_text,
         item_descriptions=descriptions,
-        user_descriptions=user_descriptions(data.train_df, movielens.items),
         models=models,
         text_weight=weight,
         weight_curve=curve,

@@ -210,3 +210,28 @@ def benchmark_data(
     fit_df, valid_df = recommenders_stratified_split(train_df, ratio=ratio, seed=validation_seed)
     train, test, fit, valid = shared_interactions(train_df, test_df, fit_df, valid_df)
     return BenchmarkData(train_df, test_df, fit_df, valid_df, train, test, fit, valid)
+
+
+def temporal_benchmark(
+    ratings: pd.DataFrame, ratio: float = 0.75
+) -> tuple[Interactions, Interactions, dict[str, int]]:
+    """The global temporal split (:func:`temporal_split`) as (train, test) on one catalogue,
+    with test kept to users who have at least one train rating (a model can only personalise
+    for users it has seen; users who first appear after the cut are a cold-start problem).
+
+    Returns (train, test, counts): counts of test users kept and dropped, test ratings kept, and
+    test ratings on films with no train rating (no collaborative model can rank those).
+    """
+    train_df, test_df = temporal_split(ratings, ratio)
+    known = test_df["user_id"].isin(set(train_df["user_id"]))
+    kept = test_df[known]
+    counts = {
+        "test users kept": int(kept["user_id"].nunique()),
+        "test users dropped (first seen after the cut)": int(test_df[~known]["user_id"].nunique()),
+        "test ratings kept": int(len(kept)),
+        "of which on films with no train rating": int(
+            (~kept["item_id"].isin(set(train_df["item_id"]))).sum()
+        ),
+    }
+    train, test = shared_interactions(train_df, kept)
+    return train, test, counts

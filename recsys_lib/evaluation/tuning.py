@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import numbers
 import os
 import time
 import zlib
@@ -112,3 +113,51 @@ def read_search(path: str | os.PathLike[str], key: dict[str, Any]) -> pd.DataFra
         logger.warning("%s was run on other data or settings; not used", target)
         return None
     return pd.DataFrame(content["table"])
+
+
+def grid_edges(best: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, str]:
+    """The parameters whose chosen value lies on an edge of their grid: name -> "lowest" or
+    "highest". Only numeric parameters searched over two or more values count (a single value
+    is fixed, not chosen; strings have no order). An optimum on an edge is not bracketed: the
+    next value beyond it might be better still."""
+    if not isinstance(best, dict):
+        raise TypeError(f"best must be a dict of parameter -> chosen value, got {best!r}.")
+    edges = {}
+    for name, values in grid.items():
+        numeric = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+        if len(set(numeric)) < 2 or len(numeric) != len(values) or name not in best:
+            continue
+        if best[name] == min(numeric):
+            edges[name] = "lowest"
+        elif best[name] == max(numeric):
+            edges[name] = "highest"
+    return edges
+
+
+def check_interior(
+    best: dict[str, Any], grid: dict[str, list[Any]], reasons: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
+    """Every chosen value on a grid edge (:func:`grid_edges`) must come with a recorded reason
+    (why the grid stops there: a cost, a bound of the parameter, a measured plateau).
+
+    Returns ``{name: {"side": ..., "reason": ...}}`` for the edges, to store with the choice;
+    raises ValueError naming each edge without a reason in ``reasons`` (name -> reason).
+    """
+    reasons = reasons or {}
+    unknown = set(reasons) - set(grid)
+    if unknown:
+        raise ValueError(f"reasons name parameters not in the grid: {sorted(unknown)}; "
+                         f"the grid has {sorted(grid)}.")  # fmt: skip
+    edges = grid_edges(best, grid)
+    missing = {name: side for name, side in edges.items() if not str(reasons.get(name, "")).strip()}
+    if missing:
+        described = ", ".join(
+            f"{name}={best[name]!r} is the {side} of {sorted(grid[name])}"
+            for name, side in missing.items()
+        )
+        raise ValueError(
+            f"chosen values on the edge of their grid: {described}. Extend the grid beyond "
+            "that value until the optimum is interior, or pass reasons={name: why the grid "
+            "stops there}."
+        )
+    return {name: {"side": side, "reason": reasons[name]} for name, side in edges.items()}

@@ -197,8 +197,9 @@ def load_test(
     ``paths`` (n_paths,) are request paths cycled in order, e.g. "/recommend?user_id=1&k=10".
     Stops after ``n_requests`` answers or ``time_limit_s`` seconds, whichever comes first
     (``warmup`` untimed requests run before). Returns concurrency, requests (answered),
-    errors (non-200 answers, timeouts and connection errors), p50_ms/p95_ms/p99_ms (client
-    latency), requests_per_second and elapsed_s.
+    errors (non-200 answers, timeouts and connection errors), mean_ms and p50_ms/p95_ms/p99_ms
+    (client latency; the mean is what Little's law predicts: concurrency / throughput in a
+    closed loop), requests_per_second and elapsed_s.
     """
     _check_loopback(url)
     if not paths:
@@ -224,6 +225,7 @@ def load_test(
         raise RuntimeError(f"no request to {url} was answered within {time_limit_s} s.")
     row: dict[str, float] = {"concurrency": concurrency, "requests": int(done.sum()),
                              "errors": int((done & ~ok).sum())}  # fmt: skip
+    row["mean_ms"] = float(latencies[done].mean() * 1e3)
     row.update(latency_percentiles(latencies[done]))
     row["requests_per_second"] = float(done.sum() / elapsed)
     row["elapsed_s"] = float(elapsed)
@@ -244,7 +246,7 @@ def load_test_table(
     """:func:`load_test` at each concurrency, ``repeats`` times; the median of each column.
 
     Returns one row per concurrency (index) with requests, errors (the sum over repeats),
-    p50_ms, p95_ms, p99_ms and requests_per_second (medians over repeats). With ``server``
+    mean_ms, p50_ms, p95_ms, p99_ms and requests_per_second (medians over repeats). With ``server``
     (the :class:`ServiceProcess` under test, on Linux) also server_cpu_ms: the server's CPU
     time per answered request (warm-up excluded); 1000 / server_cpu_ms is what one free core
     could answer per second, a figure much less sensitive to a busy machine than latency.

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_lib.course.choices import HYBRID_WEIGHTS
 from recsys_lib.data.movielens import file_digest
 from recsys_lib.evaluation.metrics import ndcg_at_k
 from recsys_lib.linalg import normalize_rows
@@ -75,8 +76,8 @@ FORMAT_NAME = "recsys-lib-explorer"
 FORMAT_VERSION = 1
 #: The explorer part lives in this sub-folder of the ALS artefact.
 EXPLORER_FOLDER = "explorer"
-#: The quick start's blend-weight grid (:func:`recsys_lib.course.pipeline.build_quickstart`).
-BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+#: The hybrid's text-weight grid, chapter 4's (:data:`recsys_lib.course.choices.HYBRID_WEIGHTS`).
+BLEND_WEIGHTS = tuple(HYBRID_WEIGHTS["full"])
 #: Chapter 4's grid for the ridge penalty of the text -> factors map.
 RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: The choices-file key of a recorded hybrid text weight (read when present).
@@ -177,7 +178,7 @@ def _hybrid_weight(
     weight = float(curve.loc[curve["ndcg@10"].idxmax(), "weight"])
     return weight, (
         f"none recorded in recsys_lib.course.choices: chosen on validation (fit/valid carved "
-        f"from train) over the quick start's grid {list(BLEND_WEIGHTS)}, as build_quickstart does"
+        f"from train) over chapter 4's grid {list(BLEND_WEIGHTS)}, as build_quickstart does"
     )
 
 
