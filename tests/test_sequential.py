@@ -300,3 +300,39 @@ def test_gpu_path_trains_with_amp_and_matches_the_contract(toy):
     assert model.device_.startswith("cuda") and np.isfinite(model.history_.loss).all()
     scores = model.score(np.arange(4))
     assert scores.shape == (4, toy.train.shape[1]) and scores.dtype == np.float32
+
+
+def test_bert4rec_last_item_rows_hide_only_their_last_item(toy):
+    model = sq.BERT4Rec(dim=8, layers=1, heads=1, mask_prob=0.5, last_item_prob=1.0,
+                        config=small_config(epochs=1))  # fmt: skip
+    model.fit(toy.train)
+    mask_token = toy.train.shape[1] + 1
+    rows = np.array([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    inputs, labels = model._batch(rows, np.random.default_rng(0))
+    assert (inputs[:, -1] == mask_token).all() and (inputs[:, :-1] == rows[:, :-1]).all()
+    assert labels[:, -1].tolist() == [5, 5, 7] and (labels[:, :-1] == 0).all()
+    model.last_item_prob = 0.0  # the cloze task alone hides other positions too
+    inputs, _ = sq.BERT4Rec._batch(model, np.tile(np.arange(1, 21), (20, 1)),
+                                   np.random.default_rng(0))  # fmt: skip
+    assert (inputs[:, :-1] == mask_token).any()
+    with pytest.raises(ValueError, match="last_item_prob"):
+        sq.BERT4Rec(last_item_prob=1.5)
+
+
+def test_random_search_trains_each_point_to_its_own_best_and_sorts(toy):
+    space = {"dim": [8, 16], "dropout": [0.0, 0.1], "lr": [1e-2, 1e-4]}
+
+    def make(dim, dropout, lr):
+        cfg = small_config(epochs=6, lr=lr, eval_every=2, patience=2)
+        return sq.SASRec(dim=dim, layers=1, heads=1, dropout=dropout, config=cfg)
+
+    table = sq.random_search(make, space, toy.train, toy.valid, n_samples=3, seed=1, k=3)
+    assert len(table) == 3 and len(table.drop_duplicates(list(space))) == 3
+    assert table["ndcg@3"].is_monotonic_decreasing
+    assert (table["best_step"] <= table["last_step"]).all() and (table["fit_s"] > 0).all()
+    again = sq.random_search(make, space, toy.train, toy.valid, n_samples=3, seed=1, k=3)
+    pd.testing.assert_frame_equal(table.drop(columns="fit_s"), again.drop(columns="fit_s"))
+    with pytest.raises(ValueError, match="space"):
+        sq.random_search(make, {"dim": []}, toy.train, toy.valid, n_samples=1)
+    with pytest.raises(ValueError, match="n_samples"):
+        sq.random_search(make, space, toy.train, toy.valid, n_samples=0)
