@@ -108,7 +108,7 @@ def search(args) -> None:
     start = time.perf_counter()
     table = sq.random_search(lambda **p: make(**fixed_extra(args.model, fixed), **p), space,
                              split.train, split.valid, n_samples=args.samples, seed=args.seed)  # fmt: skip
-    key = search_key(split, args.model, args.seed, args.samples)
+    key = search_key(split, args.model, args.seed, args.samples, space, fixed)
     tuning.write_search(args.output, table, key, script="benchmarks/sequential_search.py search",
                         space=space, fixed=fixed, n_samples=args.samples,
                         date=time.strftime("%Y-%m-%d"), machine=machine(),
@@ -123,12 +123,12 @@ def fixed_extra(model: str, fixed: dict) -> dict:
     return {"last_item_prob": fixed["last_item_prob"]} if model == "bert4rec" else {}
 
 
-def search_key(split, model: str, seed: int, samples: int) -> dict:
+def search_key(split, model: str, seed: int, samples: int, space: dict, fixed: dict) -> dict:
     """What chapter 6 recomputes to accept a stored search (same splits and settings)."""
     from recsys_lib.evaluation import tuning
 
     return tuning.search_key(split.train, split.valid, dataset="movielens-100k", seed=seed,
-                             model=model, samples=samples)  # fmt: skip
+                             model=model, samples=samples, space=space, fixed=fixed)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -336,3 +336,26 @@ def test_random_search_trains_each_point_to_its_own_best_and_sorts(toy):
         sq.random_search(make, {"dim": []}, toy.train, toy.valid, n_samples=1)
     with pytest.raises(ValueError, match="n_samples"):
         sq.random_search(make, space, toy.train, toy.valid, n_samples=0)
+
+
+def test_reorder_training_moves_ties_or_everything_and_keeps_the_targets():
+    rows = [(1, i, 1, i // 4) for i in range(12)] + [(2, 20 + i, 1, i) for i in range(6)]
+    split = sd.sequence_split(frame(rows))  # user 1: ties in blocks of 4; user 2: no ties
+    seen_ties, seen_all = set(), set()
+    for seed in range(20):
+        ties = sd.reorder_training(split, ties_only=True, seed=seed)
+        first = ties.train.items[0]
+        assert [set(first[i : i + 4]) for i in (0, 4)] == [set(split.train.items[0][i : i + 4])
+                                                           for i in (0, 4)]  # fmt: skip
+        assert ties.train.items[1].tolist() == split.train.items[1].tolist()
+        seen_ties.add(tuple(first))
+        everything = sd.reorder_training(split, ties_only=False, seed=seed)
+        seen_all.add(tuple(everything.train.items[1]))
+        for part in (ties, everything):
+            assert (part.test.matrix != split.test.matrix).nnz == 0
+            assert (part.valid.matrix != split.valid.matrix).nnz == 0
+            for u in range(2):  # history = reordered train, then the validation item
+                assert part.history.items[u][:-1].tolist() == part.train.items[u].tolist()
+                assert part.history.items[u][-1] == split.history.items[u][-1]
+                assert sorted(part.train.items[u]) == sorted(split.train.items[u])
+    assert len(seen_ties) > 1 and len(seen_all) > 1
