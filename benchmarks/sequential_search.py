@@ -42,6 +42,8 @@ DIAGNOSIS = {
     "learning rate 0.001": {"lr": 0.001},
     "dropout 0.1": {"dropout": 0.1},
     "patience 12": {"patience": 12},
+    "learning rate 0.001, last item in 30%": {"lr": 0.001, "last_item_prob": 0.3},
+    "learning rate 0.0003, last item in 30%": {"lr": 0.0003, "last_item_prob": 0.3},
 }
 
 
@@ -81,6 +83,8 @@ def diagnose(args) -> None:
     popularity = evaluate(Popularity().fit(split.train), split.valid, 10)["ndcg@10"]
     rows = []
     for label, change in DIAGNOSIS.items():
+        if args.only and not any(part in label for part in args.only):
+            continue
         model = make(**change).fit(split.train, valid=split.valid)
         h = model.history_
         curve = h.eval_frame()["ndcg@10"].round(4).tolist()
@@ -88,6 +92,10 @@ def diagnose(args) -> None:
                      "last step": h.steps[-1], "fit s": round(model.fit_seconds_, 1),
                      "curve": curve})  # fmt: skip
         print(rows[-1], flush=True)
+    if args.merge and os.path.exists(args.output):  # keep the rows of variants not rerun
+        with open(args.output) as f:
+            done = {row["variant"]: row for row in json.load(f)["rows"]}
+        rows = list({**done, **{row["variant"]: row for row in rows}}.values())
     content = {"script": "benchmarks/sequential_search.py diagnose", "fixed": FIXED,
                "popularity_valid_ndcg@10": popularity, "date": time.strftime("%Y-%m-%d"),
                "machine": machine(), "load_average_after": os.getloadavg()[0], "rows": rows}  # fmt: skip
@@ -141,6 +149,8 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default=os.environ.get("RECSYS_DATA_DIR"))
     parser.add_argument("--output", required=True)
+    parser.add_argument("--only", nargs="*", help="diagnose: variants whose label holds one")
+    parser.add_argument("--merge", action="store_true", help="diagnose: keep the file's rows")
     args = parser.parse_args()
     import torch
 

@@ -120,7 +120,9 @@ def sequence_split(ratings: pd.DataFrame) -> SequenceSplit:
     )
 
 
-def reorder_training(split: SequenceSplit, *, ties_only: bool = True, seed: int = 0) -> SequenceSplit:
+def reorder_training(
+    split: SequenceSplit, *, ties_only: bool = True, seed: int = 0
+) -> SequenceSplit:
     """The same split with the order of each user's *training* items drawn at random.
 
     ``ties_only``: only items sharing a timestamp swap places (the tie rule replaced by chance);
