@@ -359,3 +359,17 @@ def test_reorder_training_moves_ties_or_everything_and_keeps_the_targets():
                 assert part.history.items[u][-1] == split.history.items[u][-1]
                 assert sorted(part.train.items[u]) == sorted(split.train.items[u])
     assert len(seen_ties) > 1 and len(seen_all) > 1
+
+
+def test_item_logits_score_every_item_by_its_table_row_plus_bias(sasrec):
+    import torch
+
+    net = sasrec.net_
+    trained = net.bias.detach().clone()
+    with torch.no_grad():
+        net.bias.copy_(torch.arange(net.bias.shape[0], dtype=torch.float32))
+        states = torch.randn(3, 4, sasrec.dim)
+        expected = states @ net.table.weight[1:].T + net.bias
+        torch.testing.assert_close(net.item_logits(states), expected)
+        torch.testing.assert_close(net.item_logits(states[0]), expected[0])
+        net.bias.copy_(trained)
