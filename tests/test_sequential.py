@@ -300,3 +300,76 @@ def test_gpu_path_trains_with_amp_and_matches_the_contract(toy):
     assert model.device_.startswith("cuda") and np.isfinite(model.history_.loss).all()
     scores = model.score(np.arange(4))
     assert scores.shape == (4, toy.train.shape[1]) and scores.dtype == np.float32
+
+
+def test_bert4rec_last_item_rows_hide_only_their_last_item(toy):
+    model = sq.BERT4Rec(dim=8, layers=1, heads=1, mask_prob=0.5, last_item_prob=1.0,
+                        config=small_config(epochs=1))  # fmt: skip
+    model.fit(toy.train)
+    mask_token = toy.train.shape[1] + 1
+    rows = np.array([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    inputs, labels = model._batch(rows, np.random.default_rng(0))
+    assert (inputs[:, -1] == mask_token).all() and (inputs[:, :-1] == rows[:, :-1]).all()
+    assert labels[:, -1].tolist() == [5, 5, 7] and (labels[:, :-1] == 0).all()
+    model.last_item_prob = 0.0  # the cloze task alone hides other positions too
+    inputs, _ = sq.BERT4Rec._batch(model, np.tile(np.arange(1, 21), (20, 1)),
+                                   np.random.default_rng(0))  # fmt: skip
+    assert (inputs[:, :-1] == mask_token).any()
+    with pytest.raises(ValueError, match="last_item_prob"):
+        sq.BERT4Rec(last_item_prob=1.5)
+
+
+def test_random_search_trains_each_point_to_its_own_best_and_sorts(toy):
+    space = {"dim": [8, 16], "dropout": [0.0, 0.1], "lr": [1e-2, 1e-4]}
+
+    def make(dim, dropout, lr):
+        cfg = small_config(epochs=6, lr=lr, eval_every=2, patience=2)
+        return sq.SASRec(dim=dim, layers=1, heads=1, dropout=dropout, config=cfg)
+
+    table = sq.random_search(make, space, toy.train, toy.valid, n_samples=3, seed=1, k=3)
+    assert len(table) == 3 and len(table.drop_duplicates(list(space))) == 3
+    assert table["ndcg@3"].is_monotonic_decreasing
+    assert (table["best_step"] <= table["last_step"]).all() and (table["fit_s"] > 0).all()
+    again = sq.random_search(make, space, toy.train, toy.valid, n_samples=3, seed=1, k=3)
+    pd.testing.assert_frame_equal(table.drop(columns="fit_s"), again.drop(columns="fit_s"))
+    with pytest.raises(ValueError, match="space"):
+        sq.random_search(make, {"dim": []}, toy.train, toy.valid, n_samples=1)
+    with pytest.raises(ValueError, match="n_samples"):
+        sq.random_search(make, space, toy.train, toy.valid, n_samples=0)
+
+
+def test_reorder_training_moves_ties_or_everything_and_keeps_the_targets():
+    rows = [(1, i, 1, i // 4) for i in range(12)] + [(2, 20 + i, 1, i) for i in range(6)]
+    split = sd.sequence_split(frame(rows))  # user 1: ties in blocks of 4; user 2: no ties
+    seen_ties, seen_all = set(), set()
+    for seed in range(20):
+        ties = sd.reorder_training(split, ties_only=True, seed=seed)
+        first = ties.train.items[0]
+        assert [set(first[i : i + 4]) for i in (0, 4)] == [set(split.train.items[0][i : i + 4])
+                                                           for i in (0, 4)]  # fmt: skip
+        assert ties.train.items[1].tolist() == split.train.items[1].tolist()
+        seen_ties.add(tuple(first))
+        everything = sd.reorder_training(split, ties_only=False, seed=seed)
+        seen_all.add(tuple(everything.train.items[1]))
+        for part in (ties, everything):
+            assert (part.test.matrix != split.test.matrix).nnz == 0
+            assert (part.valid.matrix != split.valid.matrix).nnz == 0
+            for u in range(2):  # history = reordered train, then the validation item
+                assert part.history.items[u][:-1].tolist() == part.train.items[u].tolist()
+                assert part.history.items[u][-1] == split.history.items[u][-1]
+                assert sorted(part.train.items[u]) == sorted(split.train.items[u])
+    assert len(seen_ties) > 1 and len(seen_all) > 1
+
+
+def test_item_logits_score_every_item_by_its_table_row_plus_bias(sasrec):
+    import torch
+
+    net = sasrec.net_
+    trained = net.bias.detach().clone()
+    with torch.no_grad():
+        net.bias.copy_(torch.arange(net.bias.shape[0], dtype=torch.float32))
+        states = torch.randn(3, 4, sasrec.dim)
+        expected = states @ net.table.weight[1:].T + net.bias
+        torch.testing.assert_close(net.item_logits(states), expected)
+        torch.testing.assert_close(net.item_logits(states[0]), expected[0])
+        net.bias.copy_(trained)

@@ -12,7 +12,7 @@ much.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -117,4 +117,33 @@ def sequence_split(ratings: pd.DataFrame) -> SequenceSplit:
         train_df=train_df,
         valid_df=valid_df,
         test_df=test_df,
+    )
+
+
+def reorder_training(
+    split: SequenceSplit, *, ties_only: bool = True, seed: int = 0
+) -> SequenceSplit:
+    """The same split with the order of each user's *training* items drawn at random.
+
+    ``ties_only``: only items sharing a timestamp swap places (the tie rule replaced by chance);
+    otherwise each training history is shuffled as a whole (no order left). The validation and
+    test items, and which items each part holds, are unchanged, so a model trained on the result
+    is compared with the original user by user on the same targets. ``history`` is the reordered
+    training history followed by the validation item; the frames' timestamps are renumbered in
+    the new order.
+    """
+    rng = np.random.default_rng(seed)
+    train_df = split.train_df.iloc[rng.permutation(len(split.train_df))]
+    if not ties_only:
+        train_df = train_df.assign(timestamp=0)  # one tie per user: the shuffled order stays
+    train_df = order_interactions(train_df)
+    train_df = train_df.assign(timestamp=np.arange(len(train_df)))
+    valid_df = split.valid_df.assign(timestamp=len(train_df) + np.arange(len(split.valid_df)))
+    catalogue = split.train.catalogue
+    return replace(
+        split,
+        train=Sequences.from_frame(train_df, catalogue),
+        history=Sequences.from_frame(pd.concat([train_df, valid_df]), catalogue),
+        train_df=train_df,
+        valid_df=valid_df,
     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -288,7 +288,9 @@ class _Net:
 
             def item_logits(self, states: torch.Tensor) -> torch.Tensor:
                 """(..., dim) states -> (..., n_items) scores against the item table."""
-                return states @ self.table.weight[1 : n_items + 1].T + self.bias
+                return torch.addmm(self.bias, states.reshape(-1, dim),  # bias fused into the
+                                   self.table.weight[1 : n_items + 1].T  # product: one pass
+                                   ).reshape(*states.shape[:-1], n_items)  # fmt: skip
 
         return Net()
 
@@ -431,15 +433,22 @@ class SASRec(_TransformerRecommender):
 class BERT4Rec(_TransformerRecommender):
     """BERT4Rec (Sun et al. 2019): a bidirectional transformer (a small BERT configuration
     over item tokens) fills in hidden items (:func:`mask_items`); it predicts the next item
-    by reading the history followed by one mask token."""
+    by reading the history followed by one mask token.
+
+    ``last_item_prob``: the share of training windows in which only the *last* item is hidden
+    instead of a random ``mask_prob`` share, the exact task it meets when it recommends (Sun et
+    al. add such samples too); 0 trains on the cloze task alone.
+    """
 
     name = "bert4rec"
     kind = "bidirectional"
 
-    @validate_params({"mask_prob": Interval(float, 0, 1, closed="neither")})
-    def __init__(self, *, mask_prob: float = 0.2, **kwargs: Any) -> None:
+    @validate_params({"mask_prob": Interval(float, 0, 1, closed="neither"),
+                      "last_item_prob": Interval(float, 0, 1, closed="both")})  # fmt: skip
+    def __init__(self, *, mask_prob: float = 0.2, last_item_prob: float = 0.0,
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.mask_prob = mask_prob
+        self.mask_prob, self.last_item_prob = mask_prob, last_item_prob
 
     def _examples(self, seqs: Sequences) -> np.ndarray:
         """Windows of L items, L apart (:func:`sliding_windows`): every training item lies in
@@ -448,9 +457,52 @@ class BERT4Rec(_TransformerRecommender):
         return sliding_windows(seqs.items, length, stride=length)[0]
 
     def _batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return mask_items(rows, self.mask_prob, self._require_fitted().shape[1] + 1, rng)
+        mask_token = self._require_fitted().shape[1] + 1
+        inputs, labels = mask_items(rows, self.mask_prob, mask_token, rng)
+        if self.last_item_prob:  # these rows hide their last item only (left padding)
+            last = rng.random(len(rows)) < self.last_item_prob
+            inputs[last], labels[last] = rows[last], 0
+            inputs[last, -1], labels[last, -1] = mask_token, rows[last, -1]
+        return inputs, labels
 
     def _inference_tokens(self, sequences: Sequence[ArrayLike]) -> np.ndarray:
         tokens = pad_sequences(sequences, self.config.max_length - 1)
         mask_token = self._require_fitted().shape[1] + 1
         return np.asarray(np.c_[tokens, np.full(len(tokens), mask_token)])
+
+
+# --------------------------------------------------------------------------------- tuning
+def random_search(
+    make_model: Callable[..., Any],
+    space: dict[str, list[Any]],
+    train: Interactions,
+    valid: Interactions,
+    *,
+    n_samples: int,
+    seed: int = 0,
+    k: int = 10,
+) -> pd.DataFrame:
+    """Random search for a transformer recommender, chosen on validation like a grid search.
+
+    Draws ``n_samples`` distinct points of the grid ``space`` (seeded), fits
+    ``make_model(**point)`` on ``train`` with early stopping on ``valid`` (so each point is
+    trained to its own best validation step) and scores it on ``valid``. ``train``/``valid``
+    must come from the training side (never test). Returns one row per point: the parameters,
+    validation ranking metrics, ``best_step``, ``last_step`` and ``fit_s``; best nDCG@k first
+    (read the winner with :func:`recsys_lib.evaluation.tuning.best_params`).
+    """
+    import itertools
+
+    check_params("random_search", {"n_samples": (POSITIVE_INT, n_samples), "seed": (SEED, seed)})
+    if not space or any(not values for values in space.values()):
+        raise ValueError(f"space must map each parameter to a non-empty list, got {space}.")
+    points = [dict(zip(space, v, strict=True)) for v in itertools.product(*space.values())]
+    chosen = np.random.default_rng(seed).permutation(len(points))[:n_samples]
+    rows = []
+    for index in sorted(chosen):
+        model = make_model(**points[index]).fit(train, valid=valid)
+        history = model.history_
+        rows.append({**points[index], **evaluate(model, valid, k), "best_step": history.best_step,
+                     "last_step": history.steps[-1], "fit_s": model.fit_seconds_})  # fmt: skip
+    table = pd.DataFrame(rows)
+    return table.sort_values(f"ndcg@{k}", ascending=False, kind="stable").reset_index(drop=True)
