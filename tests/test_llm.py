@@ -421,3 +421,26 @@ def test_leak_safe_pairs_never_name_a_positive_in_its_own_text():
             assert named.any() == expect_leak, (source is fit, named.mean())
     with pytest.raises(ValueError, match="label"):
         llm.positives_named(sets.train_all.drop(columns="label"), {}, {})
+
+
+def test_pair_features_group_by_history_and_equal_the_hidden_state(tmp_path):
+    lm = tiny_lm(seed=6)
+    lm.sha256 = "b" * 64
+    hs, cs = [HISTORIES[0], HISTORIES[1], HISTORIES[0]], ["Big", "Heat", "Alien"]
+    store = llm.score_cache(lm, "hidden", "last-layer", 16, root=str(tmp_path))
+    stats = llm.CacheStats()
+    got = llm.pair_features(lm, hs, cs, cache=store, stats=stats)
+    prefix, suffixes = llm.pointwise_parts(lm, HISTORIES[0], ["Big", "Alien"])
+    np.testing.assert_allclose(got[[0, 2]], llm.pointwise_hidden(lm, prefix, suffixes), atol=1e-5)
+    again = llm.pair_features(lm, hs, cs, cache=store, stats=stats)
+    np.testing.assert_array_equal(got, again)
+    assert (stats.hits, stats.misses) == (3, 3)
+
+
+def test_yes_no_margin_cached_equals_uncached(tmp_path):
+    lm = tiny_lm(seed=7)
+    lm.sha256 = "c" * 64
+    prompts = llm.yes_no_prompts(lm, HISTORIES, ["Big", "Heat"])
+    store = llm.score_cache(lm, "yes-no", [2, 3], 1, root=str(tmp_path))
+    np.testing.assert_allclose(llm.yes_no_margin(lm, prompts, cache=store),
+                               llm.yes_no_margin(lm, prompts), atol=1e-5)  # fmt: skip

@@ -290,10 +290,42 @@ def yes_no_prompts(lm: LLM, histories: list[str], candidates: list[str]) -> list
             (pointwise_parts(lm, h, [c]) for h, c in zip(histories, candidates, strict=True))]  # fmt: skip
 
 
-def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16) -> np.ndarray:
-    """logit("Yes") - logit("No") after each prompt: float64 (n,); a click score."""
+def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16, *, cache: Any = None,
+                  stats: CacheStats | None = None) -> np.ndarray:  # fmt: skip
+    """logit("Yes") - logit("No") after each prompt: float64 (n,); a click score. ``cache``: a
+    :func:`recsys_lib.llm.cache.score_cache` ("yes-no", the two ids, 1) to read and store them
+    (only for the model it was made for: adapters change its key)."""
     ids = [lm.answer_token("Yes"), lm.answer_token("No")]
-    return last_token_logits(lm.model, prompts, ids, batch_size, lm.device) @ [1.0, -1.0]
+
+    def compute(rows):
+        picked = [prompts[r] for r in rows]
+        return last_token_logits(lm.model, picked, ids, batch_size, lm.device) @ [1.0, -1.0]
+
+    if cache is None and stats is None:
+        return compute(range(len(prompts)))
+    return cached_rows(cache, prompts, compute, stats)[:, 0]
+
+
+def pair_features(lm: LLM, histories: list[str], candidates: list[str], *, cache: Any = None,
+                  stats: CacheStats | None = None, batch_size: int = 32) -> np.ndarray:  # fmt: skip
+    """The frozen LLM as a feature extractor: :func:`pointwise_hidden` of each (history,
+    candidate) pair's yes/no prompt, float64 (n_pairs, hidden size). Pairs that share a history
+    share one prefix run. ``cache``: a ``score_cache(lm, "hidden", "last-layer", hidden size)``."""
+    parts = [pointwise_parts(lm, h, [c]) for h, c in zip(histories, candidates, strict=True)]
+    prompts = [prefix + suffixes[0] for prefix, suffixes in parts]
+
+    def compute(rows):
+        groups: dict[str, list[int]] = {}
+        for r in rows:
+            groups.setdefault(histories[r], []).append(r)
+        out = {}
+        for members in groups.values():
+            prefix = parts[members[0]][0]
+            hidden = pointwise_hidden(lm, prefix, [parts[r][1][0] for r in members], batch_size)
+            out.update(zip(members, hidden, strict=True))
+        return np.stack([out[r] for r in rows])
+
+    return cached_rows(cache, prompts, compute, stats)
 
 
 def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: TrainConfig,
