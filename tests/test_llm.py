@@ -423,7 +423,7 @@ def test_leak_safe_pairs_never_name_a_positive_in_its_own_text():
         llm.positives_named(sets.train_all.drop(columns="label"), {}, {})
 
 
-def test_pair_features_group_by_history_and_equal_the_hidden_state(tmp_path):
+def test_pair_features_equal_the_shared_prefix_hidden_state(tmp_path):
     lm = tiny_lm(seed=6)
     lm.sha256 = "b" * 64
     hs, cs = [HISTORIES[0], HISTORIES[1], HISTORIES[0]], ["Big", "Heat", "Alien"]

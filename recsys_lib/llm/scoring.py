@@ -308,22 +308,28 @@ def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16, *, ca
 
 def pair_features(lm: LLM, histories: list[str], candidates: list[str], *, cache: Any = None,
                   stats: CacheStats | None = None, batch_size: int = 32) -> np.ndarray:  # fmt: skip
-    """The frozen LLM as a feature extractor: :func:`pointwise_hidden` of each (history,
-    candidate) pair's yes/no prompt, float64 (n_pairs, hidden size). Pairs that share a history
-    share one prefix run. ``cache``: a ``score_cache(lm, "hidden", "last-layer", hidden size)``."""
-    parts = [pointwise_parts(lm, h, [c]) for h, c in zip(histories, candidates, strict=True)]
-    prompts = [prefix + suffixes[0] for prefix, suffixes in parts]
+    """The frozen LLM as a feature extractor: the last layer's hidden state at the answer
+    position of each (history, candidate) pair's yes/no prompt (where :func:`pointwise_hidden`
+    reads it), float64 (n_pairs, hidden size). Pairs are run as full prompts in right-padded
+    batches (click pairs have few candidates per user, so a shared prefix saves little).
+    ``cache``: a ``score_cache(lm, "hidden", "last-layer", hidden size)``."""
+    import torch
+
+    prompts = yes_no_prompts(lm, histories, candidates)
+    model = lm.model
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
 
     def compute(rows):
-        groups: dict[str, list[int]] = {}
-        for r in rows:
-            groups.setdefault(histories[r], []).append(r)
-        out = {}
-        for members in groups.values():
-            prefix = parts[members[0]][0]
-            hidden = pointwise_hidden(lm, prefix, [parts[r][1][0] for r in members], batch_size)
-            out.update(zip(members, hidden, strict=True))
-        return np.stack([out[r] for r in rows])
+        out = []
+        order = sorted(rows, key=lambda r: len(prompts[r]))  # similar lengths, less padding
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                ids, lengths = _right_padded([prompts[r] for r in order[s : s + batch_size]],
+                                             lm.device)  # fmt: skip
+                hidden = body(input_ids=ids).last_hidden_state
+                out.append(hidden[torch.arange(len(lengths)), lengths - 1].double().cpu().numpy())
+        by_row = dict(zip(order, np.concatenate(out), strict=True))
+        return np.stack([by_row[r] for r in rows])
 
     return cached_rows(cache, prompts, compute, stats)
 
