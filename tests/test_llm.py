@@ -444,3 +444,23 @@ def test_yes_no_margin_cached_equals_uncached(tmp_path):
     store = llm.score_cache(lm, "yes-no", [2, 3], 1, root=str(tmp_path))
     np.testing.assert_allclose(llm.yes_no_margin(lm, prompts, cache=store),
                                llm.yes_no_margin(lm, prompts), atol=1e-5)  # fmt: skip
+
+
+def test_cached_rows_stores_chunk_by_chunk(tmp_path):
+    lm = tiny_lm()
+    lm.sha256 = "d" * 64
+    store = llm.score_cache(lm, "test", "rows", 1, root=str(tmp_path))
+    prompts = [[i] for i in range(5)]
+
+    def failing(rows):
+        if 4 in rows:
+            raise RuntimeError("interrupted")
+        return np.array([[float(r)] for r in rows])
+
+    with pytest.raises(RuntimeError):
+        llm.cached_rows(store, prompts, failing, chunk=2)
+    stats = llm.CacheStats()
+    got = llm.cached_rows(
+        store, prompts, lambda rows: np.array([[9.0] for _ in rows]), stats, chunk=2
+    )
+    assert got[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0] and stats.misses == 1

@@ -59,10 +59,10 @@ def score_cache(lm: LLM, kind: str, read: Sequence[int] | str, dim: int,
 
 def cached_rows(cache: EmbeddingCache | None, prompts: list[list[int]],
                 compute: Callable[[list[int]], np.ndarray],
-                stats: CacheStats | None = None) -> np.ndarray:  # fmt: skip
+                stats: CacheStats | None = None, chunk: int = 256) -> np.ndarray:  # fmt: skip
     """One row of values per prompt: float64 (n, dim), from ``cache`` where present and from
     ``compute(positions) -> (m, dim)`` otherwise (``positions``: indices into ``prompts`` of the
-    rows to compute; they are then stored). Values are rounded to float32 either way. ``stats``,
+    rows to compute; they are stored every ``chunk`` rows). Values are rounded to float32 either way. ``stats``,
     when given, is incremented with the hits, the misses and the seconds spent."""
     if not prompts:
         return np.empty((0, cache.dim if cache is not None else 0))
@@ -74,14 +74,15 @@ def cached_rows(cache: EmbeddingCache | None, prompts: list[list[int]],
     for i in missing:  # a prompt asked twice is computed once
         first.setdefault(keys[i], i)
     todo = list(first.values())
-    if todo:
-        fresh = np.asarray(compute(todo), dtype=np.float32)
+    for s in range(0, len(todo), chunk):  # stored chunk by chunk: an interrupted run keeps them
+        part = todo[s : s + chunk]
+        fresh = np.asarray(compute(part), dtype=np.float32)
         if fresh.ndim == 1:
             fresh = fresh[:, None]
-        for i, row in zip(todo, fresh, strict=True):
+        for i, row in zip(part, fresh, strict=True):
             found[keys[i]] = row
         if cache is not None:
-            cache.put([keys[i] for i in todo], fresh)
+            cache.put([keys[i] for i in part], fresh)
     out = np.stack([np.asarray(found[k], dtype=np.float32) for k in keys]).astype(np.float64)
     if stats is not None:
         stats.hits += len(keys) - len(todo)
