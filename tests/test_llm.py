@@ -464,3 +464,13 @@ def test_cached_rows_stores_chunk_by_chunk(tmp_path):
         store, prompts, lambda rows: np.array([[9.0] for _ in rows]), stats, chunk=2
     )
     assert got[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0] and stats.misses == 1
+
+
+def test_score_cache_lives_in_the_embedding_cache_of_the_kernel_configuration(
+    tmp_path, monkeypatch
+):
+    lm = tiny_lm()
+    lm.sha256 = "9" * 64
+    monkeypatch.setenv("RECSYS_EMBEDDING_CACHE", str(tmp_path / "kernels-x"))
+    store = llm.score_cache(lm, "listwise", [1], 1)
+    assert store.folder.parent == tmp_path / "kernels-x" / "llm-scores"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_lib.llm.loading import LLM, default_llm_cache_dir
-from recsys_lib.text.embeddings import EmbeddingCache, text_hash
+from recsys_lib.llm.loading import LLM
+from recsys_lib.text.embeddings import EmbeddingCache, default_embedding_cache_dir, text_hash
 
 
 @dataclass
@@ -44,13 +44,15 @@ def score_cache(lm: LLM, kind: str, read: Sequence[int] | str, dim: int,
     are stored (or a word for other readings); ``dim``: values per prompt. Only a model loaded
     from a verified file (``lm.sha256`` set) is cached, and the weight count is part of the key,
     so a model with adapters added (LoRA) never reads its base model's scores. ``root``:
-    ``"default"`` = ``<RECSYS_LLM_CACHE>/scores``; None disables caching.
+    ``"default"`` = ``llm-scores`` in the embedding cache (scores, like text vectors, are
+    computed by the processor's float kernels, so each kernel configuration of
+    :mod:`recsys_lib.course.kernels` keeps its own); None disables caching.
     """
     if root is None or lm.sha256 is None:
         return None
     if dim < 1:
         raise ValueError(f"dim must be at least 1, got {dim}.")
-    root = str(default_llm_cache_dir() / "scores") if root == "default" else root
+    root = str(default_embedding_cache_dir() / "llm-scores") if root == "default" else root
     n_weights = sum(p.numel() for p in lm.model.parameters())
     config = {"kind": kind, "model_sha256": lm.sha256, "read": list(read) if not isinstance(
         read, str) else read, "n_weights": int(n_weights)}  # fmt: skip
