@@ -474,3 +474,14 @@ def test_score_cache_lives_in_the_embedding_cache_of_the_kernel_configuration(
     monkeypatch.setenv("RECSYS_EMBEDDING_CACHE", str(tmp_path / "kernels-x"))
     store = llm.score_cache(lm, "listwise", [1], 1)
     assert store.folder.parent == tmp_path / "kernels-x" / "llm-scores"
+
+
+def test_order_stability_stays_a_correlation_when_the_halves_disagree():
+    scores = np.array([[[1.0, 2.0, 3.0]], [[3.0, 2.0, 1.0]]])  # two orders, opposite rankings
+    shown = np.array([[[0, 1, 2]], [[2, 1, 0]]])
+    got = llm.order_stability(scores, shown)
+    assert got["split_half"] == pytest.approx(-1.0) and got["averaged"] == pytest.approx(-1.0)
+    assert (
+        -1.0
+        <= llm.order_stability(scores * [[[1.0, 1.0, 1.0]], [[1.0, 3.0, 1.0]]], shown)["averaged"]
+    )

@@ -132,7 +132,8 @@ def order_stability(scores: np.ndarray, shown: np.ndarray,
     averaged over consecutive pairs; ``split_half``: between the averages of the even and the
     odd orders (needs >= 2 orders); ``averaged``: the Spearman-Brown projection of
     ``split_half`` to the average of all orders, i.e. the expected rank correlation between two
-    independent runs of :func:`permutation_average` with this many orders.
+    independent runs of :func:`permutation_average` with this many orders (``split_half``
+    itself when it is <= 0: averaging cannot make unrelated halves agree).
     """
     scores = np.asarray(scores, dtype=np.float64)
     n = scores.shape[0]
@@ -141,7 +142,7 @@ def order_stability(scores: np.ndarray, shown: np.ndarray,
     calibrated = scores if prior is None else scores - np.asarray(prior)[np.asarray(shown)]
     single = np.mean([rank_correlation(calibrated[o], calibrated[o + 1]) for o in range(n - 1)])
     half = rank_correlation(calibrated[0::2].mean(0), calibrated[1::2].mean(0))
-    projected = 2 * half / (1 + half) if half > -1 else float("nan")
+    projected = 2 * half / (1 + half) if half > 0 else half  # no projection below 0
     return {"single": float(single), "split_half": float(half), "averaged": float(projected)}
 
 
