@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from recsys_lib import llm  # noqa: E402
+from recsys_lib.text import descriptions, pairs  # noqa: E402
 from recsys_lib.text.embeddings import ModelIntegrityError, ModelNotFoundError  # noqa: E402
 
 WORDS = ["[UNK]", "[PAD]", "Yes", "No", *llm.LABELS, "viewer", "liked", "these", "films",
@@ -279,3 +280,208 @@ def test_train_yes_no_moves_only_the_adapters_and_learns():
     assert history.loss[-1] < history.loss[0]
     assert (after[0] - after[1]) > (before[0] - before[1]) + 0.5  # clicks now score higher
     assert torch.equal(frozen, lm.model.model.layers[0].self_attn.q_proj.base.weight)
+
+
+# -------------------------------------------- order-free listwise scores, cache, leaks
+HISTORIES = [llm.history_text(["Fargo", "Heat"]), llm.history_text(["Alien"])]
+CANDS = [["Big", "Alien", "Heat", "Fargo Big"], ["Heat", "Big", "Fargo", "Alien Alien"]]
+
+
+def test_presentation_orders_are_permutations_and_keep_the_given_first():
+    shown = llm.presentation_orders(5, 6, 3, seed=1, first_as_given=True)
+    assert shown.shape == (3, 5, 6)
+    assert (np.sort(shown, axis=2) == np.arange(6)).all()
+    assert (shown[0] == np.arange(6)).all() and not (shown[1] == np.arange(6)).all()
+    with pytest.raises(ValueError, match="n_orders"):
+        llm.presentation_orders(2, 3, 0, seed=0)
+
+
+def synthetic_runs(n_orders, bias_scale, noise, seed=0):
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=(300, 10))  # what the candidate is worth to the user
+    shown = llm.presentation_orders(300, 10, n_orders, seed=seed + 1)
+    bias = bias_scale * np.linspace(3, 0, 10)  # earlier labels score higher
+    scores = effect + bias[shown] + noise * rng.normal(size=shown.shape)
+    return effect, scores, shown
+
+
+def test_prior_removes_position_bias_and_averaging_recovers_the_films():
+    effect, scores, shown = synthetic_runs(8, bias_scale=3.0, noise=1.0)
+    prior = llm.position_prior(scores, shown)
+    np.testing.assert_allclose(prior - prior.mean(), 3.0 * (np.linspace(3, 0, 10) - 1.5), atol=0.2)
+    assert llm.position_correlation(scores, shown) > 0.7  # strongly position-biased
+    raw = llm.order_stability(scores, shown)
+    cal = llm.order_stability(scores, shown, prior)
+    assert raw["single"] < 0.3 < cal["single"]
+    assert cal["split_half"] < cal["averaged"] < 1
+    averaged = llm.permutation_average(scores, shown, prior)
+    assert llm.rank_correlation(averaged, effect) > 0.85
+    assert llm.rank_correlation(scores[0], effect) < 0.5  # one biased order does not
+
+
+def test_order_stability_needs_two_orders_and_rank_correlation_checks_shapes():
+    _, scores, shown = synthetic_runs(1, 1.0, 0.0)
+    with pytest.raises(ValueError, match="at least 2 orders"):
+        llm.order_stability(scores, shown)
+    with pytest.raises(ValueError, match="differ"):
+        llm.rank_correlation(np.zeros((2, 3)), np.zeros((2, 4)))
+    assert llm.rank_correlation(np.arange(4.0), np.arange(4.0)[::-1]) == pytest.approx(-1.0)
+
+
+def test_listwise_orders_read_each_candidate_at_its_shown_label():
+    lm = tiny_lm(seed=5)
+    runs = llm.listwise_orders(lm, HISTORIES, CANDS, n_orders=3, seed=7, first_as_given=True,
+                               cache=None)  # fmt: skip
+    given = llm.listwise_matrix(lm, HISTORIES, CANDS)
+    np.testing.assert_allclose(runs.scores[0], given, atol=1e-5)
+    o, u = 2, 1
+    at = np.argsort(runs.shown[o, u])  # candidates in displayed order
+    prompt = llm.chat_ids(lm, llm.listwise_prompt(HISTORIES[u], [CANDS[u][j] for j in at]))
+    direct = llm.listwise_scores(lm, prompt, 4)  # by displayed position
+    np.testing.assert_allclose(runs.scores[o, u], direct[runs.shown[o, u]], atol=1e-5)
+
+
+def test_score_cache_hits_on_the_second_run_and_keys_on_model_and_weights(tmp_path):
+    lm = tiny_lm(seed=5)
+    lm.sha256 = "f" * 64  # as if loaded from a verified file
+    first, second = llm.CacheStats(), llm.CacheStats()
+    a = llm.listwise_orders(lm, HISTORIES, CANDS, 2, seed=3, cache=str(tmp_path), stats=first)
+    b = llm.listwise_orders(lm, HISTORIES, CANDS, 2, seed=3, cache=str(tmp_path), stats=second)
+    assert (first.hits, first.misses) == (0, 4) and (second.hits, second.misses) == (4, 0)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    uncached = llm.listwise_orders(lm, HISTORIES, CANDS, 2, seed=3, cache=None)
+    np.testing.assert_allclose(a.scores, uncached.scores, atol=1e-5)  # float32 rounding only
+    base = llm.score_cache(lm, "listwise", [1, 2], 2, root=str(tmp_path))
+    other = tiny_lm(seed=5)
+    other.sha256 = "e" * 64
+    assert llm.score_cache(other, "listwise", [1, 2], 2, root=str(tmp_path)).folder != base.folder
+    lm.model.model.extra = torch.nn.Linear(2, 2)  # an adapter changes the weight count
+    assert llm.score_cache(lm, "listwise", [1, 2], 2, root=str(tmp_path)).folder != base.folder
+    assert llm.score_cache(tiny_lm(), "listwise", [1], 1, root=str(tmp_path)) is None  # no sha
+
+
+def test_cached_rows_computes_a_repeated_prompt_once(tmp_path):
+    calls = []
+
+    def compute(rows):
+        calls.append(list(rows))
+        return np.array([[float(r)] for r in rows])
+
+    got = llm.cached_rows(None, [[1, 2], [3], [1, 2]], compute)
+    assert calls == [[0, 1]] and got[:, 0].tolist() == [0.0, 1.0, 0.0]
+    assert llm.prompt_key([1, 2]) != llm.prompt_key([12])
+
+
+def test_pointwise_matrix_cached_equals_uncached(tmp_path):
+    lm = tiny_lm(seed=2)
+    lm.sha256 = "a" * 64
+    store = llm.score_cache(lm, "pointwise", [0], 4, root=str(tmp_path))
+    plain, tokens = llm.pointwise_matrix(lm, HISTORIES, CANDS)
+    stats = llm.CacheStats()
+    cached, tokens2 = llm.pointwise_matrix(lm, HISTORIES, CANDS, cache=store, stats=stats)
+    again, _ = llm.pointwise_matrix(lm, HISTORIES, CANDS, cache=store, stats=stats)
+    np.testing.assert_allclose(cached, plain, atol=1e-5)
+    np.testing.assert_array_equal(cached, again)
+    assert (stats.hits, stats.misses) == (2, 2) and (tokens == tokens2).all()
+
+
+def test_pointwise_hidden_is_the_last_layer_at_the_answer_position():
+    lm = tiny_lm(seed=4)
+    prefix, suffixes = llm.pointwise_parts(lm, HISTORIES[0], CANDS[0])
+    got = llm.pointwise_hidden(lm, prefix, suffixes, batch_size=3)
+    assert got.shape == (4, 16)
+    with torch.inference_mode():
+        out = lm.model(torch.tensor([prefix + suffixes[2]]), output_hidden_states=True)
+    np.testing.assert_allclose(got[2], out.hidden_states[-1][0, -1].double().numpy(), atol=1e-5)
+    assert np.ptp(got[:, 0]) > 1e-4  # the candidates differ
+
+
+def ratings_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [
+        (u, i, 5, t) for u in range(30) for t, i in enumerate(rng.choice(40, 12, replace=False))
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+def test_leak_safe_pairs_never_name_a_positive_in_its_own_text():
+    items = pd.DataFrame({"item_id": np.arange(40), "title": [f"Film {i:02d} (1990)" for i in range(40)],
+                          "genres": [["Drama"]] * 40})  # fmt: skip
+    fit = ratings_frame()
+    profile, target = pairs.profile_target_split(fit, 0.5, seed=0)
+    sets = pairs.click_pair_sets(fit, fit.iloc[:0], fit, fit.iloc[:0], np.arange(40), seed=0,
+                                 train_targets=target)  # fmt: skip
+    titles = items.set_index("item_id")["title"].to_dict()
+    for source, expect_leak in [(profile, False), (fit, True)]:
+        texts = descriptions.user_descriptions(source, items).to_dict()
+        hist = {u: llm.history_text(llm.user_history(source, items, u, n=5)["title"].tolist())
+                for u in fit["user_id"].unique()}  # fmt: skip
+        for named in (llm.positives_named(sets.train_all, texts, titles),
+                      llm.positives_named(sets.train_all, hist, titles)):  # fmt: skip
+            assert named.any() == expect_leak, (source is fit, named.mean())
+    with pytest.raises(ValueError, match="label"):
+        llm.positives_named(sets.train_all.drop(columns="label"), {}, {})
+
+
+def test_pair_features_equal_the_shared_prefix_hidden_state(tmp_path):
+    lm = tiny_lm(seed=6)
+    lm.sha256 = "b" * 64
+    hs, cs = [HISTORIES[0], HISTORIES[1], HISTORIES[0]], ["Big", "Heat", "Alien"]
+    store = llm.score_cache(lm, "hidden", "last-layer", 16, root=str(tmp_path))
+    stats = llm.CacheStats()
+    got = llm.pair_features(lm, hs, cs, cache=store, stats=stats)
+    prefix, suffixes = llm.pointwise_parts(lm, HISTORIES[0], ["Big", "Alien"])
+    np.testing.assert_allclose(got[[0, 2]], llm.pointwise_hidden(lm, prefix, suffixes), atol=1e-5)
+    again = llm.pair_features(lm, hs, cs, cache=store, stats=stats)
+    np.testing.assert_array_equal(got, again)
+    assert (stats.hits, stats.misses) == (3, 3)
+
+
+def test_yes_no_margin_cached_equals_uncached(tmp_path):
+    lm = tiny_lm(seed=7)
+    lm.sha256 = "c" * 64
+    prompts = llm.yes_no_prompts(lm, HISTORIES, ["Big", "Heat"])
+    store = llm.score_cache(lm, "yes-no", [2, 3], 1, root=str(tmp_path))
+    np.testing.assert_allclose(llm.yes_no_margin(lm, prompts, cache=store),
+                               llm.yes_no_margin(lm, prompts), atol=1e-5)  # fmt: skip
+
+
+def test_cached_rows_stores_chunk_by_chunk(tmp_path):
+    lm = tiny_lm()
+    lm.sha256 = "d" * 64
+    store = llm.score_cache(lm, "test", "rows", 1, root=str(tmp_path))
+    prompts = [[i] for i in range(5)]
+
+    def failing(rows):
+        if 4 in rows:
+            raise RuntimeError("interrupted")
+        return np.array([[float(r)] for r in rows])
+
+    with pytest.raises(RuntimeError):
+        llm.cached_rows(store, prompts, failing, chunk=2)
+    stats = llm.CacheStats()
+    got = llm.cached_rows(
+        store, prompts, lambda rows: np.array([[9.0] for _ in rows]), stats, chunk=2
+    )
+    assert got[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0] and stats.misses == 1
+
+
+def test_score_cache_lives_in_the_embedding_cache_of_the_kernel_configuration(
+    tmp_path, monkeypatch
+):
+    lm = tiny_lm()
+    lm.sha256 = "9" * 64
+    monkeypatch.setenv("RECSYS_EMBEDDING_CACHE", str(tmp_path / "kernels-x"))
+    store = llm.score_cache(lm, "listwise", [1], 1)
+    assert store.folder.parent == tmp_path / "kernels-x" / "llm-scores"
+
+
+def test_order_stability_stays_a_correlation_when_the_halves_disagree():
+    scores = np.array([[[1.0, 2.0, 3.0]], [[3.0, 2.0, 1.0]]])  # two orders, opposite rankings
+    shown = np.array([[[0, 1, 2]], [[2, 1, 0]]])
+    got = llm.order_stability(scores, shown)
+    assert got["split_half"] == pytest.approx(-1.0) and got["averaged"] == pytest.approx(-1.0)
+    assert (
+        -1.0
+        <= llm.order_stability(scores * [[[1.0, 1.0, 1.0]], [[1.0, 3.0, 1.0]]], shown)["averaged"]
+    )

@@ -398,3 +398,20 @@ def test_pad_lists_widens_short_lists_with_empty_slots_and_keeps_the_score():
     assert ndcg_at_k(padded, relevant, 4) == pytest.approx(by_hand)
     with pytest.raises(ValueError, match="k must be at least 1"):
         pad_lists(short, 0)
+
+
+def test_auc_by_regime_splits_pairs_into_four_cells():
+    from recsys_lib.evaluation.metrics import auc_by_regime
+
+    labels = np.array([1, 0, 1, 0, 1, 0, 1, 1])
+    user_count = np.array([1, 1, 1, 1, 9, 9, 9, 9])
+    item_count = np.array([1, 1, 9, 9, 1, 1, 9, 9])
+    good = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.5])
+    out = auc_by_regime(labels, {"good": good, "bad": -good}, user_count, item_count, 5, 5)
+    assert len(out) == 8 and out["n_pairs"].sum() == 16
+    cell = out.set_index(["model", "users", "items"])
+    assert cell.loc[("good", "sparse users", "rare films"), "auc"] == 1.0
+    assert cell.loc[("bad", "sparse users", "popular films"), "auc"] == 0.0
+    assert np.isnan(cell.loc[("good", "active users", "popular films"), "auc"])  # positives only
+    with pytest.raises(ValueError):
+        auc_by_regime(labels, {"short": good[:3]}, user_count, item_count, 5, 5)

@@ -592,3 +592,41 @@ def pad_lists(recommended: np.ndarray, k: int) -> np.ndarray:
         return lists
     pad = np.full((lists.shape[0], k - lists.shape[1]), -1, dtype=lists.dtype)
     return np.hstack([lists, pad])
+
+
+def auc_by_regime(
+    labels: np.ndarray,
+    scores: dict[str, np.ndarray],
+    user_count: np.ndarray,
+    item_count: np.ndarray,
+    user_cut: float,
+    item_cut: float,
+) -> pd.DataFrame:
+    """A regime map of click AUC: one row per (model, user regime, item regime).
+
+    labels: (n,) 0/1; scores: model name -> (n,) scores of the same pairs; user_count /
+    item_count: (n,) training interactions of each pair's user and film. A pair's user is
+    "sparse" when its count is <= ``user_cut`` (else "active"), its film "rare" when <=
+    ``item_cut`` (else "popular"). Within one cell positives and negatives have similar
+    popularity, so the map shows what a model knows beyond popularity. Columns: model, users,
+    items, auc (nan when a cell lacks a class), n_pairs, n_positives.
+    """
+    labels = _binary_labels(labels)
+    user_count = check_array("user_count", user_count, ndim=1)
+    item_count = check_array("item_count", item_count, ndim=1)
+    check_same_shape("auc_by_regime", labels=labels, user_count=user_count, item_count=item_count)
+    users = np.where(user_count <= user_cut, "sparse users", "active users")
+    films = np.where(item_count <= item_cut, "rare films", "popular films")
+    rows = []
+    for name, values in scores.items():
+        values = check_array(f"scores[{name!r}]", values, ndim=1)
+        check_same_shape("auc_by_regime", labels=labels, scores=values)
+        for u in ("sparse users", "active users"):
+            for i in ("rare films", "popular films"):
+                cell = (users == u) & (films == i)
+                n_pos = int(labels[cell].sum())
+                both = 0 < n_pos < int(cell.sum())
+                auc = roc_auc(labels[cell], values[cell]) if both else float("nan")
+                rows.append({"model": name, "users": u, "items": i, "auc": auc,
+                             "n_pairs": int(cell.sum()), "n_positives": n_pos})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -20,6 +20,7 @@
 torch and transformers are imported inside functions, so importing this module is cheap.
 """
 
+from recsys_lib.llm.cache import CacheStats, cached_rows, prompt_key, score_cache  # noqa: F401
 from recsys_lib.llm.loading import (  # noqa: F401
     DEFAULT_GGUF,
     DEFAULT_GGUF_SHA256,
@@ -35,12 +36,23 @@ from recsys_lib.llm.loading import (  # noqa: F401
     log,
     verify_gguf,
 )
+from recsys_lib.llm.orders import (  # noqa: F401
+    ListwiseRuns,
+    listwise_orders,
+    order_stability,
+    permutation_average,
+    position_correlation,
+    position_prior,
+    presentation_orders,
+    rank_correlation,
+)
 from recsys_lib.llm.prompts import (  # noqa: F401
     chat_ids,
     history_text,
     listwise_prompt,
     pointwise_parts,
     pointwise_question,
+    positives_named,
     profile_prompt,
     user_history,
 )
@@ -50,6 +62,8 @@ from recsys_lib.llm.scoring import (  # noqa: F401
     last_token_logits,
     listwise_matrix,
     listwise_scores,
+    pair_features,
+    pointwise_hidden,
     pointwise_matrix,
     pointwise_scores,
     rerank,
@@ -61,6 +75,21 @@ from recsys_lib.llm.scoring import (  # noqa: F401
 )
 
 __all__ = [
+    "CacheStats",
+    "ListwiseRuns",
+    "cached_rows",
+    "listwise_orders",
+    "order_stability",
+    "permutation_average",
+    "pair_features",
+    "pointwise_hidden",
+    "position_correlation",
+    "position_prior",
+    "positives_named",
+    "presentation_orders",
+    "prompt_key",
+    "rank_correlation",
+    "score_cache",
     "DEFAULT_GGUF",
     "DEFAULT_GGUF_SHA256",
     "DEFAULT_GGUF_SIZE",

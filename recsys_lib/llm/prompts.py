@@ -4,12 +4,11 @@ lettered candidates, as chat-template token ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    pass
 from recsys_lib.llm.loading import LABELS, LLM
 
 
@@ -80,3 +79,23 @@ def chat_ids(lm: LLM, message: str) -> list[int]:
     """Token ids of one user message in the model's chat format, ready for the answer."""
     head, tail = lm.chat_parts()
     return lm.encode(head + message + tail)
+
+
+def positives_named(pairs: pd.DataFrame, texts: Mapping, titles: Mapping) -> np.ndarray:
+    """Which pairs are positives whose film is named in their own user's text: bool (n_pairs,).
+
+    ``pairs``: user_id, item_id, label; ``texts``: user id -> the text the model reads about
+    that user (a description, a history prompt); ``titles``: item id -> title. A training
+    positive named in its own text is a leak: the model can learn to find the title instead of
+    the taste. Built from the profile part of a profile/target split (chapter 5), none is.
+    """
+    missing = {"user_id", "item_id", "label"} - set(pairs.columns)
+    if missing:
+        raise ValueError(f"pairs lacks the column(s) {sorted(missing)}.")
+    out = np.zeros(len(pairs), dtype=bool)
+    for r, (user, item, label) in enumerate(pairs[["user_id", "item_id", "label"]].itertuples(
+            index=False)):  # fmt: skip
+        if label == 1:
+            text, title = texts.get(user), titles.get(item)
+            out[r] = bool(text) and bool(title) and str(title) in str(text)
+    return out

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from recsys_lib.text.finetune import TrainConfig, TrainHistory
+from recsys_lib.llm.cache import CacheStats, cached_rows
 from recsys_lib.llm.loading import GENRE_WORDS, LABELS, LLM
 from recsys_lib.llm.prompts import chat_ids, listwise_prompt, pointwise_parts
 
@@ -115,9 +116,19 @@ def _prefix_cached_logits(
     device: str,
 ) -> np.ndarray:
     """Run ``prefix`` once, then every suffix from a copy of its key/value cache."""
+
+    def read(lengths, **inputs):
+        return token_logits_at(model, lengths - 1, token_ids, **inputs)
+
+    return _prefix_cached(model, prefix, suffixes, read, batch_size, device)
+
+
+def _prefix_cached(model, prefix, suffixes, read, batch_size, device) -> np.ndarray:
+    """``read(lengths, **forward_inputs)`` for each batch of suffixes run after ``prefix``,
+    which runs once (its key/value cache is copied per batch); the rows stacked as float64."""
     import torch
 
-    out = np.empty((len(suffixes), len(token_ids)))
+    rows = []
     body = model.get_decoder() if _plain_output_head(model) is not None else model
     with torch.inference_mode():  # the prefix's logits are never read: run the body only
         first = body(input_ids=torch.tensor([prefix], device=device), use_cache=True)
@@ -131,11 +142,30 @@ def _prefix_cached_logits(
             past.batch_repeat_interleave(len(chunk))
             positions = torch.arange(start, start + ids.shape[1], device=device).expand_as(ids)
             mask = torch.ones((len(chunk), start + ids.shape[1]), dtype=torch.long, device=device)
-            picked = token_logits_at(model, lengths - 1, token_ids, input_ids=ids,
-                                     position_ids=positions, attention_mask=mask,
-                                     use_cache=True, **{_cache_keyword(model): past})  # fmt: skip
-            out[s : s + len(chunk)] = picked.double().cpu().numpy()
-    return out
+            picked = read(lengths, input_ids=ids, position_ids=positions, attention_mask=mask,
+                          use_cache=True, **{_cache_keyword(model): past})  # fmt: skip
+            rows.append(picked.double().cpu().numpy())
+    return np.concatenate(rows)
+
+
+def pointwise_hidden(lm: LLM, prefix: list[int], suffixes: list[list[int]],
+                     batch_size: int = 32) -> np.ndarray:  # fmt: skip
+    """The last layer's hidden state at the answer position of each pointwise prompt
+    ``prefix + suffixes[i]`` (where logit("Yes") - logit("No") is read): float64
+    (n_candidates, hidden size). The prefix runs once; a frozen LLM as a feature extractor."""
+    import torch
+
+    model = lm.model
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+
+    def read(lengths, **inputs):
+        for key in ("cache", "past_key_values"):
+            if key in inputs and key != _cache_keyword(body):
+                inputs[_cache_keyword(body)] = inputs.pop(key)
+        hidden = body(**inputs).last_hidden_state
+        return hidden[torch.arange(len(lengths), device=hidden.device), lengths - 1]
+
+    return _prefix_cached(body, prefix, suffixes, read, batch_size, lm.device)
 
 
 def _cache_keyword(model: Any) -> str:
@@ -228,19 +258,26 @@ def grounding_check(profile: str, history_titles: list[str], history_genres: lis
 
 # ------------------------------------------------------------------ per-user ranking loops
 def pointwise_matrix(lm: LLM, histories: list[str], candidates: list[list[str]], *,
-                     shared_prefix: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                     shared_prefix: bool = True, cache: Any = None,
+                     stats: CacheStats | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Pointwise scores for every user's candidates: float64 (n_users, c), and the tokens the
-    model read per user (n_users,) (the prefix once with ``shared_prefix``, else per prompt)."""
-    scores = np.empty((len(histories), len(candidates[0])))
-    tokens = np.empty(len(histories), dtype=np.int64)
-    for u, (history, cands) in enumerate(zip(histories, candidates, strict=True)):
-        prefix, suffixes = pointwise_parts(lm, history, list(cands))
-        scores[u] = pointwise_scores(lm, prefix, suffixes, shared_prefix=shared_prefix)
-        n_suffix = sum(len(s) for s in suffixes)
-        tokens[u] = (
-            len(prefix) + n_suffix if shared_prefix else len(prefix) * len(suffixes) + n_suffix
+    model read per user (n_users,) (the prefix once with ``shared_prefix``, else per prompt).
+    ``cache``: a :func:`recsys_lib.llm.cache.score_cache` ("pointwise", yes/no ids, c) keyed by
+    each user's whole prompt set, so a second run reads the scores from disk (rounded to
+    float32 either way); None runs the model every time."""
+    parts = [pointwise_parts(lm, h, list(c)) for h, c in zip(histories, candidates, strict=True)]
+    tokens = np.array([len(p) + sum(map(len, s)) if shared_prefix
+                       else len(p) * len(s) + sum(map(len, s)) for p, s in parts], dtype=np.int64)  # fmt: skip
+
+    def compute(rows):
+        return np.stack(
+            [pointwise_scores(lm, *parts[r], shared_prefix=shared_prefix) for r in rows]
         )
-    return scores, tokens
+
+    if cache is None and stats is None:
+        return compute(range(len(parts))), tokens
+    keys = [p + [s for suffix in sfx for s in (-1, *suffix)] for p, sfx in parts]
+    return cached_rows(cache, keys, compute, stats), tokens
 
 
 def listwise_matrix(lm: LLM, histories: list[str], candidates: list[list[str]],
@@ -265,10 +302,48 @@ def yes_no_prompts(lm: LLM, histories: list[str], candidates: list[str]) -> list
             (pointwise_parts(lm, h, [c]) for h, c in zip(histories, candidates, strict=True))]  # fmt: skip
 
 
-def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16) -> np.ndarray:
-    """logit("Yes") - logit("No") after each prompt: float64 (n,); a click score."""
+def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16, *, cache: Any = None,
+                  stats: CacheStats | None = None) -> np.ndarray:  # fmt: skip
+    """logit("Yes") - logit("No") after each prompt: float64 (n,); a click score. ``cache``: a
+    :func:`recsys_lib.llm.cache.score_cache` ("yes-no", the two ids, 1) to read and store them
+    (only for the model it was made for: adapters change its key)."""
     ids = [lm.answer_token("Yes"), lm.answer_token("No")]
-    return last_token_logits(lm.model, prompts, ids, batch_size, lm.device) @ [1.0, -1.0]
+
+    def compute(rows):
+        picked = [prompts[r] for r in rows]
+        return last_token_logits(lm.model, picked, ids, batch_size, lm.device) @ [1.0, -1.0]
+
+    if cache is None and stats is None:
+        return compute(range(len(prompts)))
+    return cached_rows(cache, prompts, compute, stats)[:, 0]
+
+
+def pair_features(lm: LLM, histories: list[str], candidates: list[str], *, cache: Any = None,
+                  stats: CacheStats | None = None, batch_size: int = 32) -> np.ndarray:  # fmt: skip
+    """The frozen LLM as a feature extractor: the last layer's hidden state at the answer
+    position of each (history, candidate) pair's yes/no prompt (where :func:`pointwise_hidden`
+    reads it), float64 (n_pairs, hidden size). Pairs are run as full prompts in right-padded
+    batches (click pairs have few candidates per user, so a shared prefix saves little).
+    ``cache``: a ``score_cache(lm, "hidden", "last-layer", hidden size)``."""
+    import torch
+
+    prompts = yes_no_prompts(lm, histories, candidates)
+    model = lm.model
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+
+    def compute(rows):
+        out = []
+        order = sorted(rows, key=lambda r: len(prompts[r]))  # similar lengths, less padding
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                ids, lengths = _right_padded([prompts[r] for r in order[s : s + batch_size]],
+                                             lm.device)  # fmt: skip
+                hidden = body(input_ids=ids).last_hidden_state
+                out.append(hidden[torch.arange(len(lengths)), lengths - 1].double().cpu().numpy())
+        by_row = dict(zip(order, np.concatenate(out), strict=True))
+        return np.stack([by_row[r] for r in rows])
+
+    return cached_rows(cache, prompts, compute, stats)
 
 
 def train_yes_no(lm: LLM, prompts: list[list[int]], labels: np.ndarray, config: TrainConfig,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys_lib.data.splits import _check_columns
+from recsys_lib.data.splits import _check_columns, stratified_split
 from recsys_lib.linalg import fit_logistic, positions, row_cosine, sigmoid
 from recsys_lib.validation import SEED, Interval, check_params
 
@@ -221,6 +221,16 @@ class ClickPairSets:
     val: pd.DataFrame
     test: pd.DataFrame
     train_all: pd.DataFrame
+
+
+def profile_target_split(
+    fit: pd.DataFrame, profile_share: float = 0.5, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(profile, target): each user's ``fit`` ratings divided at random, ``profile_share`` of
+    them to describe the user (user texts, history prompts) and the rest to draw training
+    positives from (``click_pair_sets(..., train_targets=target)``), so no training positive is
+    named in its own user's text. Chapters 5 and 7 build their training pairs this way."""
+    return stratified_split(fit, profile_share, by="user_id", seed=seed)
 
 
 def click_pair_sets(
