@@ -72,7 +72,7 @@ def cached_rows(cache: EmbeddingCache | None, prompts: list[list[int]],
     keys = [prompt_key(p) for p in prompts]
     found = cache.get(list(dict.fromkeys(keys))) if cache is not None else {}
     missing = [i for i, k in enumerate(keys) if k not in found]
-    first = {}
+    first: dict[str, int] = {}
     for i in missing:  # a prompt asked twice is computed once
         first.setdefault(keys[i], i)
     todo = list(first.values())

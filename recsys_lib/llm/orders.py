@@ -15,6 +15,7 @@ estimated on the shuffled runs, no labels) removes it faster.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ def listwise_orders(lm: LLM, histories: list[str], candidates: list[list[str]], 
             prompts.append(chat_ids(lm, listwise_prompt(history, [cands[j] for j in at])))
     store = score_cache(lm, "listwise", labels, c, root=cache)
 
-    def compute(rows):
+    def compute(rows: Iterable[int]) -> np.ndarray:
         return last_token_logits(
             lm.model, [prompts[r] for r in rows], labels, batch_size, lm.device
         )
@@ -103,7 +104,7 @@ def permutation_average(scores: np.ndarray, shown: np.ndarray,
     scores = np.asarray(scores, dtype=np.float64)
     if prior is not None:
         scores = scores - np.asarray(prior)[np.asarray(shown)]
-    return scores.mean(axis=0)
+    return np.asarray(scores.mean(axis=0))
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,6 +5,7 @@ lettered candidates, as chat-template token ids.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,7 +82,9 @@ def chat_ids(lm: LLM, message: str) -> list[int]:
     return lm.encode(head + message + tail)
 
 
-def positives_named(pairs: pd.DataFrame, texts: Mapping, titles: Mapping) -> np.ndarray:
+def positives_named(
+    pairs: pd.DataFrame, texts: Mapping[Any, str], titles: Mapping[Any, str]
+) -> np.ndarray:
     """Which pairs are positives whose film is named in their own user's text: bool (n_pairs,).
 
     ``pairs``: user_id, item_id, label; ``texts``: user id -> the text the model reads about

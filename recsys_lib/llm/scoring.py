@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +45,7 @@ def last_token_logits(model: torch.nn.Module, sequences: list[list[int]], token_
     with torch.inference_mode():
         for s in range(0, len(sequences), batch_size):
             chunk = sequences[s : s + batch_size]
-            ids, lengths = _right_padded(chunk, device)
+            ids, lengths = _right_padded([list(s) for s in chunk], device)
             logits = token_logits_at(model, lengths - 1, token_ids, input_ids=ids)
             out[s : s + len(chunk)] = logits.double().cpu().numpy()
     return out
@@ -117,13 +117,20 @@ def _prefix_cached_logits(
 ) -> np.ndarray:
     """Run ``prefix`` once, then every suffix from a copy of its key/value cache."""
 
-    def read(lengths, **inputs):
+    def read(lengths: Any, **inputs: Any) -> Any:
         return token_logits_at(model, lengths - 1, token_ids, **inputs)
 
     return _prefix_cached(model, prefix, suffixes, read, batch_size, device)
 
 
-def _prefix_cached(model, prefix, suffixes, read, batch_size, device) -> np.ndarray:
+def _prefix_cached(
+    model: Any,
+    prefix: Sequence[int],
+    suffixes: Sequence[Sequence[int]],
+    read: Callable[..., Any],
+    batch_size: int,
+    device: str,
+) -> np.ndarray:
     """``read(lengths, **forward_inputs)`` for each batch of suffixes run after ``prefix``,
     which runs once (its key/value cache is copied per batch); the rows stacked as float64."""
     import torch
@@ -137,7 +144,7 @@ def _prefix_cached(model, prefix, suffixes, read, batch_size, device) -> np.ndar
         start = len(prefix)
         for s in range(0, len(suffixes), batch_size):
             chunk = suffixes[s : s + batch_size]
-            ids, lengths = _right_padded(chunk, device)
+            ids, lengths = _right_padded([list(s) for s in chunk], device)
             past = copy.deepcopy(cached)
             past.batch_repeat_interleave(len(chunk))
             positions = torch.arange(start, start + ids.shape[1], device=device).expand_as(ids)
@@ -158,7 +165,7 @@ def pointwise_hidden(lm: LLM, prefix: list[int], suffixes: list[list[int]],
     model = lm.model
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
 
-    def read(lengths, **inputs):
+    def read(lengths: Any, **inputs: Any) -> Any:
         for key in ("cache", "past_key_values"):
             if key in inputs and key != _cache_keyword(body):
                 inputs[_cache_keyword(body)] = inputs.pop(key)
@@ -269,7 +276,7 @@ def pointwise_matrix(lm: LLM, histories: list[str], candidates: list[list[str]],
     tokens = np.array([len(p) + sum(map(len, s)) if shared_prefix
                        else len(p) * len(s) + sum(map(len, s)) for p, s in parts], dtype=np.int64)  # fmt: skip
 
-    def compute(rows):
+    def compute(rows: Iterable[int]) -> np.ndarray:
         return np.stack(
             [pointwise_scores(lm, *parts[r], shared_prefix=shared_prefix) for r in rows]
         )
@@ -309,9 +316,11 @@ def yes_no_margin(lm: LLM, prompts: list[list[int]], batch_size: int = 16, *, ca
     (only for the model it was made for: adapters change its key)."""
     ids = [lm.answer_token("Yes"), lm.answer_token("No")]
 
-    def compute(rows):
+    def compute(rows: Iterable[int]) -> np.ndarray:
         picked = [prompts[r] for r in rows]
-        return last_token_logits(lm.model, picked, ids, batch_size, lm.device) @ [1.0, -1.0]
+        return np.asarray(
+            last_token_logits(lm.model, picked, ids, batch_size, lm.device) @ [1.0, -1.0]
+        )
 
     if cache is None and stats is None:
         return compute(range(len(prompts)))
@@ -331,7 +340,7 @@ def pair_features(lm: LLM, histories: list[str], candidates: list[str], *, cache
     model = lm.model
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
 
-    def compute(rows):
+    def compute(rows: Iterable[int]) -> np.ndarray:
         out = []
         order = sorted(rows, key=lambda r: len(prompts[r]))  # similar lengths, less padding
         with torch.inference_mode():
