@@ -187,6 +187,44 @@ def test_logistic_baseline_is_optimal_and_separates():
     assert roc_auc(y, model.predict_proba(x)) > 0.95
 
 
+def _fusion_data(n, rng, sign=1.0):
+    """Pairs whose label depends weakly on a feature and strongly on a text score."""
+    x = rng.normal(size=(n, 2))
+    hidden = rng.normal(size=n)
+    y = (0.3 * x[:, 0] + sign * hidden + 0.3 * rng.normal(size=n) > 0).astype(float)
+    return x, 1 / (1 + np.exp(-2 * hidden)), y
+
+
+def test_fusion_uses_the_planted_score():
+    rng = np.random.default_rng(1)
+    (xv, pv, yv), (xt, pt, yt) = _fusion_data(600, rng), _fusion_data(600, rng)
+    base = pr.LogisticBaseline().fit(xv, yv).predict_proba(xt)
+    fused = pr.fit_fusion(xv, pv, yv).predict_proba(pr.with_score(xt, pt))
+    assert roc_auc(yt, fused) > roc_auc(yt, base) + 0.2  # an informative score must raise AUC
+
+
+def test_fusion_is_fitted_on_validation_only():
+    rng = np.random.default_rng(2)
+    xv, pv, yv = _fusion_data(600, rng, sign=1.0)
+    xt, pt, yt = _fusion_data(600, rng, sign=-1.0)  # on test the score's sign is reversed
+    xt = xt + 5.0  # and the features are shifted
+    fusion = pr.fit_fusion(xv, pv, yv)
+    np.testing.assert_allclose(fusion.mean_[:2], xv.mean(0))  # standardised with validation
+    # weights learnt on validation keep the validation sign: fitted on test, AUC would be high
+    assert roc_auc(yt, fusion.predict_proba(pr.with_score(xt, pt))) < 0.3
+
+
+def test_with_score_logit_and_errors():
+    x = np.zeros((3, 1))
+    got = pr.with_score(x, np.array([0.5, 0.0, 1.0]))
+    assert got.shape == (3, 2) and got[0, 1] == 0.0
+    assert got[1, 1] < -10 < 10 < got[2, 1]  # clipped, finite
+    with pytest.raises(ValueError, match="one probability per row"):
+        pr.with_score(x, np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pr.with_score(x, np.array([0.5, 2.0, np.nan]))
+
+
 # ------------------------------------------------------------------------------- losses
 
 

@@ -336,3 +336,39 @@ class LogisticBaseline:
             raise RuntimeError("LogisticBaseline is not fitted: call fit(x, y) first.")
         z = (np.asarray(x, dtype=np.float64) - self.mean_) / self.std_
         return sigmoid(z @ self.coef_ + self.intercept_)
+
+
+def with_score(features: np.ndarray, probs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``features`` (n, d) with one more column: the logit of a model's click probabilities
+    ``probs`` (n,), clipped to [eps, 1 - eps]: float64 (n, d + 1).
+
+    The logit puts a model's confident scores on the same additive scale as the logistic
+    regression that stacks them (:func:`fit_fusion`).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    p = np.asarray(probs, dtype=np.float64)
+    if x.ndim != 2 or p.shape != (len(x),):
+        raise ValueError(
+            f"features must be (n, d) and probs (n,), got features {x.shape} and probs {p.shape}; "
+            "give one probability per row of features."
+        )
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise ValueError(
+            "probs must be probabilities in [0, 1] (no NaN); pass predict_proba's output."
+        )
+    p = np.clip(p, eps, 1 - eps)
+    return np.column_stack([x, np.log(p) - np.log1p(-p)])
+
+
+def fit_fusion(
+    val_features: np.ndarray, val_probs: np.ndarray, val_labels: np.ndarray, *, l2: float = 1e-3
+) -> LogisticBaseline:
+    """Stack a text model on the behavioural features: a :class:`LogisticBaseline` fitted on the
+    *validation* pairs' features plus the logit of the model's validation probabilities.
+
+    Score held-out pairs with ``fusion.predict_proba(with_score(test_features, test_probs))``.
+    Test labels never enter: the weights, and the standardisation's mean and spread, come from
+    the validation pairs alone. Reported against the baseline fitted on the same features without
+    the score, the difference measures what the text model adds to behaviour.
+    """
+    return LogisticBaseline(l2=l2).fit(with_score(val_features, val_probs), val_labels)
