@@ -176,7 +176,7 @@ def fit_multitask(
                 pc, pv = torch.sigmoid(lc), torch.sigmoid(lv)
                 loss = bce(pc, bf[2], weight=bf[4]) + bce((pc * pv).clamp(1e-7, 1 - 1e-7), bf[3])
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
                 opt.step()
                 total += float(loss.detach()) * bi.shape[1]
             losses.append(total / (n * k))

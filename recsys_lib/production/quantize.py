@@ -93,7 +93,7 @@ def quantize_linear_int8(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")
-        quantized: torch.nn.Module = quantize_dynamic(
+        quantized: torch.nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
             model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=False
         )
         return quantized

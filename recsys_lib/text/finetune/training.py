@@ -332,7 +332,7 @@ def train_loop(
         for batch in batches(rng):
             with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
                 loss, n = loss_fn(batch)
-            scaler.scale(loss / config.grad_accum).backward()
+            scaler.scale(loss / config.grad_accum).backward()  # type: ignore[no-untyped-call]
             pending += 1
             pending_loss += float(loss.detach()) / config.grad_accum
             history.examples += int(n)
