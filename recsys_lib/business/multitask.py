@@ -283,7 +283,7 @@ def offline_values(
     from recsys_lib.business import ope
 
     b = np.asarray(position_bias, dtype=float)
-    rewards = {"ctr": log.clicks, "revenue_per_impression": log.purchases * price[log.slates]}
+    rewards = _logged_rewards(log, price)
     return {
         m: ope.pbm_values(
             y,
@@ -301,8 +301,16 @@ def offline_values(
 def logged_values(log: Any, price: np.ndarray) -> dict[str, np.ndarray]:
     """What the logging policy itself achieved on each logged visit (n,): clicks and revenue
     per impression, observed, with no model and no weights (its on-policy value)."""
-    revenue = log.purchases * np.asarray(price)[log.slates]
-    return {"ctr": log.clicks.mean(axis=1), "revenue_per_impression": revenue.mean(axis=1)}
+    return {m: y.mean(axis=1) for m, y in _logged_rewards(log, price).items()}
+
+
+def _logged_rewards(log: Any, price: np.ndarray) -> dict[str, np.ndarray]:
+    """Each logged slot's observed reward (n, K) per metric: clicks, and revenue (a purchase
+    times the item's price); the one definition the off-policy values and estimates share."""
+    return {
+        "ctr": log.clicks,
+        "revenue_per_impression": log.purchases * np.asarray(price)[log.slates],
+    }
 
 
 def offline_estimates(
@@ -331,7 +339,7 @@ def offline_estimates(
 
     b = np.asarray(position_bias, dtype=float)
     match = ope.item_position_match(target_slates, log.slates)
-    rewards = {"ctr": log.clicks, "revenue_per_impression": log.purchases * price[log.slates]}
+    rewards = _logged_rewards(log, price)
     out = {}
     for metric, y in rewards.items():
         q_log, q_tgt = predicted_logged[metric], predicted_target[metric]
