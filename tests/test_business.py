@@ -175,6 +175,15 @@ def shop_and_log():
     return shop, simulate_logs(shop, 30_000, seed=1)
 
 
+@pytest.fixture(scope="module")
+def multitask_model(shop_and_log):
+    """The multi-task model fitted once on the shared log (two epochs), for the tests that only
+    read its predictions."""
+    shop, log = shop_and_log
+    return fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
+                         shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+
+
 def test_fit_multitask_learns_signal(shop_and_log):
     shop, log = shop_and_log
     u, sl = log.requests.users, log.slates
@@ -222,12 +231,11 @@ def test_value_weighted_training_favours_expensive_items(shop_and_log):
                       click_weight=-w)  # fmt: skip
 
 
-def test_value_weight_tradeoff_chooses_on_tune_and_measures_on_test(shop_and_log):
+def test_value_weight_tradeoff_chooses_on_tune_and_measures_on_test(shop_and_log, multitask_model):
     from recsys_lib.business import evaluate_slates
 
     shop, log = shop_and_log
-    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
-                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    model = multitask_model
     tune, test = sample_requests(shop, 400, seed=5), sample_requests(shop, 400, seed=6)
     feats = one_hot(shop.category)
     weights = [0.0, 0.2, 0.5, 1.0]
@@ -253,13 +261,12 @@ def test_value_weight_tradeoff_chooses_on_tune_and_measures_on_test(shop_and_log
         value_weight_tradeoff(shop, model, tune, test, 5, [0.5], 0.03, feats)
 
 
-def test_offline_estimates_cover_the_truth_and_pbm_is_tightest(shop_and_log):
+def test_offline_estimates_cover_the_truth_and_pbm_is_tightest(shop_and_log, multitask_model):
     from recsys_lib.business import offline_estimates, ope, slate_predictions
     from recsys_lib.business.shop import true_policy_value
 
     shop, log = shop_and_log
-    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
-                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    model = multitask_model
     held = simulate_logs(shop, 60_000, seed=7)
     users, cands = held.requests.users, held.requests.candidates
     pc, pv = predict_ctr_cvr(model, users, cands, shop.catalog)
@@ -283,12 +290,11 @@ def test_offline_estimates_cover_the_truth_and_pbm_is_tightest(shop_and_log):
     assert est["ctr"]["DR"].value == pytest.approx(by_hand.value)
 
 
-def test_value_weight_tradeoff_on_logged_data_uses_the_estimates(shop_and_log):
+def test_value_weight_tradeoff_on_logged_data_uses_the_estimates(shop_and_log, multitask_model):
     from recsys_lib.business import offline_estimates, ope, slate_predictions
 
     shop, log = shop_and_log
-    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
-                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    model = multitask_model
     held, test = simulate_logs(shop, 20_000, seed=8), sample_requests(shop, 300, seed=6)
     weights = [0.0, 0.3, 1.0]
     out = value_weight_tradeoff(shop, model, held, test, 10, weights, 0.1, one_hot(shop.category))
@@ -347,12 +353,11 @@ def test_choose_operating_point_on_a_ctr_loss_bound():
         choose_operating_point(sweep.iloc[1:], base, 0.01, ctr_loss_bound_col="ctr_loss_high")
 
 
-def test_value_weight_tradeoff_with_a_ctr_bound_is_more_cautious(shop_and_log):
+def test_value_weight_tradeoff_with_a_ctr_bound_is_more_cautious(shop_and_log, multitask_model):
     from recsys_lib.business import offline_values, ope, slate_predictions
 
     shop, log = shop_and_log
-    model = fit_multitask(log.requests.users, log.slates, log.clicks, log.purchases, shop.catalog,
-                          shop.n_users, epochs=2, seed=0, device="cpu")  # fmt: skip
+    model = multitask_model
     held, test = simulate_logs(shop, 20_000, seed=8), sample_requests(shop, 300, seed=6)
     weights = [0.0, 0.1, 0.3, 1.0]
     feats = one_hot(shop.category)
