@@ -5,6 +5,7 @@ cache, the yes/no click model, and the hand-written LoRA against peft. Tiny mode
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -485,3 +486,93 @@ def test_order_stability_stays_a_correlation_when_the_halves_disagree():
         -1.0
         <= llm.order_stability(scores * [[[1.0, 1.0, 1.0]], [[1.0, 3.0, 1.0]]], shown)["averaged"]
     )
+
+
+# ------------------------------------------------------------------------------ stored adapter
+def test_pair_histories_read_only_the_given_part_and_match_pair_order():
+    items = pd.DataFrame({"item_id": np.arange(40), "title": [f"Film {i:02d} (1990)" for i in range(40)],
+                          "genres": [["Drama"]] * 40})  # fmt: skip
+    part = ratings_frame()
+    frame = pd.DataFrame({"user_id": [3, 1, 3, 99], "item_id": [5, 6, 7, 8], "label": [1, 0, 0, 1]})
+    histories, titles, by_user = llm.pair_histories(frame, part, items, n=2)
+    assert titles == ["Film 05 (1990)", "Film 06 (1990)", "Film 07 (1990)", "Film 08 (1990)"]
+    assert histories[0] == histories[2] == by_user[3]
+    newest = llm.user_history(part, items, 3, n=2)["title"].tolist()
+    assert by_user[3] == llm.history_text(newest) and len(newest) == 2
+    assert by_user[99] == llm.history_text(["(none)"])  # a user absent from the part
+    with pytest.raises(ValueError, match="not in items"):
+        llm.pair_histories(frame.assign(item_id=[5, 6, 7, 400]), part, items)
+
+
+def test_pairs_key_changes_with_any_pair_and_needs_the_columns():
+    from recsys_lib.llm import adapter
+
+    a = pd.DataFrame({"user_id": [1, 2], "item_id": [10, 20], "label": [1, 0]})
+    assert adapter.pairs_key(a) == adapter.pairs_key(a.copy())
+    for changed in (a.iloc[::-1], a.assign(label=[1, 1]), a.iloc[:1], a.assign(item_id=[10, 21])):
+        assert adapter.pairs_key(changed) != adapter.pairs_key(a)
+    assert adapter.pairs_key(a, a.iloc[:0]) != adapter.pairs_key(a)  # which frame a row is in
+    with pytest.raises(ValueError, match="label"):
+        adapter.pairs_key(a.drop(columns="label"))
+
+
+def test_stored_adapter_round_trips_and_refuses_what_does_not_match(tmp_path):
+    from recsys_lib.llm import adapter
+    from recsys_lib.text import lora
+
+    trained = tiny_lm(seed=6)
+    trained.sha256 = "model-a"
+    lora.add_lora_by_name(trained.model, ("q_proj", "v_proj"), rank=2, alpha=4.0)
+    with torch.no_grad():
+        for name, p in trained.model.named_parameters():
+            if name.endswith("lora_b"):
+                p.normal_()  # B starts at zero: make the adapter change the outputs
+    ids = torch.tensor([[4, 5, 6, 7]])
+    with torch.no_grad():
+        expected = trained.model(input_ids=ids).logits
+    adapter.save_adapter(trained, tmp_path, targets=("q_proj", "v_proj"), rank=2, alpha=4.0,
+                         data_key="pairs-1", provenance={"evals": [{"step": 0, "auc": 0.5},
+                                                                   {"step": 5, "auc": 0.7}]})  # fmt: skip
+    assert not list(tmp_path.glob("*.partial"))
+    fresh = tiny_lm(seed=6)
+    fresh.sha256 = "model-a"
+    manifest = adapter.load_adapter(fresh, tmp_path, data_key="pairs-1")
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.model(input_ids=ids).logits, expected)
+    assert manifest["n_weights"] == sum(w.numel() for w in adapter.lora_weights(fresh.model).values())
+    assert adapter.curve(manifest)["auc"].tolist() == [0.5, 0.7]
+    other = tiny_lm(seed=6)
+    other.sha256 = "model-b"
+    with pytest.raises(ValueError, match="model-a"):
+        adapter.load_adapter(other, tmp_path)
+    other.sha256 = "model-a"
+    with pytest.raises(ValueError, match="pairs-1"):
+        adapter.load_adapter(other, tmp_path, data_key="pairs-2")
+    weights = tmp_path / adapter.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ValueError, match="damaged"):
+        adapter.load_adapter(other, tmp_path)
+    assert not adapter.lora_weights(other.model)  # refused before the model was touched
+    with pytest.raises(FileNotFoundError, match="train_lora_adapter"):
+        adapter.read_manifest(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no LoRA weights"):
+        adapter.save_adapter(tiny_lm(), tmp_path / "x", targets=("q_proj",), rank=2, alpha=4.0,
+                             data_key="k", provenance={})  # fmt: skip
+
+
+def test_stored_adapter_with_other_shapes_is_refused_whole(tmp_path):
+    from recsys_lib.llm import adapter
+    from recsys_lib.text import lora
+
+    lm = tiny_lm(seed=7)
+    lora.add_lora_by_name(lm.model, ("q_proj", "v_proj"), rank=2, alpha=4.0)
+    adapter.save_adapter(lm, tmp_path, targets=("q_proj", "v_proj"), rank=2, alpha=4.0,
+                         data_key="k", provenance={})  # fmt: skip
+    manifest = json.loads((tmp_path / adapter.MANIFEST_FILE).read_text())
+    manifest["rank"] = 3  # the manifest now disagrees with the stored tensors
+    (tmp_path / adapter.MANIFEST_FILE).write_text(json.dumps(manifest))
+    fresh = tiny_lm(seed=7)
+    with pytest.raises(ValueError, match="stored shape"):
+        adapter.load_adapter(fresh, tmp_path)
+    assert all(float(w.abs().sum()) == 0 for name, w in adapter.lora_weights(fresh.model).items()
+               if name.endswith("lora_b"))  # nothing copied  # fmt: skip

@@ -50,6 +50,7 @@ from recsys_lib.llm.prompts import (  # noqa: F401
     chat_ids,
     history_text,
     listwise_prompt,
+    pair_histories,
     pointwise_parts,
     pointwise_question,
     positives_named,

@@ -102,3 +102,29 @@ def positives_named(
             text, title = texts.get(user), titles.get(item)
             out[r] = bool(text) and bool(title) and str(title) in str(text)
     return out
+
+
+def pair_histories(
+    pairs: pd.DataFrame, part: pd.DataFrame, items: pd.DataFrame, n: int = 5
+) -> tuple[list[str], list[str], dict[Any, str]]:
+    """The texts of a click-pair set's yes/no prompts: (history per pair, title per pair,
+    history per user).
+
+    Each user's history is :func:`history_text` of their ``n`` latest liked films in ``part``
+    only (a user with none reads "(none)"), so ``part`` decides what the model may see: the
+    profile part of fit for training pairs, fit for validation, train for test (chapter 5's
+    leak-safe construction; check with :func:`positives_named`).
+    """
+    missing = {"user_id", "item_id"} - set(pairs.columns)
+    if missing:
+        raise ValueError(f"pairs lacks the column(s) {sorted(missing)}.")
+    titles = items.set_index("item_id")["title"]
+    unknown = pd.Index(pairs["item_id"].unique()).difference(titles.index)
+    if len(unknown):
+        raise ValueError(f"{len(unknown)} pair item id(s) are not in items, e.g. {list(unknown[:3])}.")
+    by_user = {}
+    for user in pairs["user_id"].unique():
+        liked = user_history(part, items, user, n=n)["title"].tolist()
+        by_user[user] = history_text(liked or ["(none)"])
+    return ([by_user[u] for u in pairs["user_id"]], titles.loc[pairs["item_id"]].tolist(),
+            by_user)  # fmt: skip
