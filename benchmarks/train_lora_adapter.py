@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> None:
         prompts[name] = llm.yes_no_prompts(lm, histories, titles)
         labels[name] = frame["label"].to_numpy()
     counts = lora.add_lora_by_name(lm.model, tuple(args.targets), rank=args.rank,
-                                   alpha=2.0 * args.rank)  # fmt: skip
+                                   alpha=2.0 * args.rank, last_layers=args.last_layers)  # fmt: skip
 
     def evaluate() -> dict:
         margin = llm.yes_no_margin(lm, prompts["val"])
@@ -105,7 +105,8 @@ def main(args: argparse.Namespace) -> None:
     }  # fmt: skip
     key = adapter.pairs_key(train_pairs, val_pairs)
     path = adapter.save_adapter(lm, args.output, targets=tuple(args.targets), rank=args.rank,
-                                alpha=2.0 * args.rank, data_key=key, provenance=provenance)  # fmt: skip
+                                alpha=2.0 * args.rank, data_key=key, provenance=provenance,
+                                last_layers=args.last_layers)  # fmt: skip
     print_table(f"LoRA validation AUC by update ({len(train_pairs)} pairs; best "
                 f"{history.best_score:.4f} at update {history.best_step} of "
                 f"{history.steps[-1]})", history.evals)  # fmt: skip
@@ -120,6 +121,12 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--targets", nargs="+", default=["q_proj", "v_proj"])
+    parser.add_argument(
+        "--last-layers",
+        type=int,
+        default=10,
+        help="adapt only the top blocks (the backward pass stops there)",
+    )
     parser.add_argument("--eval-every", type=int, default=50, help="updates between validations")
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)

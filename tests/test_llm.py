@@ -539,7 +539,9 @@ def test_stored_adapter_round_trips_and_refuses_what_does_not_match(tmp_path):
     manifest = adapter.load_adapter(fresh, tmp_path, data_key="pairs-1")
     with torch.no_grad():
         torch.testing.assert_close(fresh.model(input_ids=ids).logits, expected)
-    assert manifest["n_weights"] == sum(w.numel() for w in adapter.lora_weights(fresh.model).values())
+    assert manifest["n_weights"] == sum(
+        w.numel() for w in adapter.lora_weights(fresh.model).values()
+    )
     assert adapter.curve(manifest)["auc"].tolist() == [0.5, 0.7]
     other = tiny_lm(seed=6)
     other.sha256 = "model-b"
@@ -576,3 +578,23 @@ def test_stored_adapter_with_other_shapes_is_refused_whole(tmp_path):
         adapter.load_adapter(fresh, tmp_path)
     assert all(float(w.abs().sum()) == 0 for name, w in adapter.lora_weights(fresh.model).items()
                if name.endswith("lora_b"))  # nothing copied  # fmt: skip
+
+
+def test_lora_on_the_last_layers_equals_peft_layers_to_transform():
+    peft = pytest.importorskip("peft")
+    from recsys_lib.text import lora
+
+    base = tiny_lm(seed=8).model
+    ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
+    counts = lora.add_lora_by_name(ours, ("q_proj", "v_proj"), rank=2, alpha=4.0, last_layers=1)
+    assert isinstance(
+        ours.model.layers[0].self_attn.q_proj, torch.nn.Linear
+    )  # lower block untouched
+    top = ours.model.layers[1].self_attn
+    assert isinstance(top.q_proj, lora.LoRALinear) and isinstance(top.v_proj, lora.LoRALinear)
+    config = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
+                             layers_to_transform=[1], lora_dropout=0.0)  # fmt: skip
+    theirs = peft.get_peft_model(theirs, config)
+    assert counts["trainable"] == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        lora.add_lora_by_name(copy.deepcopy(base), last_layers=3)

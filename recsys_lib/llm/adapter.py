@@ -65,11 +65,11 @@ def _sha256(path: Path) -> str:
 
 
 def save_adapter(lm: LLM, folder: str | os.PathLike[str], *, targets: tuple[str, ...],
-                 rank: int, alpha: float, data_key: str,
-                 provenance: dict[str, Any]) -> Path:  # fmt: skip
+                 rank: int, alpha: float, data_key: str, provenance: dict[str, Any],
+                 last_layers: int | None = None) -> Path:  # fmt: skip
     """Write ``lm.model``'s LoRA weights and their manifest to ``folder``; return the manifest path.
 
-    ``targets``, ``rank``, ``alpha``: how the adapter was added
+    ``targets``, ``rank``, ``alpha``, ``last_layers``: how the adapter was added
     (:func:`recsys_lib.text.lora.add_lora_by_name`); ``data_key``: :func:`pairs_key` of the
     training (and validation) pairs; ``provenance``: anything JSON-serialisable that says how it
     was trained (script, settings, curve, date, machine). Both files are replaced atomically, the
@@ -89,7 +89,8 @@ def save_adapter(lm: LLM, folder: str | os.PathLike[str], *, targets: tuple[str,
     manifest = {
         "weights_sha256": _sha256(out / WEIGHTS_FILE), "base_model": lm.name,
         "base_sha256": lm.sha256, "targets": list(targets), "rank": int(rank),
-        "alpha": float(alpha), "n_weights": int(sum(w.numel() for w in weights.values())),
+        "alpha": float(alpha), "last_layers": last_layers,
+        "n_weights": int(sum(w.numel() for w in weights.values())),
         "data_key": data_key, "provenance": provenance,
     }  # fmt: skip
     return atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
@@ -135,7 +136,7 @@ def load_adapter(lm: LLM, folder: str | os.PathLike[str], *,
                          f"these pairs have key {data_key}: rebuild it on these pairs.")  # fmt: skip
     stored = load_file(str(weights_path))
     add_lora_by_name(lm.model, tuple(manifest["targets"]), rank=manifest["rank"],
-                     alpha=manifest["alpha"])  # fmt: skip
+                     alpha=manifest["alpha"], last_layers=manifest.get("last_layers"))  # fmt: skip
     params = dict(lm.model.named_parameters())
     expected = {name for name in params if name.endswith(_LORA_NAMES)}
     if set(stored) != expected:

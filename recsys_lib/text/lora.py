@@ -120,20 +120,39 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+def _block_list(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of transformer blocks: its longest ``nn.ModuleList``."""
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no nn.ModuleList of transformer blocks.")
+    return max(lists, key=len)
+
+
 def add_lora_by_name(
     model: nn.Module,
     targets: tuple[str, ...] = ("q_proj", "v_proj"),
     rank: int = 8,
     alpha: float = 16.0,
     dropout: float = 0.0,
+    last_layers: int | None = None,
 ) -> dict[str, float]:
     """Freeze every parameter of ``model`` and wrap each ``nn.Linear`` whose attribute name is
     in ``targets`` (any depth) with :class:`LoRALinear`, in place; for decoders such as Llama
-    (``q_proj``, ``v_proj``), the layout :mod:`peft` uses. Returns the parameter counts."""
+    (``q_proj``, ``v_proj``), the layout :mod:`peft` uses. ``last_layers``: wrap only inside
+    the top ``last_layers`` transformer blocks (peft's ``layers_to_transform``); the backward
+    pass then stops at the lowest adapted block, which makes an update cheaper. Returns the
+    parameter counts."""
     from recsys_lib.text.finetune import count_parameters
 
+    roots: list[nn.Module] = [model]
+    if last_layers is not None:
+        blocks = _block_list(model)
+        if not 1 <= last_layers <= len(blocks):
+            raise ValueError(f"last_layers must be between 1 and {len(blocks)} (the model's "
+                             f"blocks), got {last_layers}.")  # fmt: skip
+        roots = list(blocks)[len(blocks) - last_layers :]
     for p in model.parameters():
         p.requires_grad_(False)
-    if _wrap_named(model, targets, rank, alpha, dropout) == 0:
+    if sum(_wrap_named(root, targets, rank, alpha, dropout) for root in roots) == 0:
         raise ValueError(f"no nn.Linear named {list(targets)} in {type(model).__name__}.")
     return count_parameters(model)
