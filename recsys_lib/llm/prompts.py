@@ -121,7 +121,9 @@ def pair_histories(
     titles = items.set_index("item_id")["title"]
     unknown = pd.Index(pairs["item_id"].unique()).difference(titles.index)
     if len(unknown):
-        raise ValueError(f"{len(unknown)} pair item id(s) are not in items, e.g. {list(unknown[:3])}.")
+        raise ValueError(
+            f"{len(unknown)} pair item id(s) are not in items, e.g. {list(unknown[:3])}."
+        )
     by_user = {}
     for user in pairs["user_id"].unique():
         liked = user_history(part, items, user, n=n)["title"].tolist()
