@@ -168,3 +168,26 @@ def test_stage_seeds_are_independent_of_other_stages():
     assert a["log"] == int(seq.generate_state(1)[0])
     with pytest.raises(ValueError, match="distinct"):
         stage_seeds(0, ["a", "a"])
+
+
+def test_visit_outcomes_sum_each_visit_and_split_arms_by_assignment():
+    from recsys_lib.business import abtest
+    from recsys_lib.business.shop import visit_outcomes
+
+    shop = make_shop(ShopConfig(n_users=50, n_items=40, n_candidates=10, slate_size=4), seed=0)
+    users = np.arange(6)
+    slates = np.tile(np.arange(4), (6, 1))
+    clicks, buys, per_visit = visit_outcomes(shop, users, slates, seed=3)
+    c, p = simulate_outcomes(shop, users, slates, seed=3)
+    assert np.array_equal(clicks, c) and np.array_equal(buys, p)
+    for v in range(6):  # by hand, visit by visit
+        assert per_visit["clicks_per_visit"][v] == c[v].sum()
+        assert per_visit["revenue_per_visit"][v] == pytest.approx(shop.price[slates[v]][p[v]].sum())
+        assert per_visit["margin_per_visit"][v] == pytest.approx(shop.margin[slates[v]][p[v]].sum())
+    treated = np.array([True, False, False, True, False, True])
+    arms = abtest.split_arms({"x": np.arange(6.0)}, treated)
+    assert arms["x"][0].tolist() == [1.0, 2.0, 4.0] and arms["x"][1].tolist() == [0.0, 3.0, 5.0]
+    with pytest.raises(ValueError, match="shape"):
+        abtest.split_arms({"clicks": clicks}, treated)  # a per-impression matrix, not per visit
+    with pytest.raises(ValueError, match="boolean"):
+        abtest.split_arms({"x": np.arange(6.0)}, treated.astype(int))

@@ -328,6 +328,23 @@ def guardrail_check(
     return pd.DataFrame(rows)
 
 
+def split_arms(
+    per_visit: Mapping[str, np.ndarray], treated: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (control values, treatment values) of each per-visit array, split by the boolean
+    ``treated`` (n,): the shape :func:`ship_decision` and :func:`guardrail_check` read. Arrays
+    of another length (e.g. per-impression matrices) are refused, naming them."""
+    treated = np.asarray(treated)
+    if treated.dtype != bool or treated.ndim != 1:
+        raise ValueError(f"treated must be a 1-d boolean array, got dtype {treated.dtype} "
+                         f"and shape {treated.shape}.")  # fmt: skip
+    wrong = {k: np.shape(v) for k, v in per_visit.items() if np.shape(v) != treated.shape}
+    if wrong:
+        raise ValueError(f"per-visit arrays must have shape {treated.shape} like treated; "
+                         f"got {wrong}.")  # fmt: skip
+    return {k: (np.asarray(v)[~treated], np.asarray(v)[treated]) for k, v in per_visit.items()}
+
+
 def ship_decision(
     revenue: tuple[np.ndarray, np.ndarray],
     guardrails: Mapping[str, tuple[np.ndarray, np.ndarray]],

@@ -378,6 +378,22 @@ def simulate_outcomes(
     return clicks, purchases
 
 
+def visit_outcomes(
+    shop: Shop, users: np.ndarray, slates: np.ndarray, seed: int | np.random.SeedSequence
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One experiment's outcomes: the (n, K) clicks and purchases of :func:`simulate_outcomes`
+    for the shown ``slates``, and the per-visit values an A/B test compares (one per visit, the
+    randomisation unit): ``revenue_per_visit`` (price of the purchases), ``clicks_per_visit``
+    and ``margin_per_visit``."""
+    clicks, purchases = simulate_outcomes(shop, users, slates, seed)
+    per_visit = {
+        "revenue_per_visit": (purchases * shop.price[slates]).sum(1),
+        "clicks_per_visit": clicks.sum(1),
+        "margin_per_visit": (purchases * shop.margin[slates]).sum(1),
+    }
+    return clicks, purchases, per_visit
+
+
 def simulate_logs(
     shop: Shop, n_impressions: int, seed: int, chunk_requests: int = 20_000
 ) -> ImpressionLog:
