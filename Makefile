@@ -50,7 +50,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check recsys_lib tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check recsys_lib tests benchmarks notebooks
-	$(KEXEC) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(KEXEC) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
 
 ## make test-kernels: the whole test suite under every kernel configuration in turn
 test-kernels: $(STAMP)
