@@ -1,10 +1,10 @@
 """Train chapter 7's LoRA yes/no click adapter at a budget that can learn, and store it.
 
-    python benchmarks/train_lora_adapter.py --pairs 2400 --output benchmarks/results/lora_adapter
+    python benchmarks/train_lora_adapter.py --pairs 2000 --output benchmarks/results/lora_adapter
 
 The chapter can only afford a few LoRA updates on a CPU; this script runs the long version once
 (tens of minutes on 2 cores, a minute on a GPU) and stores the adapter with
-:func:`recsys_lib.llm.adapter.save_adapter`: the low-rank weights (a few MB), their sha256, the
+:func:`recsys_lib.llm.adapter.save_adapter`: the low-rank weights (under 1 MB at the defaults), their sha256, the
 base model's sha256, the key of the pairs it saw and its training log. Chapter 7 loads it,
 verifies all of that against its own model and pairs, and evaluates it live on its test pairs.
 
@@ -115,8 +115,10 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=2400, help="training pairs")
-    parser.add_argument("--epochs", type=int, default=3, help="a cap: early stopping ends sooner")
+    parser.add_argument("--pairs", type=int, default=2000, help="training pairs (the probe's)")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="a cap: early stopping may end sooner"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=8)
@@ -128,7 +130,7 @@ if __name__ == "__main__":
         help="adapt only the top blocks (the backward pass stops there)",
     )
     parser.add_argument("--eval-every", type=int, default=50, help="updates between validations")
-    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default="default")
     parser.add_argument("--device", default="auto")

@@ -26,6 +26,7 @@ import pandas as pd
 
 from recsys_lib.llm.loading import LLM
 from recsys_lib.runtime import atomic_write_text
+from recsys_lib.text.embeddings import sha256_file
 
 WEIGHTS_FILE = "adapter.safetensors"
 MANIFEST_FILE = "adapter.json"
@@ -56,14 +57,6 @@ def lora_weights(model: Any) -> dict[str, Any]:
             if name.endswith(_LORA_NAMES)}  # fmt: skip
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_adapter(lm: LLM, folder: str | os.PathLike[str], *, targets: tuple[str, ...],
                  rank: int, alpha: float, data_key: str, provenance: dict[str, Any],
                  last_layers: int | None = None) -> Path:  # fmt: skip
@@ -87,7 +80,7 @@ def save_adapter(lm: LLM, folder: str | os.PathLike[str], *, targets: tuple[str,
     save_file(weights, str(partial))
     os.replace(partial, out / WEIGHTS_FILE)
     manifest = {
-        "weights_sha256": _sha256(out / WEIGHTS_FILE), "base_model": lm.name,
+        "weights_sha256": sha256_file(out / WEIGHTS_FILE), "base_model": lm.name,
         "base_sha256": lm.sha256, "targets": list(targets), "rank": int(rank),
         "alpha": float(alpha), "last_layers": last_layers,
         "n_weights": int(sum(w.numel() for w in weights.values())),
@@ -124,7 +117,7 @@ def load_adapter(lm: LLM, folder: str | os.PathLike[str], *,
     weights_path = Path(folder) / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"the manifest in {folder} has no weights file {weights_path}.")
-    actual = _sha256(weights_path)
+    actual = sha256_file(weights_path)
     if actual != manifest["weights_sha256"]:
         raise ValueError(f"{weights_path} has sha256 {actual}, but its manifest says "
                          f"{manifest['weights_sha256']}: the file is damaged or was replaced.")  # fmt: skip
