@@ -90,6 +90,8 @@ SETTINGS: dict[str, str] = {
     "RECSYS_TORCH_THREADS": "torch's thread count, overriding each chapter's (kernel variation)",
     "RECSYS_QUANTIZED_ENGINE": "torch's int8 engine: x86, fbgemm, qnnpack or onednn (kernel "
     "variation)",
+    "RECSYS_FIT_CACHE": "the folder of finished trainings read back instead of training again "
+    "(default: fits/ in the embedding cache; off disables it)",
     "RECSYS_ARTEFACT_KEY": "the secret that signs saved serving artefacts and verifies them on "
     "load (HMAC-SHA256; unset: artefacts are unsigned)",
 }

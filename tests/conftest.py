@@ -19,6 +19,9 @@ if "RECSYS_DATA_DIR" not in os.environ and SHARED_MOVIELENS.is_dir():
     os.environ["RECSYS_DATA_DIR"] = str(SHARED_MOVIELENS)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Every test trains for real (a cached training could hide a change made by monkeypatching);
+# tests/test_fit_cache.py switches the fit cache on in temporary folders.
+os.environ.setdefault("RECSYS_FIT_CACHE", "off")
 
 
 def pytest_configure(config):

@@ -41,6 +41,7 @@ from recsys_lib.models.base import Model
 from recsys_lib.retrieval.topk import top_k
 from recsys_lib.runtime import resolve_device
 from recsys_lib.text.finetune import TrainConfig, TrainHistory, train_loop
+from recsys_lib.text.finetune.fit_cache import cached_training
 from recsys_lib.validation import (
     POSITIVE,
     POSITIVE_INT,
@@ -335,6 +336,19 @@ class _TransformerRecommender(Model):
         torch.manual_seed(cfg.seed)
         self.net_ = _Net.build(self.kind, train.shape[1], cfg.max_length, self.dim, self.layers,
                                self.heads, self.dropout, self.item_init).to(self.device_)  # fmt: skip
+        settings = {k: v for k, v in vars(self).items()
+                    if isinstance(v, bool | int | float | str) and not k.endswith("_")}  # fmt: skip
+        data = {"class": type(self).__qualname__, "settings": settings, "train": seqs,
+                "valid": self.valid}  # fmt: skip
+        self.history_ = cached_training(self.net_, cfg, data, lambda: self._train(seqs))
+        log.info("%s: best validation nDCG@%d %.4f at step %s", self.name, self.k,
+                 self.history_.best_score or float("nan"), self.history_.best_step)  # fmt: skip
+
+    def _train(self, seqs: Sequences) -> TrainHistory:
+        """The training loop proper (``self.net_`` built, ``self.valid`` set)."""
+        import torch
+
+        cfg = self.config
         examples = self._examples(seqs)
         n_rows = len(examples)
         n_batches = max(1, -(-n_rows // cfg.batch_size))
@@ -355,11 +369,9 @@ class _TransformerRecommender(Model):
             assert valid is not None  # train_loop gets validate only when there is valid data
             return {f"ndcg@{self.k}": evaluate(self, valid, self.k)[f"ndcg@{self.k}"]}
 
-        self.history_ = train_loop(self.net_, batches, n_batches, loss_fn, cfg,
-                                    validate if self.valid is not None else None,
-                                    f"ndcg@{self.k}", True)  # fmt: skip
-        log.info("%s: best validation nDCG@%d %.4f at step %s", self.name, self.k,
-                 self.history_.best_score or float("nan"), self.history_.best_step)  # fmt: skip
+        return train_loop(self.net_, batches, n_batches, loss_fn, cfg,
+                          validate if self.valid is not None else None,
+                          f"ndcg@{self.k}", True)  # fmt: skip
 
     def _score(self, user_rows: np.ndarray) -> np.ndarray:
         import torch

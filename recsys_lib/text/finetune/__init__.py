@@ -21,6 +21,9 @@ layers, the frozen trunk's outputs are computed once per text and cached
 (:class:`TwoTower` ``cache_trunk``), so a training step only runs the top layers: texts repeat
 across pairs (943 users, 1,682 films), so this removes most of the compute.
 
+Finished trainings are cached on disk (:mod:`~recsys_lib.text.finetune.fit_cache`): a second run
+with the same starting weights, data, settings and library code reads the trained weights back.
+
 Determinism: every random choice draws from a generator seeded by ``TrainConfig.seed``; on CPU
 two runs with the same seed give the same weights.
 """
@@ -33,6 +36,12 @@ from recsys_lib.text.finetune.cross_encoder import (  # noqa: F401
     predict_click_proba,
     tokenize_pairs,
     train_cross_encoder,
+)
+from recsys_lib.text.finetune.fit_cache import (  # noqa: F401
+    cached_training,
+    default_fit_cache_dir,
+    fingerprint,
+    state_fingerprint,
 )
 from recsys_lib.text.finetune.training import (  # noqa: F401
     ID2LABEL,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
+from recsys_lib.text.finetune.fit_cache import cached_training, tokenizer_key
 from recsys_lib.text.finetune.training import (
     TrainConfig,
     TrainHistory,
@@ -257,16 +258,42 @@ def train_cross_encoder(
     ``log_loss``; ``monitor`` picks the early-stopping metric (AUC: higher is better).
     Pairs are shuffled each epoch from ``config.seed``; the model is left on the training device.
 
+    The finished training is stored in the fit cache (:mod:`~recsys_lib.text.finetune.fit_cache`)
+    and read back by a later call with the same model, data and settings.
+
     ``cache_trunk`` (default): when the embeddings and some lower layers are frozen
     (:func:`freeze_lower_layers`), the training and validation pairs go through the frozen part
     once (:class:`PairTrunkCache`, timed in ``TrainHistory.setup_seconds``) and every update
     runs only the top layers. The frozen layers then run without dropout, the one difference
     from the uncached loop.
     """
+    device = resolve_device(config.device)
+    to_device(model, device)
+    data = {"train_pairs": train_pairs[["user_id", "item_id", "label"]], "user_text": user_text,
+            "item_text": item_text, "val_pairs": val_pairs, "val_user_text": val_user_text,
+            "monitor": monitor, "cache_trunk": cache_trunk, "tokenizer": tokenizer_key(tokenizer)}  # fmt: skip
+    return cached_training(model, config, data, lambda: _train_cross_encoder(
+        model, tokenizer, train_pairs, user_text, item_text, config, val_pairs=val_pairs,
+        val_user_text=val_user_text, monitor=monitor, cache_trunk=cache_trunk))  # fmt: skip
+
+
+def _train_cross_encoder(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_pairs: pd.DataFrame,
+    user_text: pd.Series,
+    item_text: pd.Series,
+    config: TrainConfig,
+    *,
+    val_pairs: pd.DataFrame | None,
+    val_user_text: pd.Series | None,
+    monitor: str,
+    cache_trunk: bool,
+) -> TrainHistory:
+    """:func:`train_cross_encoder` without the fit cache."""
     import torch
 
     device = resolve_device(config.device)
-    to_device(model, device)
     users, items = pair_texts(train_pairs, user_text, item_text)
     labels = torch.tensor(train_pairs["label"].to_numpy().copy(), dtype=torch.long)
     n = len(users)

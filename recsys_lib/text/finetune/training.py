@@ -207,6 +207,7 @@ class TrainHistory:
     eval_seconds: float = 0.0
     setup_seconds: float = 0.0  # one-off work before the loop (e.g. caching a frozen trunk)
     device: str = "cpu"
+    from_cache: bool = False  # read back by fit_cache.cached_training (seconds: the stored run's)
 
     @property
     def examples_per_second(self) -> float:

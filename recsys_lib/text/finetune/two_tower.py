@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from recsys_lib.data.interactions import Catalogue, Interactions
 from recsys_lib.text.finetune.cross_encoder import _frozen_trunk, _upper_layers
+from recsys_lib.text.finetune.fit_cache import cached_training, tokenizer_key
 from recsys_lib.text.finetune.training import (
     TrainConfig,
     TrainHistory,
@@ -266,6 +267,7 @@ def train_two_tower(
     logq_correction: bool = True,
     evaluate: Callable[[TwoTower], dict[str, Any]] | None = None,
     monitor: str = "ndcg@10",
+    evaluate_key: object = None,
 ) -> TrainHistory:
     """Fine-tune ``tower`` on positive (user_id, item_id) pairs with in-batch negatives.
 
@@ -274,6 +276,12 @@ def train_two_tower(
     the log of each item's chance to be drawn as a batch positive (:func:`positive_draw_log_q`)
     from its logits. ``evaluate(tower)`` returns
     validation metrics (e.g. :func:`ranking_metrics`); the best ``monitor`` value wins.
+
+    The finished training is stored in the fit cache (:mod:`~recsys_lib.text.finetune.fit_cache`)
+    and read back by a later call with the same tower, data and settings. ``evaluate`` is a
+    function the cache cannot look into, so with ``evaluate`` the cache is used only when
+    ``evaluate_key`` names what it validates on (anything ``fit_cache.fingerprint`` hashes, e.g.
+    ``(user_texts, fit, valid, k)``).
     """
     import torch
 
@@ -305,8 +313,19 @@ def train_two_tower(
         return loss, len(users)
 
     evaluate_fn = None if evaluate is None else (lambda: evaluate(tower))
-    return train_loop(tower.encoder, batches, n_batches, loss_fn, config, evaluate_fn, monitor,
-                       higher_is_better=True)  # fmt: skip
+
+    def train() -> TrainHistory:
+        return train_loop(tower.encoder, batches, n_batches, loss_fn, config, evaluate_fn,
+                          monitor, higher_is_better=True)  # fmt: skip
+
+    if evaluate is not None and evaluate_key is None:
+        return train()
+    data = {"positives": positives[["user_id", "item_id"]], "user_text": user_text,
+            "item_text": item_text, "temperature": temperature, "symmetric": symmetric,
+            "logq_correction": logq_correction, "monitor": monitor, "evaluate": evaluate_key,
+            "tower": [tower.max_length, tower.cache_trunk, tower.pooling, tower.n_frozen,
+                      tokenizer_key(tower.tokenizer)]}  # fmt: skip
+    return cached_training(tower.encoder, config, data, train)
 
 
 def ranking_metrics(
