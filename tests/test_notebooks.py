@@ -34,15 +34,21 @@ CURRENT_KERNELS = os.environ.get("RECSYS_KERNELS", NATIVE)
 KERNEL_PRESSURE_FOR_SECOND_RUN = 0.05
 
 
-def kernel_sensitive(stem: str, expected_dir: Path = EXPECTED_DIR) -> bool:
-    """True when the kernel configurations used a visible share of some band of ``stem``
+def notebook_pressure(stem: str, expected_dir: Path = EXPECTED_DIR) -> float:
+    """The largest share of a band's room of ``stem`` that the kernel configurations used
     (:func:`recsys_lib.course.bands.kernel_pressure`, from its expected file's ``kernels``
-    records): only those notebooks gain from a second run under other kernels."""
+    records); 0 without an expected file."""
     path = expected_dir / f"{stem}.json"
     if not path.exists():
-        return False
+        return 0.0
     specs = read_expected(path)[stem].values()
-    return max(map(kernel_pressure, specs), default=0.0) >= KERNEL_PRESSURE_FOR_SECOND_RUN
+    return max(map(kernel_pressure, specs), default=0.0)
+
+
+def kernel_sensitive(stem: str, expected_dir: Path = EXPECTED_DIR) -> bool:
+    """True when the kernel configurations used a visible share of some band of ``stem``:
+    only those notebooks gain from a second run under other kernels."""
+    return notebook_pressure(stem, expected_dir) >= KERNEL_PRESSURE_FOR_SECOND_RUN
 
 
 def second_configurations(
@@ -50,10 +56,13 @@ def second_configurations(
 ) -> list[tuple]:
     """``(notebook, configuration)`` pairs for the second smoke run of each kernel-sensitive
     notebook: the configurations other than ``current`` in turn, the most different first, so
-    one test run exercises every configuration and each notebook always gets the same one."""
+    one test run exercises every configuration and each notebook always gets the same one. The
+    notebook whose bands the kernels push hardest goes first, so it meets the most different
+    configuration (``make test-kernels`` runs every notebook under every configuration)."""
     pool = [MOST_DIFFERENT, *(n for n in CONFIGS if n != MOST_DIFFERENT)]
     pool = [n for n in pool if n != current]
     sensitive = [p for p in notebooks if kernel_sensitive(p.stem, expected_dir)]
+    sensitive.sort(key=lambda p: -notebook_pressure(p.stem, expected_dir))  # stable for ties
     return [(p, pool[i % len(pool)]) for i, p in enumerate(sensitive)]
 
 
@@ -168,6 +177,17 @@ def test_second_runs_rotate_over_the_other_configurations(tmp_path):
     assert all(k != "native" for _, k in runs)
     under_generic = second_configurations(notebooks, current="generic", expected_dir=tmp_path)
     assert [k for _, k in under_generic] == ["native", "avx2", "native"]
+
+
+def test_the_notebook_the_kernels_push_hardest_meets_the_most_different_configuration(tmp_path):
+    for stem, used in (("a", 0.1), ("b", 0.6), ("c", 0.3)):
+        spec = {"kind": "hardware", "value": 0.0, "atol": 1, "reason": "x",
+                "kernels": {"configs": {"native": 0.0, "generic": used}}}  # fmt: skip
+        (tmp_path / f"{stem}.json").write_text(json.dumps({stem: {"m": spec}}))
+    notebooks = [Path(f"{s}.ipynb") for s in "abc"]
+    runs = second_configurations(notebooks, current="native", expected_dir=tmp_path)
+    assert [(p.stem, k) for p, k in runs] == [("b", MOST_DIFFERENT), ("c", "avx2"),
+                                              ("a", MOST_DIFFERENT)]  # fmt: skip
 
 
 def test_spark_notebooks_skip_with_install_advice_without_java(monkeypatch):
