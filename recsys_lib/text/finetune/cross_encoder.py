@@ -272,76 +272,60 @@ def train_cross_encoder(
     data = {"train_pairs": train_pairs[["user_id", "item_id", "label"]], "user_text": user_text,
             "item_text": item_text, "val_pairs": val_pairs, "val_user_text": val_user_text,
             "monitor": monitor, "cache_trunk": cache_trunk, "tokenizer": tokenizer_key(tokenizer)}  # fmt: skip
-    return cached_training(model, config, data, lambda: _train_cross_encoder(
-        model, tokenizer, train_pairs, user_text, item_text, config, val_pairs=val_pairs,
-        val_user_text=val_user_text, monitor=monitor, cache_trunk=cache_trunk))  # fmt: skip
 
+    def train() -> TrainHistory:  # the loop proper, run on a fit-cache miss
+        import torch
 
-def _train_cross_encoder(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train_pairs: pd.DataFrame,
-    user_text: pd.Series,
-    item_text: pd.Series,
-    config: TrainConfig,
-    *,
-    val_pairs: pd.DataFrame | None,
-    val_user_text: pd.Series | None,
-    monitor: str,
-    cache_trunk: bool,
-) -> TrainHistory:
-    """:func:`train_cross_encoder` without the fit cache."""
-    import torch
+        users, items = pair_texts(train_pairs, user_text, item_text)
+        labels = torch.tensor(train_pairs["label"].to_numpy().copy(), dtype=torch.long)
+        n = len(users)
+        if n == 0:
+            raise ValueError("train_pairs is empty.")
+        n_batches = math.ceil(n / config.batch_size)
+        setup = time.perf_counter()
+        use_cache = cache_trunk and frozen_depth(model) > 0
+        trunk = (PairTrunkCache(model, tokenizer, users, items, max_length=config.max_length,
+                                device=device, progress=config.progress)
+                 if use_cache else None)  # fmt: skip
 
-    device = resolve_device(config.device)
-    users, items = pair_texts(train_pairs, user_text, item_text)
-    labels = torch.tensor(train_pairs["label"].to_numpy().copy(), dtype=torch.long)
-    n = len(users)
-    if n == 0:
-        raise ValueError("train_pairs is empty.")
-    n_batches = math.ceil(n / config.batch_size)
-    setup = time.perf_counter()
-    use_cache = cache_trunk and frozen_depth(model) > 0
-    trunk = (PairTrunkCache(model, tokenizer, users, items, max_length=config.max_length,
-                            device=device, progress=config.progress)
-             if use_cache else None)  # fmt: skip
+        def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
+            order = rng.permutation(n)
+            for start in range(0, n, config.batch_size):
+                yield order[start : start + config.batch_size]
 
-    def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
-        order = rng.permutation(n)
-        for start in range(0, n, config.batch_size):
-            yield order[start : start + config.batch_size]
+        def loss_fn(rows: np.ndarray) -> tuple[torch.Tensor, int]:
+            target = labels[rows].to(device)
+            if trunk is not None:
+                logits = trunk.logits(model, rows)
+                return torch.nn.functional.cross_entropy(logits.float(), target), len(rows)
+            enc = tokenize_pairs(tokenizer, [users[r] for r in rows], [items[r] for r in rows],
+                                 config.max_length).to(device)  # fmt: skip
+            out = model(**enc, labels=target)
+            return out.loss, len(rows)
 
-    def loss_fn(rows: np.ndarray) -> tuple[torch.Tensor, int]:
-        target = labels[rows].to(device)
-        if trunk is not None:
-            logits = trunk.logits(model, rows)
-            return torch.nn.functional.cross_entropy(logits.float(), target), len(rows)
-        enc = tokenize_pairs(tokenizer, [users[r] for r in rows], [items[r] for r in rows],
-                             config.max_length).to(device)  # fmt: skip
-        out = model(**enc, labels=target)
-        return out.loss, len(rows)
+        evaluate = None
+        if val_pairs is not None:
+            val_labels = val_pairs["label"].to_numpy()
+            vtext = user_text if val_user_text is None else val_user_text
+            val_trunk = None
+            if use_cache:
+                val_trunk = PairTrunkCache(model, tokenizer, *pair_texts(val_pairs, vtext, item_text),
+                                           max_length=config.max_length, device=device)  # fmt: skip
 
-    evaluate = None
-    if val_pairs is not None:
-        val_labels = val_pairs["label"].to_numpy()
-        vtext = user_text if val_user_text is None else val_user_text
-        val_trunk = None
-        if use_cache:
-            val_trunk = PairTrunkCache(model, tokenizer, *pair_texts(val_pairs, vtext, item_text),
-                                       max_length=config.max_length, device=device)  # fmt: skip
+            def evaluate() -> dict[str, float]:
+                if val_trunk is not None:
+                    probs = val_trunk.predict_proba(model)
+                else:
+                    probs = predict_click_proba(model, tokenizer, val_pairs, vtext, item_text,
+                                                max_length=config.max_length, device=device)  # fmt: skip
+                return click_metrics(val_labels, probs)
 
-        def evaluate() -> dict[str, float]:
-            if val_trunk is not None:
-                probs = val_trunk.predict_proba(model)
-            else:
-                probs = predict_click_proba(model, tokenizer, val_pairs, vtext, item_text,
-                                            max_length=config.max_length, device=device)  # fmt: skip
-            return click_metrics(val_labels, probs)
+        setup_seconds = time.perf_counter() - setup
+        history = train_loop(
+            model, batches, n_batches, loss_fn, config, evaluate, monitor,
+            higher_is_better=(monitor != "log_loss"),
+        )  # fmt: skip
+        history.setup_seconds = setup_seconds
+        return history
 
-    setup_seconds = time.perf_counter() - setup
-    history = train_loop(
-        model, batches, n_batches, loss_fn, config, evaluate, monitor,
-        higher_is_better=(monitor != "log_loss"),
-    )  # fmt: skip
-    history.setup_seconds = setup_seconds
-    return history
+    return cached_training(model, config, data, train)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_lib.data.interactions import Interactions
 from recsys_lib.runtime import atomic_write_bytes, atomic_write_text, setting
 from recsys_lib.text.finetune.training import TrainConfig, TrainHistory
 
@@ -51,8 +52,6 @@ _NOT_KEYED = ("progress",)
 
 def _feed(h: Any, part: object) -> None:
     """Hash ``part`` into ``h`` with its type, shape and dtype, so different objects differ."""
-    from recsys_lib.data.interactions import Interactions
-
     if isinstance(part, Interactions):
         _feed(h, ("interactions", part.matrix, part.catalogue.user_ids, part.catalogue.item_ids))
         _feed(h, tuple(getattr(part, "items", ())))  # a Sequences' order
@@ -110,11 +109,13 @@ def library_fingerprint() -> str:
 
 def state_fingerprint(model: torch.nn.Module) -> str:
     """sha256 of ``model``'s state dict: names, dtypes, shapes and values of every tensor."""
+    import torch
+
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         value = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{value.dtype}|{tuple(value.shape)};".encode())
-        h.update(value.view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+        h.update(value.view(-1).view(dtype=torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -123,12 +124,6 @@ def tokenizer_key(tokenizer: Any) -> list[object]:
     of a probe text pair."""
     probe = tokenizer("a [SEP] Toy Story (1995), comedy; 4.5 stars", "0123 é ü")["input_ids"]
     return [type(tokenizer).__name__, len(tokenizer), [int(i) for i in probe]]
-
-
-def _byte_dtype() -> torch.dtype:
-    import torch
-
-    return torch.uint8
 
 
 def default_fit_cache_dir() -> Path | None:
@@ -260,6 +255,5 @@ def cached_training(
         if history is not None:
             return history
         history = train()
-        folder.mkdir(parents=True, exist_ok=True)
         _store(folder, key, model, history)
     return history
